@@ -1,0 +1,1 @@
+"""Generated linkplane v1 protocol modules."""

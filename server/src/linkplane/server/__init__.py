@@ -1,0 +1,1 @@
+"""linkplane's control-plane server."""
