@@ -1,0 +1,455 @@
+"""ProviderService: publish services and decide on their connection requests."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.longrunning import operations_pb2
+from google.protobuf import empty_pb2
+from sqlalchemy import func, select
+
+from linkplane.server.api import converters, fields, resources, rpc, watches
+from linkplane.server.domain import errors, filters, names, pagination, specs, states, validation
+from linkplane.server.storage import audit, filtering, models, records
+from linkplane.v1 import provider_service_pb2, provider_service_pb2_grpc, service_pb2
+
+Context = grpc.aio.ServicerContext[Any, Any]
+KIND = "service"
+WRITABLE = {
+    "display_name", "load_balancer", "acceptance_policy", "allowed_principals",
+    "private_dns_name", "supported_ip_address_types", "supported_regions", "labels",
+}
+IMMUTABLE = {"provider_account", "region"}
+OUTPUT_ONLY = {
+    "uid", "state", "reconciling", "conditions", "generation", "observed_generation",
+    "service_id", "service_name", "network_load_balancer_arns", "base_endpoint_dns_names",
+    "private_dns_verification", "connection_counts", "availability_zones", "last_aws_error",
+    "create_time", "update_time", "delete_time",
+}
+FILTER_FIELDS = {"state", "region", "provider_account", "display_name", "labels", "service_name"}
+FILTER_ENUMS = {"state": states.SERVICE_STATES}
+CONNECTION_FILTER_FIELDS = {"state", "owner_account_id", "vpc_id", "region", "connection"}
+CONNECTION_FILTER_ENUMS = {"state": states.ENDPOINT_STATES}
+
+
+def columns() -> dict[str, Any]:
+    return {
+        "state": models.Service.state,
+        "region": models.Service.region,
+        "provider_account": models.Service.provider_account,
+        "display_name": models.Service.display_name,
+        "labels": models.Service.labels,
+        "service_name": models.Service.service_name,
+    }
+
+
+class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
+    def __init__(self, deps: rpc.Dependencies) -> None:
+        self.deps = deps
+
+    @rpc.unary
+    async def PublishService(
+        self, request: provider_service_pb2.PublishServiceRequest, context: Context, actor: str
+    ) -> operations_pb2.Operation:
+        project = fields.project_of(request.parent)
+        service_id = fields.resource_id(request.service_id, "svc", "service_id")
+        if not request.HasField("service"):
+            raise errors.InvalidArgument([errors.FieldViolation("service", "is required")])
+        spec = converters.service_spec(request.service)
+        violations = validation.check_service(spec, "service")
+        if violations:
+            raise errors.InvalidArgument(violations)
+        rpc.check_request_id(request.request_id)
+        name = f"projects/{project}/services/{service_id}"
+        async with self.deps.db.transaction() as session:
+            if not request.validate_only:
+                earlier = await rpc.replay(session, "PublishService", request)
+                if earlier is not None:
+                    return await resources.replayed_operation(session, earlier.operation_id)
+            await resources.check_account_ref(
+                session, spec.provider_account, spec.region, "service.provider_account",
+                "service.region",
+            )
+            if await records.get(session, models.Service, name) is not None:
+                raise errors.AlreadyExists(name, kind="service")
+            row = models.Service(
+                uid=uuid.uuid4(),
+                name=name,
+                project=project,
+                display_name=spec.display_name,
+                labels=spec.labels,
+                spec=specs.to_json(spec),
+                generation=1,
+                observed_generation=0,
+                state="CREATING",
+                reconciling=True,
+                status={},
+                revision=1,
+                provider_account=spec.provider_account,
+                region=spec.region,
+                force_delete=False,
+                fencing_token=0,
+                attempts=0,
+            )
+            if request.validate_only:
+                return resources.preview(
+                    converters.pack(converters.service(_transient(row))), name, "publish"
+                )
+            session.add(row)
+            await session.flush()
+            await session.refresh(row)
+            operation = await resources.start_operation(
+                session, target=name, verb="publish", kind=KIND, uid=row.uid, generation=1,
+                actor=actor, progress="waiting for a worker to create the endpoint service",
+            )
+            await audit.record(
+                session, actor=actor, action="PublishService", resource=name, resource_uid=row.uid,
+                request_id=request.request_id, details={"spec": specs.to_json(spec)},
+            )
+            await rpc.remember(
+                session, "PublishService", request, operation_id=operation.name.split("/")[1]
+            )
+            return operation
+
+    @rpc.unary
+    async def GetService(
+        self, request: provider_service_pb2.GetServiceRequest, context: Context, actor: str
+    ) -> service_pb2.Service:
+        name = str(fields.name_of(request.name, "services"))
+        async with self.deps.db.transaction() as session:
+            row = await records.get(session, models.Service, name)
+            if row is None:
+                raise errors.NotFound(name, kind="service")
+            return converters.service(row)
+
+    @rpc.unary
+    async def ListServices(
+        self, request: provider_service_pb2.ListServicesRequest, context: Context, actor: str
+    ) -> provider_service_pb2.ListServicesResponse:
+        project = fields.project_of(request.parent)
+        size = pagination.page_size(request.page_size)
+        node = filters.parse(request.filter, fields=FILTER_FIELDS, enums=FILTER_ENUMS)
+        key = [request.parent, request.filter]
+        after = pagination.decode(self.deps.page_secret, key, request.page_token)
+        async with self.deps.db.transaction() as session:
+            rows, more = await records.page(
+                session, models.Service, project=project, node=node, columns=columns(),
+                after=after, limit=size,
+            )
+        token = pagination.encode(self.deps.page_secret, key, rows[-1].name) if more else ""
+        return provider_service_pb2.ListServicesResponse(
+            services=[converters.service(r) for r in rows], next_page_token=token
+        )
+
+    @rpc.unary
+    async def UpdateService(
+        self, request: provider_service_pb2.UpdateServiceRequest, context: Context, actor: str
+    ) -> operations_pb2.Operation:
+        name = str(fields.name_of(request.service.name, "services", "service.name"))
+        paths = fields.mask_paths(request.update_mask, WRITABLE | IMMUTABLE, OUTPUT_ONLY)
+        rpc.check_request_id(request.request_id)
+        incoming = converters.service_spec(request.service)
+        async with self.deps.db.transaction() as session:
+            if not request.validate_only:
+                earlier = await rpc.replay(session, "UpdateService", request)
+                if earlier is not None:
+                    return await resources.replayed_operation(session, earlier.operation_id)
+            row = await records.get(session, models.Service, name, for_update=True)
+            if row is None:
+                raise errors.NotFound(name, kind="service")
+            fields.check_etag(request.service.etag, row.uid, row.revision, name)
+            if row.delete_time is not None:
+                raise errors.FailedPrecondition(
+                    f"service {name} is being deleted", reason="RESOURCE_DELETING",
+                    metadata={"name": name},
+                )
+            spec = specs.service_from_json(row.spec)
+            explicit = bool(request.update_mask.paths) and list(request.update_mask.paths) != ["*"]
+            immutable_changes = [
+                errors.FieldViolation(f"service.{p}", "is immutable; publish a new service")
+                for p in sorted(paths & IMMUTABLE)
+                if getattr(incoming, p) != getattr(spec, p) and (explicit or getattr(incoming, p))
+            ]
+            if immutable_changes:
+                raise errors.InvalidArgument(immutable_changes)
+            for path in paths - IMMUTABLE:
+                setattr(spec, path, getattr(incoming, path))
+            violations = validation.check_service(spec, "service")
+            if violations:
+                raise errors.InvalidArgument(violations)
+            changed = specs.to_json(spec) != row.spec
+            if request.validate_only:
+                return resources.preview(converters.pack(converters.service(row)), name, "update")
+            if changed:
+                row.spec = specs.to_json(spec)
+                row.display_name = spec.display_name
+                row.labels = spec.labels
+                row.generation += 1
+                row.reconciling = True
+                row.state = states.service_state_on_update(row.state)
+                row.next_reconcile_at = func.now()
+                row.revision += 1
+                row.update_time = func.now()
+            await session.flush()
+            await session.refresh(row)
+            operation = await resources.start_operation(
+                session, target=name, verb="update", kind=KIND, uid=row.uid,
+                generation=row.generation, actor=actor,
+                progress="waiting for a worker to apply the change" if changed else "no change",
+            )
+            await audit.record(
+                session, actor=actor, action="UpdateService", resource=name, resource_uid=row.uid,
+                request_id=request.request_id,
+                details={"paths": sorted(paths), "changed": changed, "spec": specs.to_json(spec)},
+            )
+            await rpc.remember(
+                session, "UpdateService", request, operation_id=operation.name.split("/")[1]
+            )
+            return operation
+
+    @rpc.unary
+    async def DeleteService(
+        self, request: provider_service_pb2.DeleteServiceRequest, context: Context, actor: str
+    ) -> operations_pb2.Operation:
+        name = str(fields.name_of(request.name, "services"))
+        rpc.check_request_id(request.request_id)
+        async with self.deps.db.transaction() as session:
+            if not request.validate_only:
+                earlier = await rpc.replay(session, "DeleteService", request)
+                if earlier is not None:
+                    return await resources.replayed_operation(session, earlier.operation_id)
+            row = await records.get(session, models.Service, name, for_update=True)
+            if row is None:
+                raise errors.NotFound(name, kind="service")
+            fields.check_etag(request.etag, row.uid, row.revision, name)
+            live = await _live_connections(session, row)
+            if live and not request.force:
+                raise errors.FailedPrecondition(
+                    f"service {name} has {live} live connections; reject them or set force",
+                    reason="SERVICE_HAS_CONNECTIONS",
+                    metadata={"name": name, "live_connections": str(live)},
+                )
+            if request.validate_only:
+                return resources.preview(converters.pack(empty_pb2.Empty()), name, "delete")
+            if row.delete_time is None:
+                row.delete_time = func.now()
+            row.force_delete = row.force_delete or request.force
+            row.state = "DELETING"
+            row.reconciling = True
+            row.next_reconcile_at = func.now()
+            row.revision += 1
+            row.update_time = func.now()
+            await session.flush()
+            operation = await resources.start_operation(
+                session, target=name, verb="delete", kind=KIND, uid=row.uid,
+                generation=row.generation, actor=actor,
+                progress="waiting for a worker to tear the service down",
+            )
+            await audit.record(
+                session, actor=actor, action="DeleteService", resource=name, resource_uid=row.uid,
+                request_id=request.request_id, details={"force": request.force},
+            )
+            await rpc.remember(
+                session, "DeleteService", request, operation_id=operation.name.split("/")[1]
+            )
+            return operation
+
+    @rpc.unary
+    async def ListServiceConnections(
+        self,
+        request: provider_service_pb2.ListServiceConnectionsRequest,
+        context: Context,
+        actor: str,
+    ) -> provider_service_pb2.ListServiceConnectionsResponse:
+        name = str(fields.name_of(request.parent, "services", "parent"))
+        size = pagination.page_size(request.page_size)
+        node = filters.parse(
+            request.filter, fields=CONNECTION_FILTER_FIELDS, enums=CONNECTION_FILTER_ENUMS
+        )
+        key = [request.parent, request.filter]
+        after = pagination.decode(self.deps.page_secret, key, request.page_token)
+        async with self.deps.db.transaction() as session:
+            service = await records.get(session, models.Service, name)
+            if service is None:
+                raise errors.NotFound(name, kind="service")
+            model = models.ServiceConnection
+            query = select(model).where(model.service_uid == service.uid)
+            condition = filtering.compile_filter(node, {
+                "state": model.state,
+                "owner_account_id": model.owner_account_id,
+                "vpc_id": model.vpc_id,
+                "region": model.region,
+                "connection": model.connection_name,
+            })
+            if condition is not None:
+                query = query.where(condition)
+            if after is not None:
+                query = query.where(model.endpoint_id > after)
+            rows = (
+                (await session.execute(query.order_by(model.endpoint_id).limit(size + 1)))
+                .scalars()
+                .all()
+            )
+        more = len(rows) > size
+        rows = rows[:size]
+        token = pagination.encode(self.deps.page_secret, key, rows[-1].endpoint_id) if more else ""
+        return provider_service_pb2.ListServiceConnectionsResponse(
+            service_connections=[converters.service_connection(r, name) for r in rows],
+            next_page_token=token,
+        )
+
+    @rpc.unary
+    async def AcceptServiceConnections(
+        self,
+        request: provider_service_pb2.AcceptServiceConnectionsRequest,
+        context: Context,
+        actor: str,
+    ) -> operations_pb2.Operation:
+        return await self._decide(request, actor, "ACCEPTED")
+
+    @rpc.unary
+    async def RejectServiceConnections(
+        self,
+        request: provider_service_pb2.RejectServiceConnectionsRequest,
+        context: Context,
+        actor: str,
+    ) -> operations_pb2.Operation:
+        return await self._decide(request, actor, "REJECTED")
+
+    async def _decide(
+        self,
+        request: provider_service_pb2.AcceptServiceConnectionsRequest
+        | provider_service_pb2.RejectServiceConnectionsRequest,
+        actor: str,
+        verdict: str,
+    ) -> operations_pb2.Operation:
+        method = "AcceptServiceConnections" if verdict == "ACCEPTED" else "RejectServiceConnections"
+        name = str(fields.name_of(request.service, "services", "service"))
+        violations: list[errors.FieldViolation] = []
+        if not request.endpoint_ids:
+            violations.append(errors.FieldViolation("endpoint_ids", "at least 1 required"))
+        if len(request.endpoint_ids) > 1000:
+            violations.append(errors.FieldViolation("endpoint_ids", "at most 1000 allowed"))
+        seen: set[str] = set()
+        for i, endpoint_id in enumerate(request.endpoint_ids):
+            if not names.ENDPOINT_ID.match(endpoint_id):
+                violations.append(errors.FieldViolation(f"endpoint_ids[{i}]", "must be vpce-…"))
+            elif endpoint_id in seen:
+                violations.append(errors.FieldViolation(f"endpoint_ids[{i}]", "is listed twice"))
+            seen.add(endpoint_id)
+        if len(request.reason) > 1024:
+            violations.append(errors.FieldViolation("reason", "at most 1024 characters"))
+        if violations:
+            raise errors.InvalidArgument(violations)
+        rpc.check_request_id(request.request_id)
+        allowed = states.DECIDABLE[verdict]
+        async with self.deps.db.transaction() as session:
+            if not request.validate_only:
+                earlier = await rpc.replay(session, method, request)
+                if earlier is not None:
+                    return await resources.replayed_operation(session, earlier.operation_id)
+            service = await records.get(session, models.Service, name, for_update=True)
+            if service is None:
+                raise errors.NotFound(name, kind="service")
+            if service.delete_time is not None:
+                raise errors.FailedPrecondition(
+                    f"service {name} is being deleted", reason="RESOURCE_DELETING",
+                    metadata={"name": name},
+                )
+            known = {
+                row.endpoint_id: row
+                for row in (
+                    await session.execute(
+                        select(models.ServiceConnection).where(
+                            models.ServiceConnection.service_uid == service.uid,
+                            models.ServiceConnection.endpoint_id.in_(list(request.endpoint_ids)),
+                        )
+                    )
+                ).scalars()
+            }
+            for endpoint_id in request.endpoint_ids:
+                row = known.get(endpoint_id)
+                if row is None:
+                    raise errors.NotFound(
+                        f"{name}/serviceConnections/{endpoint_id}", kind="service connection"
+                    )
+                if row.state not in allowed:
+                    raise errors.FailedPrecondition(
+                        f"connection {endpoint_id} is {row.state}; cannot set {verdict}",
+                        reason="CONNECTION_STATE",
+                        metadata={"endpoint_id": endpoint_id, "state": row.state},
+                    )
+            if request.validate_only:
+                response = (
+                    provider_service_pb2.AcceptServiceConnectionsResponse()
+                    if verdict == "ACCEPTED"
+                    else provider_service_pb2.RejectServiceConnectionsResponse()
+                )
+                return resources.preview(converters.pack(response), name, verdict.lower())
+            operation = await resources.start_operation(
+                session, target=name, verb="accept" if verdict == "ACCEPTED" else "reject",
+                kind=KIND, uid=service.uid, generation=service.generation, actor=actor,
+                progress=f"waiting for a worker to send the decision on "
+                f"{len(request.endpoint_ids)} connections to AWS",
+            )
+            operation_id = operation.name.split("/")[1]
+            for endpoint_id in request.endpoint_ids:
+                session.add(
+                    models.ConnectionDecision(
+                        service_uid=service.uid, endpoint_id=endpoint_id, verdict=verdict,
+                        actor=actor, reason=request.reason, operation_id=operation_id,
+                        outcome={},
+                    )
+                )
+            service.next_reconcile_at = func.now()
+            await audit.record(
+                session, actor=actor, action=method, resource=name, resource_uid=service.uid,
+                request_id=request.request_id,
+                details={"endpoint_ids": list(request.endpoint_ids), "reason": request.reason},
+            )
+            await rpc.remember(session, method, request, operation_id=operation_id)
+            return operation
+
+    @rpc.streaming
+    async def WatchServices(
+        self, request: provider_service_pb2.WatchServicesRequest, context: Context, actor: str
+    ) -> AsyncIterator[provider_service_pb2.WatchServicesResponse]:
+        project = fields.project_of(request.parent)
+        node = filters.parse(request.filter, fields=FILTER_FIELDS, enums=FILTER_ENUMS)
+        watcher = watches.Watcher(
+            db=self.deps.db, feed=self.deps.feed, kind=KIND, model=models.Service,
+            project=project, node=node, columns=columns(), convert=converters.service,
+        )
+        async for event_type, message in watcher.events(send_initial=request.send_initial):
+            yield provider_service_pb2.WatchServicesResponse(
+                type=event_type, service=message, event_time=watches.now()
+            )
+
+
+async def _live_connections(session: Any, service: models.Service) -> int:
+    observed = await session.execute(
+        select(func.count()).select_from(models.ServiceConnection).where(
+            models.ServiceConnection.service_uid == service.uid,
+            models.ServiceConnection.state.in_(states.LIVE_ENDPOINT_STATES),
+        )
+    )
+    ours = await records.count_where(
+        session, models.Connection,
+        models.Connection.service == service.name,
+        models.Connection.delete_time.is_(None),
+    )
+    return max(int(observed.scalar_one()), ours)
+
+
+def _transient(row: models.Service) -> models.Service:
+    """Fill server defaults so a never-saved row converts for a validate_only preview."""
+    from datetime import UTC, datetime
+
+    row.create_time = row.update_time = datetime.now(UTC)
+    return row
+
+
+

@@ -1,0 +1,82 @@
+"""Steps shared by the Provider and Consumer servicers: reference checks and operations."""
+
+from __future__ import annotations
+
+import uuid
+
+from google.longrunning import operations_pb2
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from linkplane.server.api import converters
+from linkplane.server.domain import errors, specs
+from linkplane.server.storage import changes, models, operations, records
+
+
+async def check_account_ref(
+    session: AsyncSession, account_name: str, region: str, path: str, region_path: str
+) -> None:
+    """The referenced Account exists and allows the region."""
+    row = await records.get(session, models.Account, account_name)
+    if row is None:
+        raise errors.InvalidArgument(
+            [errors.FieldViolation(path, f"account {account_name} is not registered")],
+            reason="ACCOUNT_NOT_REGISTERED",
+        )
+    allowed = specs.account_from_json(row.spec).allowed_regions
+    if allowed and region not in allowed:
+        raise errors.InvalidArgument(
+            [
+                errors.FieldViolation(
+                    region_path, f"account {account_name} allows only {', '.join(allowed)}"
+                )
+            ],
+            reason="REGION_NOT_ALLOWED",
+        )
+
+
+async def start_operation(
+    session: AsyncSession,
+    *,
+    target: str,
+    verb: str,
+    kind: str,
+    uid: uuid.UUID,
+    generation: int,
+    actor: str,
+    progress: str,
+) -> operations_pb2.Operation:
+    row = await operations.create(
+        session,
+        target=target,
+        verb=verb,
+        resource_kind=kind,
+        resource_uid=uid,
+        target_generation=generation,
+        actor=actor,
+        progress_message=progress,
+    )
+    await changes.notify(session, kind=kind, name=target, uid=str(uid))
+    return converters.operation(row)
+
+
+async def replayed_operation(session: AsyncSession, operation_id: str | None) -> operations_pb2.Operation:
+    if operation_id is None:
+        raise errors.Unavailable("the first request with this request_id is still in progress")
+    row = await operations.get(session, operation_id)
+    if row is None:
+        raise errors.NotFound(f"operations/{operation_id}", kind="operation")
+    return converters.operation(row)
+
+
+def preview(response: bytes, target: str, verb: str) -> operations_pb2.Operation:
+    """What validate_only returns: a done Operation with no name, holding the would-be result."""
+    from google.protobuf import any_pb2
+
+    from linkplane.v1 import common_pb2
+
+    metadata = any_pb2.Any()
+    metadata.Pack(common_pb2.OperationMetadata(target=target, verb=verb, api_version="v1",
+                                               progress_message="validated only; nothing changed"))
+    operation = operations_pb2.Operation(done=True, metadata=metadata)
+    operation.response.ParseFromString(response)
+    return operation

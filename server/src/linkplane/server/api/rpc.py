@@ -1,0 +1,179 @@
+"""What every RPC handler shares: authentication, metrics, logs, and error mapping.
+
+`@unary` and `@streaming` wrap servicer methods so that a domain error becomes its gRPC status
+with details (api/errors.py), and an unexpected exception is logged with its traceback and
+reported as INTERNAL — which is always a bug to fix, never a way to report bad input.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+import grpc
+import structlog
+from google.protobuf.message import Message
+from grpc_status import rpc_status
+from prometheus_client import Counter, Histogram
+
+from linkplane.server.api import errors as api_errors
+from linkplane.server.domain import errors
+from linkplane.server.storage import database, requests
+from linkplane.server.storage.changes import ChangeFeed
+
+log = structlog.get_logger("linkplane.api")
+
+RPC_TOTAL = Counter("linkplane_rpc_total", "RPCs handled", ["method", "code"])
+RPC_SECONDS = Histogram("linkplane_rpc_seconds", "RPC latency", ["method"])
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass
+class Dependencies:
+    """What handlers need from the process: the database, the change feed, auth, secrets."""
+
+    db: database.Database
+    feed: ChangeFeed
+    auth_tokens: dict[str, str]
+    page_secret: bytes
+
+
+class HasDeps(Protocol):
+    deps: Dependencies
+
+
+def authenticate(deps: Dependencies, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    """The caller's principal; UNAUTHENTICATED when tokens are configured and none matches."""
+    if not deps.auth_tokens:
+        return "anonymous"
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
+            presented = value.removeprefix("Bearer ").strip()
+            for token, principal in deps.auth_tokens.items():
+                if hmac.compare_digest(token.encode(), presented.encode()):
+                    return principal
+    raise errors.Unauthenticated(
+        "missing or invalid bearer token", reason="INVALID_CREDENTIALS"
+    )
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], status: grpc.Status) -> None:
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+Handler = Callable[Concatenate[Any, Any, grpc.aio.ServicerContext[Any, Any], str, P], Awaitable[R]]
+
+
+def unary(
+    method: Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any], str], Awaitable[R]],
+) -> Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[R]]:
+    """Wrap a unary handler `(self, request, context, actor)`."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    async def wrapper(self: HasDeps, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> R:
+        started = time.perf_counter()
+        code = "OK"
+        try:
+            actor = authenticate(self.deps, context)
+            return await method(self, request, context, actor)
+        except errors.DomainError as error:
+            code = api_errors.code_of(error).name
+            log.info("rpc.error", method=name, code=code, reason=error.reason, message=error.message)
+            await _abort(context, api_errors.to_rpc_status(error))
+            raise  # unreachable: abort raises
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            code = "INTERNAL"
+            log.exception("rpc.bug", method=name, error=str(exc))
+            await _abort(context, rpc_status.to_status(api_errors.internal_status(
+                f"internal error in {name}; this is a linkplane bug"
+            )))
+            raise
+        finally:
+            RPC_TOTAL.labels(name, code).inc()
+            RPC_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+    return wrapper
+
+
+def streaming(
+    method: Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any], str], AsyncIterator[R]],
+) -> Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[R]]:
+    """Wrap a server-streaming handler `(self, request, context, actor)`."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    async def wrapper(
+        self: HasDeps, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[R]:
+        code = "OK"
+        try:
+            actor = authenticate(self.deps, context)
+            async for item in method(self, request, context, actor):
+                yield item
+        except errors.DomainError as error:
+            code = api_errors.code_of(error).name
+            await _abort(context, api_errors.to_rpc_status(error))
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            code = "INTERNAL"
+            log.exception("rpc.bug", method=name, error=str(exc))
+            await _abort(context, rpc_status.to_status(api_errors.internal_status(
+                f"internal error in {name}; this is a linkplane bug"
+            )))
+        finally:
+            RPC_TOTAL.labels(name, code).inc()
+
+    return wrapper
+
+
+def check_request_id(request_id: str, path: str = "request_id") -> None:
+    if request_id:
+        try:
+            uuid.UUID(request_id)
+        except ValueError:
+            raise errors.InvalidArgument(
+                [errors.FieldViolation(path, "must be a UUID, e.g. 9b2d5c3e-…")]
+            ) from None
+
+
+async def replay(session: Any, method: str, request: Message) -> requests.Replay | None:
+    """Reserve the request's `request_id`, or return the first result of an earlier use."""
+    request_id: str = getattr(request, "request_id", "")
+    if not request_id:
+        return None
+    digest = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+    earlier = await requests.claim(session, method=method, request_id=request_id, digest=digest)
+    if earlier is not None and earlier.digest != digest:
+        raise errors.InvalidArgument(
+            [errors.FieldViolation("request_id", "was already used for a different request")],
+            reason="REQUEST_ID_REUSED",
+        )
+    return earlier
+
+
+async def remember(
+    session: Any,
+    method: str,
+    request: Message,
+    *,
+    operation_id: str | None = None,
+    response: bytes | None = None,
+) -> None:
+    request_id: str = getattr(request, "request_id", "")
+    if request_id:
+        await requests.complete(
+            session, method=method, request_id=request_id, operation_id=operation_id,
+            response=response,
+        )

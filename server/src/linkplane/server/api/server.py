@@ -1,0 +1,67 @@
+"""Builds the grpc.aio server: linkplane services, Operations, health and reflection."""
+
+from __future__ import annotations
+
+import grpc
+from google.longrunning import operations_pb2, operations_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from linkplane.server.api import accounts, consumer, operations, provider, rpc
+from linkplane.v1 import (
+    account_service_pb2,
+    account_service_pb2_grpc,
+    consumer_service_pb2,
+    consumer_service_pb2_grpc,
+    provider_service_pb2,
+    provider_service_pb2_grpc,
+)
+
+SERVICE_NAMES = (
+    provider_service_pb2.DESCRIPTOR.services_by_name["ProviderService"].full_name,
+    consumer_service_pb2.DESCRIPTOR.services_by_name["ConsumerService"].full_name,
+    account_service_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
+    operations_pb2.DESCRIPTOR.services_by_name["Operations"].full_name,
+)
+
+
+def build(deps: rpc.Dependencies, listen: str) -> tuple[grpc.aio.Server, health.HealthServicer, int]:
+    """The server (not started), its health servicer, and the bound port."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ]
+    )
+    provider_service_pb2_grpc.add_ProviderServiceServicer_to_server(
+        provider.ProviderServicer(deps), server
+    )
+    consumer_service_pb2_grpc.add_ConsumerServiceServicer_to_server(
+        consumer.ConsumerServicer(deps), server
+    )
+    account_service_pb2_grpc.add_AccountServiceServicer_to_server(
+        accounts.AccountServicer(deps), server
+    )
+    operations_pb2_grpc.add_OperationsServicer_to_server(operations.OperationsServicer(deps), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME),
+        server,
+    )
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    return server, health_servicer, port
+
+
+def set_serving(health_servicer: health.HealthServicer, serving: bool) -> None:
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ("", *SERVICE_NAMES):
+        health_servicer.set(name, status)

@@ -1,0 +1,78 @@
+"""Settings of a linkplane server process, read from `LINKPLANE_*` environment variables.
+
+One class, read once at start-up by the CLI and passed down; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Role(StrEnum):
+    """Which halves of linkplane a process runs."""
+
+    API = "api"
+    WORKER = "worker"
+    ALL = "all"
+
+
+class Settings(BaseSettings):
+    """Everything a linkplane server process can be told."""
+
+    model_config = SettingsConfigDict(env_prefix="LINKPLANE_", extra="ignore")
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="Postgres URL, e.g. postgresql+asyncpg://user@host/db. Required by `serve`; "
+        "`dev` starts an embedded Postgres when unset.",
+    )
+    listen: str = Field(default="127.0.0.1:50051", description="gRPC listen address HOST:PORT.")
+    role: Role = Field(default=Role.ALL, description="api, worker or all.")
+    database_pool_size: int = Field(default=10, ge=1, description="Connections per process.")
+    database_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Connect and statement timeout towards Postgres."
+    )
+    page_token_secret: SecretStr = Field(
+        default=SecretStr("linkplane-page-tokens"),
+        description="HMAC key that makes page tokens opaque and tamper-evident. Set the same "
+        "value on every replica.",
+    )
+    auth_tokens: dict[str, str] = Field(
+        default_factory=dict,
+        description="Bearer token → principal name. Empty disables authentication (dev only).",
+    )
+    shutdown_grace_seconds: float = Field(
+        default=10.0, ge=0, description="How long in-flight calls may drain on SIGTERM."
+    )
+    metrics_listen: str | None = Field(
+        default=None, description="HOST:PORT for Prometheus metrics; unset disables them."
+    )
+    log_format: str = Field(default="console", description="console or json.")
+    log_level: str = Field(default="info", description="debug, info, warning or error.")
+    data_dir: Path = Field(
+        default=Path(".linkplane"), description="Where `dev` keeps its embedded Postgres data."
+    )
+    aws_endpoint_url: str | None = Field(
+        default=None, description="AWS endpoint override (the simulator's URL in dev and tests)."
+    )
+    aws_access_key_id: SecretStr | None = Field(
+        default=None, description="Base AWS access key; unset uses the default credential chain."
+    )
+    aws_secret_access_key: SecretStr | None = Field(
+        default=None, description="Base AWS secret key."
+    )
+    aws_time_scale: float = Field(
+        default=1.0, gt=0, description="Speed-up of AWS refill rates (the simulator's scale)."
+    )
+    resync_interval_seconds: float = Field(
+        default=300.0, gt=0, description="Resync period for settled resources (drift detection)."
+    )
+    transitional_resync_seconds: float = Field(
+        default=5.0, gt=0, description="Resync period while a resource is changing."
+    )
+    lease_seconds: float = Field(default=30.0, gt=0, description="Reconcile lease duration.")
+    workers: int = Field(default=16, ge=1, description="Concurrent reconciles per process.")

@@ -1,0 +1,173 @@
+"""A documented subset of the AIP-160 filter grammar, parsed into a small syntax tree.
+
+Grammar (AIP-160 precedence: OR binds tighter than AND):
+
+    filter     := and_expr
+    and_expr   := or_expr ("AND" or_expr)*
+    or_expr    := unary ("OR" unary)*
+    unary      := ["NOT" | "-"] primary
+    primary    := "(" and_expr ")" | comparison
+    comparison := field ("=" | "!=") value
+    field      := name ("." name)*          e.g. state, labels.team
+    value      := "quoted string" | bare-word
+
+Storage compiles the tree into SQL; each resource kind says which fields it allows, so an
+unknown field is INVALID_ARGUMENT rather than an empty result.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+from linkplane.server.domain.errors import FieldViolation, InvalidArgument
+
+MAX_FILTER_LENGTH = 2048
+
+
+@dataclass(frozen=True)
+class Comparison:
+    field: str
+    negated: bool
+    value: str
+
+
+@dataclass(frozen=True)
+class All:
+    terms: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Any_:
+    terms: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    term: Node
+
+
+Node = Comparison | All | Any_ | Not
+
+_TOKEN = re.compile(
+    r"""\s*(?:(?P<lparen>\()|(?P<rparen>\))|(?P<op>!=|=)|(?P<string>"(?:[^"\\]|\\.)*")"""
+    r"""|(?P<word>[A-Za-z0-9_.:/*@+-]+))"""
+)
+
+
+def parse(
+    text: str,
+    *,
+    fields: Collection[str],
+    enums: Mapping[str, Collection[str]] | None = None,
+    path: str = "filter",
+) -> Node | None:
+    """Parse `text`; None for an empty filter. Raises InvalidArgument naming `path`."""
+    if not text.strip():
+        return None
+    if len(text) > MAX_FILTER_LENGTH:
+        raise _bad(path, f"at most {MAX_FILTER_LENGTH} characters")
+    tokens = _tokenize(text, path)
+    parser = _Parser(tokens, path, set(fields), dict(enums or {}))
+    node = parser.and_expr()
+    if parser.position != len(tokens):
+        raise _bad(path, f"unexpected {tokens[parser.position][1]!r}")
+    return node
+
+
+def _bad(path: str, description: str) -> InvalidArgument:
+    return InvalidArgument([FieldViolation(path, description)], reason="INVALID_FILTER")
+
+
+def _tokenize(text: str, path: str) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    position = 0
+    text = text.rstrip()
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if not match or match.end() == position:
+            raise _bad(path, f"cannot parse near {text[position:position + 20]!r}")
+        kind = match.lastgroup or ""
+        tokens.append((kind, match.group(kind)))
+        position = match.end()
+    return tokens
+
+
+class _Parser:
+    def __init__(
+        self,
+        tokens: list[tuple[str, str]],
+        path: str,
+        fields: set[str],
+        enums: dict[str, Collection[str]],
+    ) -> None:
+        self.tokens = tokens
+        self.position = 0
+        self.path = path
+        self.fields = fields
+        self.enums = enums
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.position] if self.position < len(self.tokens) else None
+
+    def take(self) -> tuple[str, str]:
+        token = self.peek()
+        if token is None:
+            raise _bad(self.path, "ends unexpectedly")
+        self.position += 1
+        return token
+
+    def keyword(self, word: str) -> bool:
+        token = self.peek()
+        if token and token[0] == "word" and token[1] == word:
+            self.position += 1
+            return True
+        return False
+
+    def and_expr(self) -> Node:
+        terms = [self.or_expr()]
+        while self.keyword("AND"):
+            terms.append(self.or_expr())
+        return terms[0] if len(terms) == 1 else All(tuple(terms))
+
+    def or_expr(self) -> Node:
+        terms = [self.unary()]
+        while self.keyword("OR"):
+            terms.append(self.unary())
+        return terms[0] if len(terms) == 1 else Any_(tuple(terms))
+
+    def unary(self) -> Node:
+        if self.keyword("NOT") or self.keyword("-"):
+            return Not(self.primary())
+        return self.primary()
+
+    def primary(self) -> Node:
+        kind, value = self.take()
+        if kind == "lparen":
+            node = self.and_expr()
+            if self.take()[0] != "rparen":
+                raise _bad(self.path, "missing ')'")
+            return node
+        if kind != "word" or value in {"AND", "OR", "NOT"}:
+            raise _bad(self.path, f"expected a field name, got {value!r}")
+        field = value
+        if field not in self.fields and not (
+            field.startswith("labels.") and "labels" in self.fields and len(field) > 7
+        ):
+            known = ", ".join(sorted(self.fields))
+            raise _bad(self.path, f"unknown field {field!r}; filterable fields: {known}")
+        op_kind, op = self.take()
+        if op_kind != "op":
+            raise _bad(self.path, f"expected = or != after {field!r}")
+        value_kind, raw = self.take()
+        if value_kind == "string":
+            literal = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        elif value_kind == "word":
+            literal = raw
+        else:
+            raise _bad(self.path, f"expected a value after {field} {op}")
+        allowed = self.enums.get(field)
+        if allowed is not None and literal not in allowed:
+            raise _bad(self.path, f"{field} must be one of {', '.join(sorted(allowed))}")
+        return Comparison(field=field, negated=op == "!=", value=literal)

@@ -1,0 +1,91 @@
+"""The composition root: wires settings, database, change feed, gRPC server (and workers).
+
+`Runtime` owns start-up order (database → change feed → server) and shutdown order (health
+NOT_SERVING → drain in-flight calls → stop → close the database), so both the CLI and the test
+suite run exactly the same process shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import structlog
+from grpc_health.v1 import health
+
+from linkplane.server.api import rpc
+from linkplane.server.api import server as api_server
+from linkplane.server.config import Settings
+from linkplane.server.storage import changes, database
+
+log = structlog.get_logger("linkplane.runtime")
+HEALTH_CHECK_SECONDS = 2.0
+
+
+class Runtime:
+    def __init__(self, settings: Settings, database_url: str) -> None:
+        self.settings = settings
+        self.database_url = database_url
+        self.db = database.Database(
+            database_url,
+            pool_size=settings.database_pool_size,
+            timeout=settings.database_timeout_seconds,
+        )
+        self.feed = changes.ChangeFeed(self.db.url)
+        self.port = 0
+        self._server: object | None = None
+        self._health: health.HealthServicer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> int:
+        await self.feed.start()
+        deps = rpc.Dependencies(
+            db=self.db,
+            feed=self.feed,
+            auth_tokens=dict(self.settings.auth_tokens),
+            page_secret=self.settings.page_token_secret.get_secret_value().encode(),
+        )
+        server, self._health, self.port = api_server.build(deps, self.settings.listen)
+        self._server = server
+        await server.start()
+        serving = await self.db.ping()
+        api_server.set_serving(self._health, serving)
+        self._tasks.append(asyncio.create_task(self._watch_database(serving)))
+        log.info("linkplane.serving", listen=self.settings.listen, port=self.port,
+                 database_reachable=serving)
+        return self.port
+
+    async def _watch_database(self, serving: bool) -> None:
+        """Health follows the database: NOT_SERVING while it is unreachable, then back."""
+        assert self._health is not None
+        while True:
+            await asyncio.sleep(HEALTH_CHECK_SECONDS)
+            reachable = await self.db.ping()
+            if reachable != serving:
+                serving = reachable
+                api_server.set_serving(self._health, serving)
+                log.warning("linkplane.database", reachable=reachable)
+
+    async def stop(self) -> None:
+        """Graceful: NOT_SERVING first, so balancers stop routing; then drain; then close."""
+        if self._health is not None:
+            self._health.enter_graceful_shutdown()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._server is not None:
+            await self._server.stop(self.settings.shutdown_grace_seconds)  # type: ignore[attr-defined]
+        await self.feed.stop()
+        await self.db.close()
+        log.info("linkplane.stopped")
+
+    async def run_until_signalled(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("linkplane.shutdown", grace_seconds=self.settings.shutdown_grace_seconds)
+        await self.stop()

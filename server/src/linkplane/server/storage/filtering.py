@@ -1,0 +1,40 @@
+"""Compiles a parsed AIP-160 filter (`domain.filters`) into a SQLAlchemy condition."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import and_, false, not_, or_
+from sqlalchemy.sql.elements import ColumnElement
+
+from linkplane.server.domain import filters
+
+
+def compile_filter(
+    node: filters.Node | None, columns: Mapping[str, Any]
+) -> ColumnElement[bool] | None:
+    """`columns` maps filter field names to columns; `labels` must map to the JSONB column."""
+    if node is None:
+        return None
+    return _compile(node, columns)
+
+
+def _compile(node: filters.Node, columns: Mapping[str, Any]) -> ColumnElement[bool]:
+    if isinstance(node, filters.All):
+        return and_(*(_compile(t, columns) for t in node.terms))
+    if isinstance(node, filters.Any_):
+        return or_(*(_compile(t, columns) for t in node.terms))
+    if isinstance(node, filters.Not):
+        return not_(_compile(node.term, columns))
+    if node.field.startswith("labels."):
+        column = columns["labels"][node.field.removeprefix("labels.")].astext
+        # A missing label compares as "": `labels.team != "x"` includes unlabelled rows.
+        condition: ColumnElement[bool] = column.is_not_distinct_from(node.value)
+        if node.value == "":
+            condition = or_(column.is_(None), column == "")
+        return not_(condition) if node.negated else condition
+    column = columns.get(node.field)
+    if column is None:
+        return false()
+    return column != node.value if node.negated else column == node.value

@@ -1,0 +1,54 @@
+"""Queries shared by every resource table: fetch by name, page through a project, bump versions.
+
+Kept generic over the ORM class so pagination and filtering behave the same for services,
+connections and accounts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from linkplane.server.domain import filters
+from linkplane.server.storage import filtering, models
+
+Row = TypeVar("Row", models.Account, models.Service, models.Connection)
+
+
+async def get(
+    session: AsyncSession, model: type[Row], name: str, *, for_update: bool = False
+) -> Row | None:
+    query = select(model).where(model.name == name)
+    if for_update:
+        query = query.with_for_update()
+    result = await session.execute(query)
+    return result.scalar_one_or_none()
+
+
+async def page(
+    session: AsyncSession,
+    model: type[Row],
+    *,
+    project: str,
+    node: filters.Node | None,
+    columns: Mapping[str, Any],
+    after: str | None,
+    limit: int,
+) -> tuple[Sequence[Row], bool]:
+    """One page ordered by name, and whether more rows follow (keyset pagination)."""
+    query = select(model).where(model.project == project)
+    condition = filtering.compile_filter(node, columns)
+    if condition is not None:
+        query = query.where(condition)
+    if after is not None:
+        query = query.where(model.name > after)
+    rows = (await session.execute(query.order_by(model.name).limit(limit + 1))).scalars().all()
+    return rows[:limit], len(rows) > limit
+
+
+async def count_where(session: AsyncSession, model: type[Row], *conditions: Any) -> int:
+    result = await session.execute(select(func.count()).select_from(model).where(*conditions))
+    return int(result.scalar_one())
