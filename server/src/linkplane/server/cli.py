@@ -12,6 +12,7 @@ from linkplane.server import logs
 from linkplane.server.config import Role, Settings
 from linkplane.server.runtime import Runtime
 from linkplane.server.storage import migrations
+from linkplane.server.storage.embedded import EmbeddedPostgres
 
 app = typer.Typer(
     help="linkplane: a control plane for AWS PrivateLink.",
@@ -82,8 +83,6 @@ async def _serve(settings: Settings, url: str) -> None:
 
 
 async def _dev(settings: Settings) -> None:
-    from linkplane.server.storage.embedded import EmbeddedPostgres
-
     embedded: EmbeddedPostgres | None = None
     if settings.database_url is not None:
         url = settings.database_url.get_secret_value()

@@ -52,8 +52,12 @@ class Runtime:
         serving = await self.db.ping()
         api_server.set_serving(self._health, serving)
         self._tasks.append(asyncio.create_task(self._watch_database(serving)))
-        log.info("linkplane.serving", listen=self.settings.listen, port=self.port,
-                 database_reachable=serving)
+        log.info(
+            "linkplane.serving",
+            listen=self.settings.listen,
+            port=self.port,
+            database_reachable=serving,
+        )
         return self.port
 
     async def _watch_database(self, serving: bool) -> None:

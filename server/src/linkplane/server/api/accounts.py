@@ -39,7 +39,9 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         project = fields.project_of(request.parent)
         violations: list[errors.FieldViolation] = []
         if not names.AWS_ACCOUNT_ID.match(request.account_id):
-            violations.append(errors.FieldViolation("account_id", "must be a 12-digit AWS account id"))
+            violations.append(
+                errors.FieldViolation("account_id", "must be a 12-digit AWS account id")
+            )
         if not request.HasField("account"):
             violations.append(errors.FieldViolation("account", "is required"))
         spec = converters.account_spec(request.account)
@@ -73,8 +75,12 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
             await session.refresh(row)
             result = converters.account(row)
             await audit.record(
-                session, actor=actor, action="RegisterAccount", resource=name,
-                resource_uid=row.uid, request_id=request.request_id,
+                session,
+                actor=actor,
+                action="RegisterAccount",
+                resource=name,
+                resource_uid=row.uid,
+                request_id=request.request_id,
                 details={"spec": specs.to_json(spec)},
             )
             await rpc.remember(
@@ -104,8 +110,13 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         after = pagination.decode(self.deps.page_secret, context_key, request.page_token)
         async with self.deps.db.transaction() as session:
             rows, more = await records.page(
-                session, models.Account, project=project, node=node, columns=_columns(),
-                after=after, limit=size,
+                session,
+                models.Account,
+                project=project,
+                node=node,
+                columns=_columns(),
+                after=after,
+                limit=size,
             )
         token = pagination.encode(self.deps.page_secret, context_key, rows[-1].name) if more else ""
         return account_service_pb2.ListAccountsResponse(
@@ -121,8 +132,10 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         rpc.check_request_id(request.request_id)
         incoming = converters.account_spec(request.account)
         async with self.deps.db.transaction() as session:
-            earlier = None if request.validate_only else await rpc.replay(
-                session, "UpdateAccount", request
+            earlier = (
+                None
+                if request.validate_only
+                else await rpc.replay(session, "UpdateAccount", request)
             )
             if earlier is not None and earlier.response is not None:
                 return account_pb2.Account.FromString(earlier.response)
@@ -147,11 +160,17 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
             await session.refresh(row)
             result = converters.account(row)
             await audit.record(
-                session, actor=actor, action="UpdateAccount", resource=name, resource_uid=row.uid,
+                session,
+                actor=actor,
+                action="UpdateAccount",
+                resource=name,
+                resource_uid=row.uid,
                 request_id=request.request_id,
                 details={"paths": sorted(paths), "spec": specs.to_json(spec)},
             )
-            await rpc.remember(session, "UpdateAccount", request, response=result.SerializeToString())
+            await rpc.remember(
+                session, "UpdateAccount", request, response=result.SerializeToString()
+            )
             return result
 
     @rpc.unary
@@ -161,8 +180,10 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         name = str(fields.name_of(request.name, "accounts"))
         rpc.check_request_id(request.request_id)
         async with self.deps.db.transaction() as session:
-            earlier = None if request.validate_only else await rpc.replay(
-                session, "DeleteAccount", request
+            earlier = (
+                None
+                if request.validate_only
+                else await rpc.replay(session, "DeleteAccount", request)
             )
             if earlier is not None:
                 return empty_pb2.Empty()
@@ -185,7 +206,11 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
                 return empty_pb2.Empty()
             await session.delete(row)
             await audit.record(
-                session, actor=actor, action="DeleteAccount", resource=name, resource_uid=row.uid,
+                session,
+                actor=actor,
+                action="DeleteAccount",
+                resource=name,
+                resource_uid=row.uid,
                 request_id=request.request_id,
             )
             await rpc.remember(session, "DeleteAccount", request)

@@ -20,18 +20,42 @@ from linkplane.v1 import connection_pb2, consumer_service_pb2, consumer_service_
 Context = grpc.aio.ServicerContext[Any, Any]
 KIND = "connection"
 WRITABLE = {
-    "display_name", "subnet_ids", "security_group_ids", "ip_address_type",
-    "private_dns_enabled", "policy_document", "request_message", "labels",
+    "display_name",
+    "subnet_ids",
+    "security_group_ids",
+    "ip_address_type",
+    "private_dns_enabled",
+    "policy_document",
+    "request_message",
+    "labels",
 }
 IMMUTABLE = {"service", "service_name", "consumer_account", "region", "service_region", "vpc_id"}
 OUTPUT_ONLY = {
-    "uid", "state", "reconciling", "conditions", "generation", "observed_generation",
-    "endpoint_id", "resolved_service_name", "dns_entries", "network_interfaces",
-    "last_aws_error", "create_time", "update_time", "delete_time",
+    "uid",
+    "state",
+    "reconciling",
+    "conditions",
+    "generation",
+    "observed_generation",
+    "endpoint_id",
+    "resolved_service_name",
+    "dns_entries",
+    "network_interfaces",
+    "last_aws_error",
+    "create_time",
+    "update_time",
+    "delete_time",
 }
 FILTER_FIELDS = {
-    "state", "region", "consumer_account", "service", "service_name", "vpc_id", "display_name",
-    "labels", "endpoint_id",
+    "state",
+    "region",
+    "consumer_account",
+    "service",
+    "service_name",
+    "vpc_id",
+    "display_name",
+    "labels",
+    "endpoint_id",
 }
 FILTER_ENUMS = {"state": states.CONNECTION_STATES}
 
@@ -39,9 +63,15 @@ FILTER_ENUMS = {"state": states.CONNECTION_STATES}
 def columns() -> dict[str, Any]:
     m = models.Connection
     return {
-        "state": m.state, "region": m.region, "consumer_account": m.consumer_account,
-        "service": m.service, "service_name": m.service_name, "vpc_id": m.vpc_id,
-        "display_name": m.display_name, "labels": m.labels, "endpoint_id": m.endpoint_id,
+        "state": m.state,
+        "region": m.region,
+        "consumer_account": m.consumer_account,
+        "service": m.service,
+        "service_name": m.service_name,
+        "vpc_id": m.vpc_id,
+        "display_name": m.display_name,
+        "labels": m.labels,
+        "endpoint_id": m.endpoint_id,
     }
 
 
@@ -69,27 +99,45 @@ class ConsumerServicer(consumer_service_pb2_grpc.ConsumerServiceServicer):
                 if earlier is not None:
                     return await resources.replayed_operation(session, earlier.operation_id)
             await resources.check_account_ref(
-                session, spec.consumer_account, spec.region, "connection.consumer_account",
+                session,
+                spec.consumer_account,
+                spec.region,
+                "connection.consumer_account",
                 "connection.region",
             )
             if spec.service:
                 target = await records.get(session, models.Service, spec.service)
                 if target is None or target.delete_time is not None:
                     raise errors.InvalidArgument(
-                        [errors.FieldViolation(
-                            "connection.service", f"service {spec.service} does not exist"
-                        )],
+                        [
+                            errors.FieldViolation(
+                                "connection.service", f"service {spec.service} does not exist"
+                            )
+                        ],
                         reason="SERVICE_NOT_FOUND",
                     )
             if await records.get(session, models.Connection, name) is not None:
                 raise errors.AlreadyExists(name, kind="connection")
             row = models.Connection(
-                uid=uuid.uuid4(), name=name, project=project, display_name=spec.display_name,
-                labels=spec.labels, spec=specs.to_json(spec), generation=1,
-                observed_generation=0, state="CREATING", reconciling=True, status={},
-                revision=1, consumer_account=spec.consumer_account, region=spec.region,
-                service=spec.service, service_name=spec.service_name, vpc_id=spec.vpc_id,
-                fencing_token=0, attempts=0,
+                uid=uuid.uuid4(),
+                name=name,
+                project=project,
+                display_name=spec.display_name,
+                labels=spec.labels,
+                spec=specs.to_json(spec),
+                generation=1,
+                observed_generation=0,
+                state="CREATING",
+                reconciling=True,
+                status={},
+                revision=1,
+                consumer_account=spec.consumer_account,
+                region=spec.region,
+                service=spec.service,
+                service_name=spec.service_name,
+                vpc_id=spec.vpc_id,
+                fencing_token=0,
+                attempts=0,
             )
             if request.validate_only:
                 row.create_time = row.update_time = datetime.now(UTC)
@@ -100,12 +148,22 @@ class ConsumerServicer(consumer_service_pb2_grpc.ConsumerServiceServicer):
             await session.flush()
             await session.refresh(row)
             operation = await resources.start_operation(
-                session, target=name, verb="create", kind=KIND, uid=row.uid, generation=1,
-                actor=actor, progress="waiting for a worker to create the interface endpoint",
+                session,
+                target=name,
+                verb="create",
+                kind=KIND,
+                uid=row.uid,
+                generation=1,
+                actor=actor,
+                progress="waiting for a worker to create the interface endpoint",
             )
             await audit.record(
-                session, actor=actor, action="CreateConnection", resource=name,
-                resource_uid=row.uid, request_id=request.request_id,
+                session,
+                actor=actor,
+                action="CreateConnection",
+                resource=name,
+                resource_uid=row.uid,
+                request_id=request.request_id,
                 details={"spec": specs.to_json(spec)},
             )
             await rpc.remember(
@@ -135,8 +193,13 @@ class ConsumerServicer(consumer_service_pb2_grpc.ConsumerServiceServicer):
         after = pagination.decode(self.deps.page_secret, key, request.page_token)
         async with self.deps.db.transaction() as session:
             rows, more = await records.page(
-                session, models.Connection, project=project, node=node, columns=columns(),
-                after=after, limit=size,
+                session,
+                models.Connection,
+                project=project,
+                node=node,
+                columns=columns(),
+                after=after,
+                limit=size,
             )
         token = pagination.encode(self.deps.page_secret, key, rows[-1].name) if more else ""
         return consumer_service_pb2.ListConnectionsResponse(
@@ -162,7 +225,8 @@ class ConsumerServicer(consumer_service_pb2_grpc.ConsumerServiceServicer):
             fields.check_etag(request.connection.etag, row.uid, row.revision, name)
             if row.delete_time is not None:
                 raise errors.FailedPrecondition(
-                    f"connection {name} is being deleted", reason="RESOURCE_DELETING",
+                    f"connection {name} is being deleted",
+                    reason="RESOURCE_DELETING",
                     metadata={"name": name},
                 )
             spec = specs.connection_from_json(row.spec)
@@ -196,13 +260,22 @@ class ConsumerServicer(consumer_service_pb2_grpc.ConsumerServiceServicer):
             await session.flush()
             await session.refresh(row)
             operation = await resources.start_operation(
-                session, target=name, verb="update", kind=KIND, uid=row.uid,
-                generation=row.generation, actor=actor,
+                session,
+                target=name,
+                verb="update",
+                kind=KIND,
+                uid=row.uid,
+                generation=row.generation,
+                actor=actor,
                 progress="waiting for a worker to apply the change" if changed else "no change",
             )
             await audit.record(
-                session, actor=actor, action="UpdateConnection", resource=name,
-                resource_uid=row.uid, request_id=request.request_id,
+                session,
+                actor=actor,
+                action="UpdateConnection",
+                resource=name,
+                resource_uid=row.uid,
+                request_id=request.request_id,
                 details={"paths": sorted(paths), "changed": changed, "spec": specs.to_json(spec)},
             )
             await rpc.remember(
@@ -236,13 +309,22 @@ class ConsumerServicer(consumer_service_pb2_grpc.ConsumerServiceServicer):
             row.update_time = func.now()
             await session.flush()
             operation = await resources.start_operation(
-                session, target=name, verb="delete", kind=KIND, uid=row.uid,
-                generation=row.generation, actor=actor,
+                session,
+                target=name,
+                verb="delete",
+                kind=KIND,
+                uid=row.uid,
+                generation=row.generation,
+                actor=actor,
                 progress="waiting for a worker to delete the endpoint",
             )
             await audit.record(
-                session, actor=actor, action="DeleteConnection", resource=name,
-                resource_uid=row.uid, request_id=request.request_id,
+                session,
+                actor=actor,
+                action="DeleteConnection",
+                resource=name,
+                resource_uid=row.uid,
+                request_id=request.request_id,
             )
             await rpc.remember(
                 session, "DeleteConnection", request, operation_id=operation.name.split("/")[1]
@@ -256,8 +338,14 @@ class ConsumerServicer(consumer_service_pb2_grpc.ConsumerServiceServicer):
         project = fields.project_of(request.parent)
         node = filters.parse(request.filter, fields=FILTER_FIELDS, enums=FILTER_ENUMS)
         watcher = watches.Watcher(
-            db=self.deps.db, feed=self.deps.feed, kind=KIND, model=models.Connection,
-            project=project, node=node, columns=columns(), convert=converters.connection,
+            db=self.deps.db,
+            feed=self.deps.feed,
+            kind=KIND,
+            model=models.Connection,
+            project=project,
+            node=node,
+            columns=columns(),
+            convert=converters.connection,
         )
         async for event_type, message in watcher.events(send_initial=request.send_initial):
             yield consumer_service_pb2.WatchConnectionsResponse(

@@ -21,38 +21,38 @@ from linkplane.server.domain import specs
 from linkplane.server.storage import models
 from linkplane.v1 import account_pb2, common_pb2, connection_pb2, service_pb2
 
-IP_TYPES_IN = {
+IP_TYPES_IN: dict[Any, str] = {
     common_pb2.IP_ADDRESS_TYPE_UNSPECIFIED: "",
     common_pb2.IP_ADDRESS_TYPE_IPV4: "ipv4",
     common_pb2.IP_ADDRESS_TYPE_IPV6: "ipv6",
     common_pb2.IP_ADDRESS_TYPE_DUALSTACK: "dualstack",
 }
-IP_TYPES_OUT = {v: k for k, v in IP_TYPES_IN.items()}
-PROTOCOLS_IN = {
+IP_TYPES_OUT: dict[str, Any] = {v: k for k, v in IP_TYPES_IN.items()}
+PROTOCOLS_IN: dict[Any, str] = {
     service_pb2.Listener.PROTOCOL_UNSPECIFIED: "TCP",
     service_pb2.Listener.PROTOCOL_TCP: "TCP",
     service_pb2.Listener.PROTOCOL_TLS: "TLS",
     service_pb2.Listener.PROTOCOL_UDP: "UDP",
     service_pb2.Listener.PROTOCOL_TCP_UDP: "TCP_UDP",
 }
-PROTOCOLS_OUT = {
+PROTOCOLS_OUT: dict[str, Any] = {
     "TCP": service_pb2.Listener.PROTOCOL_TCP,
     "TLS": service_pb2.Listener.PROTOCOL_TLS,
     "UDP": service_pb2.Listener.PROTOCOL_UDP,
     "TCP_UDP": service_pb2.Listener.PROTOCOL_TCP_UDP,
 }
-MODES_IN = {
+MODES_IN: dict[Any, str] = {
     service_pb2.AcceptancePolicy.MODE_UNSPECIFIED: "MANUAL",
     service_pb2.AcceptancePolicy.MODE_MANUAL: "MANUAL",
     service_pb2.AcceptancePolicy.MODE_AUTOMATIC: "AUTOMATIC",
 }
-MODES_OUT = {
+MODES_OUT: dict[str, Any] = {
     "MANUAL": service_pb2.AcceptancePolicy.MODE_MANUAL,
     "AUTOMATIC": service_pb2.AcceptancePolicy.MODE_AUTOMATIC,
 }
 
 
-def _enum_in(table: dict[int, str], value: int) -> str:
+def _enum_in(table: dict[Any, str], value: int) -> str:
     # proto3 enums are open: an unknown number arrives intact and must fail validation.
     return table.get(value, f"UNKNOWN({value})")
 
@@ -289,7 +289,9 @@ def service_connection(
         if decision
         else None,
         dns_entries=[
-            common_pb2.DnsEntry(dns_name=d.get("dns_name", ""), hosted_zone_id=d.get("hosted_zone_id", ""))
+            common_pb2.DnsEntry(
+                dns_name=d.get("dns_name", ""), hosted_zone_id=d.get("hosted_zone_id", "")
+            )
             for d in (row.dns_entries or {}).get("entries", [])
         ],
         create_time=timestamp(row.create_time),
@@ -345,7 +347,9 @@ def connection(row: models.Connection) -> connection_pb2.Connection:
         endpoint_id=status.get("endpoint_id", ""),
         resolved_service_name=status.get("resolved_service_name", ""),
         dns_entries=[
-            common_pb2.DnsEntry(dns_name=d.get("dns_name", ""), hosted_zone_id=d.get("hosted_zone_id", ""))
+            common_pb2.DnsEntry(
+                dns_name=d.get("dns_name", ""), hosted_zone_id=d.get("hosted_zone_id", "")
+            )
             for d in status.get("dns_entries", [])
         ],
         network_interfaces=[
@@ -389,7 +393,9 @@ def operation(row: models.Operation) -> operations_pb2.Operation:
             actor=row.actor,
         )
     )
-    message = operations_pb2.Operation(name=f"operations/{row.id}", metadata=metadata, done=row.done)
+    message = operations_pb2.Operation(
+        name=f"operations/{row.id}", metadata=metadata, done=row.done
+    )
     if row.done and row.error is not None:
         message.error.CopyFrom(status_from_json(row.error))
     elif row.done and row.response is not None:

@@ -29,7 +29,7 @@ CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
 def code_of(error: errors.DomainError) -> grpc.StatusCode:
     for cls in type(error).__mro__:
         if cls in CODES:
-            return CODES[cls]  # type: ignore[index]
+            return CODES[cls]
     return grpc.StatusCode.INTERNAL
 
 

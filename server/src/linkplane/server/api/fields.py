@@ -43,7 +43,9 @@ def resource_id(value: str, prefix: str, path: str) -> str:
 
 
 def mask_paths(
-    mask: field_mask_pb2.FieldMask, writable: Collection[str], output_only: Collection[str],
+    mask: field_mask_pb2.FieldMask,
+    writable: Collection[str],
+    output_only: Collection[str],
     path: str = "update_mask",
 ) -> set[str]:
     """The fields to update; empty or `*` means every writable field."""
@@ -54,7 +56,8 @@ def mask_paths(
         if field in writable:
             continue
         description = (
-            "is output only" if field in output_only or field in {"name", "uid", "etag"}
+            "is output only"
+            if field in output_only or field in {"name", "uid", "etag"}
             else f"is not an updatable field; updatable: {', '.join(sorted(writable))}"
         )
         violations.append(errors.FieldViolation(f"{path}.paths[{i}]", description))

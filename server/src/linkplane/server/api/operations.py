@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import grpc
@@ -30,7 +31,7 @@ def _simple_filter(node: filters.Node | None) -> tuple[bool | None, str | None]:
     """Operations support `done = true|false` and `target = "…"`, joined by AND."""
     done: bool | None = None
     target: str | None = None
-    terms = node.terms if isinstance(node, filters.All) else (node,) if node else ()
+    terms = node.terms if isinstance(node, filters.AllOf) else (node,) if node else ()
     for term in terms:
         if not isinstance(term, filters.Comparison) or term.negated:
             raise errors.InvalidArgument(
@@ -43,7 +44,7 @@ def _simple_filter(node: filters.Node | None) -> tuple[bool | None, str | None]:
     return done, target
 
 
-class OperationsServicer(operations_pb2_grpc.OperationsServicer):
+class OperationsServicer(operations_pb2_grpc.OperationsServicer):  # type: ignore[misc]
     def __init__(self, deps: rpc.Dependencies) -> None:
         self.deps = deps
 
@@ -107,10 +108,8 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
                 if message.done or left <= 0:
                     return message
                 # Any change may finish the operation; poll as well in case a notice is lost.
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(queue.get(), min(left, 1.0))
-                except TimeoutError:
-                    pass
 
     @rpc.unary
     async def CancelOperation(
@@ -135,7 +134,8 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
                 raise errors.NotFound(request.name, kind="operation")
             if not row.done:
                 raise errors.FailedPrecondition(
-                    f"{request.name} is still running", reason="OPERATION_RUNNING",
+                    f"{request.name} is still running",
+                    reason="OPERATION_RUNNING",
                     metadata={"name": request.name},
                 )
             await operations.delete(session, operation_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -19,15 +20,34 @@ from linkplane.v1 import provider_service_pb2, provider_service_pb2_grpc, servic
 Context = grpc.aio.ServicerContext[Any, Any]
 KIND = "service"
 WRITABLE = {
-    "display_name", "load_balancer", "acceptance_policy", "allowed_principals",
-    "private_dns_name", "supported_ip_address_types", "supported_regions", "labels",
+    "display_name",
+    "load_balancer",
+    "acceptance_policy",
+    "allowed_principals",
+    "private_dns_name",
+    "supported_ip_address_types",
+    "supported_regions",
+    "labels",
 }
 IMMUTABLE = {"provider_account", "region"}
 OUTPUT_ONLY = {
-    "uid", "state", "reconciling", "conditions", "generation", "observed_generation",
-    "service_id", "service_name", "network_load_balancer_arns", "base_endpoint_dns_names",
-    "private_dns_verification", "connection_counts", "availability_zones", "last_aws_error",
-    "create_time", "update_time", "delete_time",
+    "uid",
+    "state",
+    "reconciling",
+    "conditions",
+    "generation",
+    "observed_generation",
+    "service_id",
+    "service_name",
+    "network_load_balancer_arns",
+    "base_endpoint_dns_names",
+    "private_dns_verification",
+    "connection_counts",
+    "availability_zones",
+    "last_aws_error",
+    "create_time",
+    "update_time",
+    "delete_time",
 }
 FILTER_FIELDS = {"state", "region", "provider_account", "display_name", "labels", "service_name"}
 FILTER_ENUMS = {"state": states.SERVICE_STATES}
@@ -70,7 +90,10 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
                 if earlier is not None:
                     return await resources.replayed_operation(session, earlier.operation_id)
             await resources.check_account_ref(
-                session, spec.provider_account, spec.region, "service.provider_account",
+                session,
+                spec.provider_account,
+                spec.region,
+                "service.provider_account",
                 "service.region",
             )
             if await records.get(session, models.Service, name) is not None:
@@ -102,12 +125,23 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
             await session.flush()
             await session.refresh(row)
             operation = await resources.start_operation(
-                session, target=name, verb="publish", kind=KIND, uid=row.uid, generation=1,
-                actor=actor, progress="waiting for a worker to create the endpoint service",
+                session,
+                target=name,
+                verb="publish",
+                kind=KIND,
+                uid=row.uid,
+                generation=1,
+                actor=actor,
+                progress="waiting for a worker to create the endpoint service",
             )
             await audit.record(
-                session, actor=actor, action="PublishService", resource=name, resource_uid=row.uid,
-                request_id=request.request_id, details={"spec": specs.to_json(spec)},
+                session,
+                actor=actor,
+                action="PublishService",
+                resource=name,
+                resource_uid=row.uid,
+                request_id=request.request_id,
+                details={"spec": specs.to_json(spec)},
             )
             await rpc.remember(
                 session, "PublishService", request, operation_id=operation.name.split("/")[1]
@@ -136,8 +170,13 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
         after = pagination.decode(self.deps.page_secret, key, request.page_token)
         async with self.deps.db.transaction() as session:
             rows, more = await records.page(
-                session, models.Service, project=project, node=node, columns=columns(),
-                after=after, limit=size,
+                session,
+                models.Service,
+                project=project,
+                node=node,
+                columns=columns(),
+                after=after,
+                limit=size,
             )
         token = pagination.encode(self.deps.page_secret, key, rows[-1].name) if more else ""
         return provider_service_pb2.ListServicesResponse(
@@ -163,7 +202,8 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
             fields.check_etag(request.service.etag, row.uid, row.revision, name)
             if row.delete_time is not None:
                 raise errors.FailedPrecondition(
-                    f"service {name} is being deleted", reason="RESOURCE_DELETING",
+                    f"service {name} is being deleted",
+                    reason="RESOURCE_DELETING",
                     metadata={"name": name},
                 )
             spec = specs.service_from_json(row.spec)
@@ -196,12 +236,21 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
             await session.flush()
             await session.refresh(row)
             operation = await resources.start_operation(
-                session, target=name, verb="update", kind=KIND, uid=row.uid,
-                generation=row.generation, actor=actor,
+                session,
+                target=name,
+                verb="update",
+                kind=KIND,
+                uid=row.uid,
+                generation=row.generation,
+                actor=actor,
                 progress="waiting for a worker to apply the change" if changed else "no change",
             )
             await audit.record(
-                session, actor=actor, action="UpdateService", resource=name, resource_uid=row.uid,
+                session,
+                actor=actor,
+                action="UpdateService",
+                resource=name,
+                resource_uid=row.uid,
                 request_id=request.request_id,
                 details={"paths": sorted(paths), "changed": changed, "spec": specs.to_json(spec)},
             )
@@ -244,13 +293,23 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
             row.update_time = func.now()
             await session.flush()
             operation = await resources.start_operation(
-                session, target=name, verb="delete", kind=KIND, uid=row.uid,
-                generation=row.generation, actor=actor,
+                session,
+                target=name,
+                verb="delete",
+                kind=KIND,
+                uid=row.uid,
+                generation=row.generation,
+                actor=actor,
                 progress="waiting for a worker to tear the service down",
             )
             await audit.record(
-                session, actor=actor, action="DeleteService", resource=name, resource_uid=row.uid,
-                request_id=request.request_id, details={"force": request.force},
+                session,
+                actor=actor,
+                action="DeleteService",
+                resource=name,
+                resource_uid=row.uid,
+                request_id=request.request_id,
+                details={"force": request.force},
             )
             await rpc.remember(
                 session, "DeleteService", request, operation_id=operation.name.split("/")[1]
@@ -277,13 +336,16 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
                 raise errors.NotFound(name, kind="service")
             model = models.ServiceConnection
             query = select(model).where(model.service_uid == service.uid)
-            condition = filtering.compile_filter(node, {
-                "state": model.state,
-                "owner_account_id": model.owner_account_id,
-                "vpc_id": model.vpc_id,
-                "region": model.region,
-                "connection": model.connection_name,
-            })
+            condition = filtering.compile_filter(
+                node,
+                {
+                    "state": model.state,
+                    "owner_account_id": model.owner_account_id,
+                    "vpc_id": model.vpc_id,
+                    "region": model.region,
+                    "connection": model.connection_name,
+                },
+            )
             if condition is not None:
                 query = query.where(condition)
             if after is not None:
@@ -356,7 +418,8 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
                 raise errors.NotFound(name, kind="service")
             if service.delete_time is not None:
                 raise errors.FailedPrecondition(
-                    f"service {name} is being deleted", reason="RESOURCE_DELETING",
+                    f"service {name} is being deleted",
+                    reason="RESOURCE_DELETING",
                     metadata={"name": name},
                 )
             known = {
@@ -390,8 +453,13 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
                 )
                 return resources.preview(converters.pack(response), name, verdict.lower())
             operation = await resources.start_operation(
-                session, target=name, verb="accept" if verdict == "ACCEPTED" else "reject",
-                kind=KIND, uid=service.uid, generation=service.generation, actor=actor,
+                session,
+                target=name,
+                verb="accept" if verdict == "ACCEPTED" else "reject",
+                kind=KIND,
+                uid=service.uid,
+                generation=service.generation,
+                actor=actor,
                 progress=f"waiting for a worker to send the decision on "
                 f"{len(request.endpoint_ids)} connections to AWS",
             )
@@ -399,14 +467,22 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
             for endpoint_id in request.endpoint_ids:
                 session.add(
                     models.ConnectionDecision(
-                        service_uid=service.uid, endpoint_id=endpoint_id, verdict=verdict,
-                        actor=actor, reason=request.reason, operation_id=operation_id,
+                        service_uid=service.uid,
+                        endpoint_id=endpoint_id,
+                        verdict=verdict,
+                        actor=actor,
+                        reason=request.reason,
+                        operation_id=operation_id,
                         outcome={},
                     )
                 )
             service.next_reconcile_at = func.now()
             await audit.record(
-                session, actor=actor, action=method, resource=name, resource_uid=service.uid,
+                session,
+                actor=actor,
+                action=method,
+                resource=name,
+                resource_uid=service.uid,
                 request_id=request.request_id,
                 details={"endpoint_ids": list(request.endpoint_ids), "reason": request.reason},
             )
@@ -420,8 +496,14 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
         project = fields.project_of(request.parent)
         node = filters.parse(request.filter, fields=FILTER_FIELDS, enums=FILTER_ENUMS)
         watcher = watches.Watcher(
-            db=self.deps.db, feed=self.deps.feed, kind=KIND, model=models.Service,
-            project=project, node=node, columns=columns(), convert=converters.service,
+            db=self.deps.db,
+            feed=self.deps.feed,
+            kind=KIND,
+            model=models.Service,
+            project=project,
+            node=node,
+            columns=columns(),
+            convert=converters.service,
         )
         async for event_type, message in watcher.events(send_initial=request.send_initial):
             yield provider_service_pb2.WatchServicesResponse(
@@ -431,13 +513,16 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
 
 async def _live_connections(session: Any, service: models.Service) -> int:
     observed = await session.execute(
-        select(func.count()).select_from(models.ServiceConnection).where(
+        select(func.count())
+        .select_from(models.ServiceConnection)
+        .where(
             models.ServiceConnection.service_uid == service.uid,
             models.ServiceConnection.state.in_(states.LIVE_ENDPOINT_STATES),
         )
     )
     ours = await records.count_where(
-        session, models.Connection,
+        session,
+        models.Connection,
         models.Connection.service == service.name,
         models.Connection.delete_time.is_(None),
     )
@@ -446,10 +531,5 @@ async def _live_connections(session: Any, service: models.Service) -> int:
 
 def _transient(row: models.Service) -> models.Service:
     """Fill server defaults so a never-saved row converts for a validate_only preview."""
-    from datetime import UTC, datetime
-
     row.create_time = row.update_time = datetime.now(UTC)
     return row
-
-
-

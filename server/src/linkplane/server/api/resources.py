@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 
 from google.longrunning import operations_pb2
+from google.protobuf import any_pb2
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkplane.server.api import converters
 from linkplane.server.domain import errors, specs
 from linkplane.server.storage import changes, models, operations, records
+from linkplane.v1 import common_pb2
 
 
 async def check_account_ref(
@@ -59,7 +61,9 @@ async def start_operation(
     return converters.operation(row)
 
 
-async def replayed_operation(session: AsyncSession, operation_id: str | None) -> operations_pb2.Operation:
+async def replayed_operation(
+    session: AsyncSession, operation_id: str | None
+) -> operations_pb2.Operation:
     if operation_id is None:
         raise errors.Unavailable("the first request with this request_id is still in progress")
     row = await operations.get(session, operation_id)
@@ -70,13 +74,15 @@ async def replayed_operation(session: AsyncSession, operation_id: str | None) ->
 
 def preview(response: bytes, target: str, verb: str) -> operations_pb2.Operation:
     """What validate_only returns: a done Operation with no name, holding the would-be result."""
-    from google.protobuf import any_pb2
-
-    from linkplane.v1 import common_pb2
-
     metadata = any_pb2.Any()
-    metadata.Pack(common_pb2.OperationMetadata(target=target, verb=verb, api_version="v1",
-                                               progress_message="validated only; nothing changed"))
+    metadata.Pack(
+        common_pb2.OperationMetadata(
+            target=target,
+            verb=verb,
+            api_version="v1",
+            progress_message="validated only; nothing changed",
+        )
+    )
     operation = operations_pb2.Operation(done=True, metadata=metadata)
     operation.response.ParseFromString(response)
     return operation

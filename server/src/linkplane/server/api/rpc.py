@@ -60,9 +60,7 @@ def authenticate(deps: Dependencies, context: grpc.aio.ServicerContext[Any, Any]
             for token, principal in deps.auth_tokens.items():
                 if hmac.compare_digest(token.encode(), presented.encode()):
                     return principal
-    raise errors.Unauthenticated(
-        "missing or invalid bearer token", reason="INVALID_CREDENTIALS"
-    )
+    raise errors.Unauthenticated("missing or invalid bearer token", reason="INVALID_CREDENTIALS")
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], status: grpc.Status) -> None:
@@ -79,7 +77,9 @@ def unary(
     name = method.__name__
 
     @functools.wraps(method)
-    async def wrapper(self: HasDeps, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> R:
+    async def wrapper(
+        self: HasDeps, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> R:
         started = time.perf_counter()
         code = "OK"
         try:
@@ -87,7 +87,9 @@ def unary(
             return await method(self, request, context, actor)
         except errors.DomainError as error:
             code = api_errors.code_of(error).name
-            log.info("rpc.error", method=name, code=code, reason=error.reason, message=error.message)
+            log.info(
+                "rpc.error", method=name, code=code, reason=error.reason, message=error.message
+            )
             await _abort(context, api_errors.to_rpc_status(error))
             raise  # unreachable: abort raises
         except grpc.aio.AbortError:
@@ -95,9 +97,12 @@ def unary(
         except Exception as exc:
             code = "INTERNAL"
             log.exception("rpc.bug", method=name, error=str(exc))
-            await _abort(context, rpc_status.to_status(api_errors.internal_status(
-                f"internal error in {name}; this is a linkplane bug"
-            )))
+            await _abort(
+                context,
+                rpc_status.to_status(
+                    api_errors.internal_status(f"internal error in {name}; this is a linkplane bug")
+                ),
+            )
             raise
         finally:
             RPC_TOTAL.labels(name, code).inc()
@@ -129,9 +134,12 @@ def streaming(
         except Exception as exc:
             code = "INTERNAL"
             log.exception("rpc.bug", method=name, error=str(exc))
-            await _abort(context, rpc_status.to_status(api_errors.internal_status(
-                f"internal error in {name}; this is a linkplane bug"
-            )))
+            await _abort(
+                context,
+                rpc_status.to_status(
+                    api_errors.internal_status(f"internal error in {name}; this is a linkplane bug")
+                ),
+            )
         finally:
             RPC_TOTAL.labels(name, code).inc()
 
@@ -174,6 +182,9 @@ async def remember(
     request_id: str = getattr(request, "request_id", "")
     if request_id:
         await requests.complete(
-            session, method=method, request_id=request_id, operation_id=operation_id,
+            session,
+            method=method,
+            request_id=request_id,
+            operation_id=operation_id,
             response=response,
         )

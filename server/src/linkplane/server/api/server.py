@@ -25,7 +25,9 @@ SERVICE_NAMES = (
 )
 
 
-def build(deps: rpc.Dependencies, listen: str) -> tuple[grpc.aio.Server, health.HealthServicer, int]:
+def build(
+    deps: rpc.Dependencies, listen: str
+) -> tuple[grpc.aio.Server, health.HealthServicer, int]:
     """The server (not started), its health servicer, and the bound port."""
     server = grpc.aio.server(
         options=[
@@ -43,12 +45,17 @@ def build(deps: rpc.Dependencies, listen: str) -> tuple[grpc.aio.Server, health.
     account_service_pb2_grpc.add_AccountServiceServicer_to_server(
         accounts.AccountServicer(deps), server
     )
-    operations_pb2_grpc.add_OperationsServicer_to_server(operations.OperationsServicer(deps), server)
+    operations_pb2_grpc.add_OperationsServicer_to_server(
+        operations.OperationsServicer(deps), server
+    )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME),
+        (
+            *SERVICE_NAMES,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
     port = server.add_insecure_port(listen)

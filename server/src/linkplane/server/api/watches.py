@@ -79,14 +79,14 @@ class Watcher:
                 events.append((common_pb2.EVENT_TYPE_DELETED, self.sent.pop(name)))
         return events
 
-    async def events(self, *, send_initial: bool) -> AsyncIterator[tuple[int, Message]]:
+    async def events(self, *, send_initial: bool) -> AsyncIterator[tuple[Any, Any]]:
         async with self.feed.subscribe() as queue:
             snapshot = await self._read()
             self.sent = dict(snapshot)
             if send_initial:
                 for message in snapshot.values():
                     yield common_pb2.EVENT_TYPE_EXISTING, message
-                yield common_pb2.EVENT_TYPE_SYNCED, None  # type: ignore[misc]
+                yield common_pb2.EVENT_TYPE_SYNCED, None
             while True:
                 try:
                     change = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)

@@ -34,12 +34,12 @@ class Comparison:
 
 
 @dataclass(frozen=True)
-class All:
+class AllOf:
     terms: tuple[Node, ...]
 
 
 @dataclass(frozen=True)
-class Any_:
+class AnyOf:
     terms: tuple[Node, ...]
 
 
@@ -48,7 +48,7 @@ class Not:
     term: Node
 
 
-Node = Comparison | All | Any_ | Not
+Node = Comparison | AllOf | AnyOf | Not
 
 _TOKEN = re.compile(
     r"""\s*(?:(?P<lparen>\()|(?P<rparen>\))|(?P<op>!=|=)|(?P<string>"(?:[^"\\]|\\.)*")"""
@@ -87,7 +87,7 @@ def _tokenize(text: str, path: str) -> list[tuple[str, str]]:
     while position < len(text):
         match = _TOKEN.match(text, position)
         if not match or match.end() == position:
-            raise _bad(path, f"cannot parse near {text[position:position + 20]!r}")
+            raise _bad(path, f"cannot parse near {text[position : position + 20]!r}")
         kind = match.lastgroup or ""
         tokens.append((kind, match.group(kind)))
         position = match.end()
@@ -129,13 +129,13 @@ class _Parser:
         terms = [self.or_expr()]
         while self.keyword("AND"):
             terms.append(self.or_expr())
-        return terms[0] if len(terms) == 1 else All(tuple(terms))
+        return terms[0] if len(terms) == 1 else AllOf(tuple(terms))
 
     def or_expr(self) -> Node:
         terms = [self.unary()]
         while self.keyword("OR"):
             terms.append(self.unary())
-        return terms[0] if len(terms) == 1 else Any_(tuple(terms))
+        return terms[0] if len(terms) == 1 else AnyOf(tuple(terms))
 
     def unary(self) -> Node:
         if self.keyword("NOT") or self.keyword("-"):

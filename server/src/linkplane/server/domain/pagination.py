@@ -55,9 +55,7 @@ def decode(secret: bytes, context: list[str], token: str, path: str = "page_toke
     except ValueError:
         raise invalid from None
     if data.get("c") != _digest(context):
-        raise InvalidArgument(
-            [FieldViolation(path, "was issued for a different parent or filter")]
-        )
+        raise InvalidArgument([FieldViolation(path, "was issued for a different parent or filter")])
     after = data.get("a")
     if not isinstance(after, str):
         raise invalid

@@ -12,14 +12,27 @@ import re
 SERVICE_STATES = frozenset({"CREATING", "ACTIVE", "UPDATING", "DELETING", "FAILED"})
 CONNECTION_STATES = frozenset(
     {
-        "CREATING", "PENDING_ACCEPTANCE", "PROVISIONING", "AVAILABLE", "REJECTED", "FAILED",
-        "DELETING", "EXPIRED",
+        "CREATING",
+        "PENDING_ACCEPTANCE",
+        "PROVISIONING",
+        "AVAILABLE",
+        "REJECTED",
+        "FAILED",
+        "DELETING",
+        "EXPIRED",
     }
 )
 ENDPOINT_STATES = frozenset(
     {
-        "PENDING_ACCEPTANCE", "PENDING", "AVAILABLE", "DELETING", "DELETED", "REJECTED",
-        "FAILED", "EXPIRED", "PARTIAL",
+        "PENDING_ACCEPTANCE",
+        "PENDING",
+        "AVAILABLE",
+        "DELETING",
+        "DELETED",
+        "REJECTED",
+        "FAILED",
+        "EXPIRED",
+        "PARTIAL",
     }
 )
 # Connections that keep a service from being deleted (AWS refuses with

@@ -31,7 +31,9 @@ EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
 # AWS rejects principal ARNs with paths (arn:aws:iam::1:role/path/name), so these do too.
 PRINCIPAL_PATTERNS = (
     re.compile(r"^[0-9]{12}$"),
-    re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:(root|role/[\w+=,.@-]{1,64}|user/[\w+=,.@-]{1,64})$"),
+    re.compile(
+        r"^arn:aws[a-z-]*:iam::[0-9]{12}:(root|role/[\w+=,.@-]{1,64}|user/[\w+=,.@-]{1,64})$"
+    ),
     re.compile(r"^arn:aws[a-z-]*:organizations::[0-9]{12}:organization/o-[a-z0-9]{10,32}$"),
     re.compile(
         r"^arn:aws[a-z-]*:organizations::[0-9]{12}:ou/o-[a-z0-9]{10,32}/ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}$"
@@ -101,9 +103,7 @@ def check_service(spec: ServiceSpec, prefix: str) -> list[FieldViolation]:
     out += _principals(policy.reject_principals, f"{path}.reject_principals", allow_star=False)
     for i, principal in enumerate(policy.reject_principals):
         if principal in seen:
-            out.append(
-                FieldViolation(f"{path}.reject_principals[{i}]", "is also in accept_rules")
-            )
+            out.append(FieldViolation(f"{path}.reject_principals[{i}]", "is also in accept_rules"))
     out += _principals(spec.allowed_principals, f"{prefix}.allowed_principals", allow_star=True)
     if spec.private_dns_name and (
         len(spec.private_dns_name) > 255 or not DNS_NAME.match(spec.private_dns_name)
@@ -134,10 +134,16 @@ def check_connection(spec: ConnectionSpec, prefix: str) -> list[FieldViolation]:
     out += _region(spec.service_region, f"{prefix}.service_region", required=False)
     if not VPC_ID.match(spec.vpc_id):
         out.append(_v(prefix, "vpc_id", "must be a VPC id, vpc-…"))
-    out += _ids(spec.subnet_ids, SUBNET_ID, f"{prefix}.subnet_ids", "subnet-…", 1, MAX_SUBNETS)
     out += _ids(
-        spec.security_group_ids, SECURITY_GROUP_ID, f"{prefix}.security_group_ids", "sg-…", 0,
-        MAX_SECURITY_GROUPS,
+        spec.subnet_ids, SUBNET_ID, f"{prefix}.subnet_ids", "subnet-…", least=1, most=MAX_SUBNETS
+    )
+    out += _ids(
+        spec.security_group_ids,
+        SECURITY_GROUP_ID,
+        f"{prefix}.security_group_ids",
+        "sg-…",
+        least=0,
+        most=MAX_SECURITY_GROUPS,
     )
     if spec.ip_address_type not in ENDPOINT_IP_TYPES:
         out.append(_v(prefix, "ip_address_type", "unknown IP address type"))
@@ -170,7 +176,9 @@ def _common(display_name: str, labels: dict[str, str], prefix: str) -> list[Fiel
     for key, value in labels.items():
         if not LABEL_KEY.match(key):
             out.append(
-                FieldViolation(f"{prefix}.labels[{key[:64]!r}]", "key must match [a-z][a-z0-9_-]{0,62}")
+                FieldViolation(
+                    f"{prefix}.labels[{key[:64]!r}]", "key must match [a-z][a-z0-9_-]{0,62}"
+                )
             )
         elif not LABEL_VALUE.match(value):
             out.append(
@@ -222,7 +230,7 @@ def _principals(values: list[str], path: str, *, allow_star: bool) -> list[Field
 
 
 def _ids(
-    values: list[str], pattern: re.Pattern[str], path: str, shape: str, least: int, most: int
+    values: list[str], pattern: re.Pattern[str], path: str, shape: str, *, least: int, most: int
 ) -> list[FieldViolation]:
     out: list[FieldViolation] = []
     if len(values) < least:
@@ -259,10 +267,19 @@ def _load_balancer(spec: ServiceSpec, path: str) -> list[FieldViolation]:
         return [FieldViolation(path, "set exactly one of adopted or managed")]
     if lb.adopted_arns:
         arns_path = f"{path}.adopted.network_load_balancer_arns"
-        return _ids(lb.adopted_arns, NLB_ARN, arns_path, "an NLB ARN (…:loadbalancer/net/…)", 1, 10)
+        return _ids(
+            lb.adopted_arns,
+            NLB_ARN,
+            arns_path,
+            "an NLB ARN (…:loadbalancer/net/…)",
+            least=1,
+            most=10,
+        )
     assert lb.managed is not None
     managed, mpath = lb.managed, f"{path}.managed"
-    out = _ids(managed.subnet_ids, SUBNET_ID, f"{mpath}.subnet_ids", "subnet-…", 1, MAX_SUBNETS)
+    out = _ids(
+        managed.subnet_ids, SUBNET_ID, f"{mpath}.subnet_ids", "subnet-…", least=1, most=MAX_SUBNETS
+    )
     if not managed.listeners:
         out.append(FieldViolation(f"{mpath}.listeners", "at least 1 required"))
     if len(managed.listeners) > MAX_LISTENERS:

@@ -41,10 +41,13 @@ RESYNC = Change(kind="*", name="*", uid="*")
 async def notify(session: AsyncSession, *, kind: str, name: str, uid: str) -> None:
     """Queue a notification; Postgres delivers it when (and only if) the transaction commits."""
     payload = json.dumps({"kind": kind, "name": name, "uid": uid})
-    await session.execute(text("SELECT pg_notify(:channel, :payload)"), {
-        "channel": CHANNEL,
-        "payload": payload,
-    })
+    await session.execute(
+        text("SELECT pg_notify(:channel, :payload)"),
+        {
+            "channel": CHANNEL,
+            "payload": payload,
+        },
+    )
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -65,9 +68,9 @@ class ChangeFeed:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="linkplane-change-feed")
 
-    async def wait_connected(self, timeout: float) -> bool:
+    async def wait_connected(self, seconds: float) -> bool:
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
+            await asyncio.wait_for(self._connected.wait(), seconds)
         except TimeoutError:
             return False
         return True
@@ -119,7 +122,7 @@ class ChangeFeed:
                     await connection.execute("SELECT 1")
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any failure: reconnect and resync
+            except Exception as exc:
                 log.warning("change_feed.disconnected", error=str(exc))
             finally:
                 self._connected.clear()

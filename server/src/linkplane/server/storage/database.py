@@ -63,7 +63,7 @@ class Database:
         try:
             async with self.engine.connect() as connection:
                 await connection.exec_driver_sql("SELECT 1")
-        except Exception:  # noqa: BLE001 - any failure means "not reachable now"
+        except Exception:
             return False
         return True
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pgserver
+
 
 class EmbeddedPostgres:
     """A Postgres cluster under `data_dir`, started on demand and stopped on close."""
@@ -19,10 +21,10 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or attach to) the cluster and return an asyncpg URL for it."""
-        import pgserver  # imported late: only dev mode and tests need the binaries
-
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._server = pgserver.get_server(str(self.data_dir.resolve()), cleanup_mode="stop")
+        self._server = pgserver.get_server(  # type: ignore[attr-defined]
+            str(self.data_dir.resolve()), cleanup_mode="stop"
+        )
         uri: str = self._server.get_uri()
         return uri
 

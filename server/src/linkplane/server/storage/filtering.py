@@ -21,9 +21,9 @@ def compile_filter(
 
 
 def _compile(node: filters.Node, columns: Mapping[str, Any]) -> ColumnElement[bool]:
-    if isinstance(node, filters.All):
+    if isinstance(node, filters.AllOf):
         return and_(*(_compile(t, columns) for t in node.terms))
-    if isinstance(node, filters.Any_):
+    if isinstance(node, filters.AnyOf):
         return or_(*(_compile(t, columns) for t in node.terms))
     if isinstance(node, filters.Not):
         return not_(_compile(node.term, columns))
@@ -37,4 +37,5 @@ def _compile(node: filters.Node, columns: Mapping[str, Any]) -> ColumnElement[bo
     column = columns.get(node.field)
     if column is None:
         return false()
-    return column != node.value if node.negated else column == node.value
+    result: ColumnElement[bool] = column != node.value if node.negated else column == node.value
+    return result

@@ -71,9 +71,7 @@ async def page(
     return rows[:limit], len(rows) > limit
 
 
-async def open_for(
-    session: AsyncSession, resource_uid: uuid.UUID
-) -> Sequence[models.Operation]:
+async def open_for(session: AsyncSession, resource_uid: uuid.UUID) -> Sequence[models.Operation]:
     query = select(models.Operation).where(
         models.Operation.resource_uid == resource_uid, models.Operation.done.is_(False)
     )

@@ -57,8 +57,6 @@ async def complete(
 ) -> None:
     await session.execute(
         update(models.RequestRecord)
-        .where(
-            models.RequestRecord.method == method, models.RequestRecord.request_id == request_id
-        )
+        .where(models.RequestRecord.method == method, models.RequestRecord.request_id == request_id)
         .values(operation_id=operation_id, response=response)
     )

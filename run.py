@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""The README's two commands, on any machine with Python >= 3.11 and nothing else.
+
+    python3 run.py dev     # run linkplane: embedded Postgres, the AWS simulator, the server
+    python3 run.py test    # run the whole test suite
+
+It installs uv (the pinned version, into ./.tools) if the machine has none, creates the
+project's virtual environment from uv.lock, and runs the command inside it. Extra arguments
+are passed on: `python3 run.py dev --listen 127.0.0.1:6000`, `python3 run.py test -k watch`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+UV_VERSION = "0.13.8"
+TOOLS = ROOT / ".tools"
+
+
+def uv() -> str:
+    found = shutil.which("uv")
+    if found:
+        return found
+    bindir = TOOLS / ("Scripts" if os.name == "nt" else "bin")
+    candidate = bindir / "uv"
+    if not candidate.exists():
+        print(f"installing uv {UV_VERSION} into {TOOLS} …", flush=True)
+        venv.create(TOOLS, with_pip=True)
+        subprocess.run(
+            [str(bindir / "python"), "-m", "pip", "install", "--quiet", f"uv=={UV_VERSION}"],
+            check=True,
+        )
+    return str(candidate)
+
+
+def main() -> int:
+    if sys.version_info < (3, 11):
+        print("linkplane needs Python 3.11 or newer", file=sys.stderr)
+        return 2
+    if len(sys.argv) < 2 or sys.argv[1] not in {"dev", "test", "serve", "lpctl"}:
+        print(__doc__)
+        return 2
+    command, extra = sys.argv[1], sys.argv[2:]
+    tool = uv()
+    subprocess.run([tool, "sync", "--frozen", "--quiet"], cwd=ROOT, check=True)
+    if command == "test":
+        argv = [tool, "run", "--frozen", "pytest", *extra]
+    elif command == "lpctl":
+        argv = [tool, "run", "--frozen", "lpctl", *extra]
+    else:
+        argv = [tool, "run", "--frozen", "linkplane-server", command, *extra]
+    return subprocess.run(argv, cwd=ROOT, check=False).returncode
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
