@@ -9,8 +9,9 @@ import grpc
 from google.protobuf import empty_pb2
 from sqlalchemy import func, or_
 
-from linkplane.server.api import converters, fields, rpc
+from linkplane.server.api import fields, rpc
 from linkplane.server.domain import errors, filters, names, pagination, specs, validation
+from linkplane.server.protocol import converters
 from linkplane.server.storage import audit, models, records
 from linkplane.v1 import account_pb2, account_service_pb2, account_service_pb2_grpc
 

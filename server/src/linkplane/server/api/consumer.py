@@ -12,8 +12,9 @@ from google.longrunning import operations_pb2
 from google.protobuf import empty_pb2
 from sqlalchemy import func
 
-from linkplane.server.api import converters, fields, resources, rpc, watches
+from linkplane.server.api import fields, resources, rpc, watches
 from linkplane.server.domain import errors, filters, pagination, specs, states, validation
+from linkplane.server.protocol import converters
 from linkplane.server.storage import audit, models, records
 from linkplane.v1 import connection_pb2, consumer_service_pb2, consumer_service_pb2_grpc
 

@@ -7,8 +7,8 @@ from collections.abc import Collection
 
 from google.protobuf import field_mask_pb2
 
-from linkplane.server.api import converters
 from linkplane.server.domain import errors, names
+from linkplane.server.protocol import converters
 
 
 def _bad(path: str, description: str) -> errors.InvalidArgument:

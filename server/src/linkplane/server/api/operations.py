@@ -10,8 +10,9 @@ import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import empty_pb2
 
-from linkplane.server.api import converters, rpc
+from linkplane.server.api import rpc
 from linkplane.server.domain import errors, filters, pagination
+from linkplane.server.protocol import converters
 from linkplane.server.storage import operations
 
 Context = grpc.aio.ServicerContext[Any, Any]

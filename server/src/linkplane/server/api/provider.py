@@ -12,8 +12,9 @@ from google.longrunning import operations_pb2
 from google.protobuf import empty_pb2
 from sqlalchemy import func, select
 
-from linkplane.server.api import converters, fields, resources, rpc, watches
+from linkplane.server.api import fields, resources, rpc, watches
 from linkplane.server.domain import errors, filters, names, pagination, specs, states, validation
+from linkplane.server.protocol import converters
 from linkplane.server.storage import audit, filtering, models, records
 from linkplane.v1 import provider_service_pb2, provider_service_pb2_grpc, service_pb2
 

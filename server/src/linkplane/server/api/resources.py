@@ -8,8 +8,8 @@ from google.longrunning import operations_pb2
 from google.protobuf import any_pb2
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from linkplane.server.api import converters
 from linkplane.server.domain import errors, specs
+from linkplane.server.protocol import converters
 from linkplane.server.storage import changes, models, operations, records
 from linkplane.v1 import common_pb2
 

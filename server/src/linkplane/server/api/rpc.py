@@ -22,8 +22,8 @@ from google.protobuf.message import Message
 from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
-from linkplane.server.api import errors as api_errors
 from linkplane.server.domain import errors
+from linkplane.server.protocol import statuses as api_errors
 from linkplane.server.storage import database, requests
 from linkplane.server.storage.changes import ChangeFeed
 

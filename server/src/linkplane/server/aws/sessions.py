@@ -7,7 +7,7 @@ pools; creating one per call would cost a TLS handshake per call), and closes th
 shutdown. ``calls`` is the only caller; it adds rate limiting, error classification and
 metrics on top.
 
-SDK retries are off (``max_attempts=1``): linkplane owns retrying and rate limiting. botocore's
+SDK retries are off (``total_max_attempts=1``): linkplane owns retrying and rate limiting. botocore's
 retries would hide throttling from the limiter (it would never learn to slow down), sleep
 without regard to other work, and in standard mode draw from a retry quota that a throttling
 storm drains, after which every call fails with "retry quota exceeded".
@@ -83,7 +83,10 @@ class AwsClients:
         self.settings = settings or Settings()
         self._session = aio_session.AioSession()
         self._config = aio_config.AioConfig(
-            retries={"mode": "standard", "max_attempts": 1},
+            # "total_max_attempts", not "max_attempts": botocore's max_attempts counts
+            # *retries* (max_attempts=1 means two requests); total_max_attempts=1 means exactly
+            # one request and no SDK retry at all.
+            retries={"mode": "standard", "total_max_attempts": 1},
             connect_timeout=self.settings.connect_timeout,
             read_timeout=self.settings.read_timeout,
             max_pool_connections=self.settings.max_pool_connections,

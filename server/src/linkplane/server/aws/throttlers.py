@@ -146,6 +146,11 @@ class Stats:
     """Buckets created so far: (account, region, family) combinations seen."""
 
 
+# Refill arithmetic in floating point can land a hair below a whole token after sleeping
+# exactly the computed deficit; without this slack the head waiter would re-sleep for ~1e-17 s
+# forever on a clock that does not move by itself.
+_EPSILON = 1e-9
+
 BucketKey = tuple[str, str, str]
 """(account_id, region, family)."""
 
@@ -251,7 +256,7 @@ class Limiter:
     async def _take(self, bucket: _Bucket) -> bool:
         """Take one token, queueing if needed; True if the caller had to queue."""
         bucket.update(self._clock.monotonic())
-        if not bucket.queue and bucket.tokens >= 1:
+        if not bucket.queue and bucket.tokens >= 1 - _EPSILON:
             bucket.tokens -= 1
             return False
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -262,7 +267,7 @@ class Limiter:
             await turn  # Resolved when this waiter reaches the head of the queue.
             while True:
                 bucket.update(self._clock.monotonic())
-                if bucket.tokens >= 1:
+                if bucket.tokens >= 1 - _EPSILON:
                     bucket.tokens -= 1
                     return True
                 # Re-checked after the sleep: a penalty may have drained the bucket meanwhile.

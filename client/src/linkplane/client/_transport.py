@@ -1,0 +1,134 @@
+"""Channels, credentials and the retrying unary call shared by `AsyncClient` and `Client`.
+
+Kept apart from the clients so both flavours apply the same rules: one deadline per call that
+covers every attempt, retries only on UNAVAILABLE (AIP-194: other codes mean the request itself
+is wrong or the state forbids it, so repeating it cannot help), and errors mapped through
+`errors.from_rpc_error` so raw `grpc.RpcError`s never reach callers.
+"""
+
+# ASYNC109: `timeout` is the gRPC deadline sent to the server (it propagates, AIP-style);
+# asyncio.timeout() would only stop waiting locally and leave the server working.
+# ruff: noqa: ASYNC109
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+
+from linkplane.client import config as config_
+from linkplane.client import errors
+
+Metadata = tuple[tuple[str, str], ...]
+ResponseT = TypeVar("ResponseT")
+
+
+def channel_credentials(config: config_.ClientConfig) -> grpc.ChannelCredentials | None:
+    """TLS channel credentials (with the token as call credentials), or None for plaintext."""
+    if not config.uses_tls:
+        return None
+    credentials = grpc.ssl_channel_credentials(root_certificates=config.tls_root_certificates)
+    if config.token:
+        # gRPC only attaches call credentials on secure channels, so they are used with TLS
+        # and the plain header (call_metadata) is used without.
+        credentials = grpc.composite_channel_credentials(
+            credentials, grpc.access_token_call_credentials(config.token)
+        )
+    return credentials
+
+
+def call_metadata(config: config_.ClientConfig) -> Metadata:
+    """Metadata sent with every call: the bearer token when the channel is plaintext."""
+    if config.token and not config.uses_tls:
+        return (("authorization", f"Bearer {config.token}"),)
+    return ()
+
+
+def _options(config: config_.ClientConfig) -> list[tuple[str, Any]]:
+    return [("grpc.primary_user_agent", config.user_agent)]
+
+
+def async_channel(config: config_.ClientConfig) -> grpc.aio.Channel:
+    """A grpc.aio channel to `config.address`."""
+    credentials = channel_credentials(config)
+    if credentials is None:
+        return grpc.aio.insecure_channel(config.address, options=_options(config))
+    return grpc.aio.secure_channel(config.address, credentials, options=_options(config))
+
+
+def sync_channel(config: config_.ClientConfig) -> grpc.Channel:
+    """A blocking grpc channel to `config.address`."""
+    credentials = channel_credentials(config)
+    if credentials is None:
+        return grpc.insecure_channel(config.address, options=_options(config))
+    return grpc.secure_channel(config.address, credentials, options=_options(config))
+
+
+def _retry_delay(
+    error: grpc.RpcError, attempt: int, config: config_.ClientConfig, deadline: float
+) -> float | None:
+    """Seconds to wait before the next attempt, or None when the error is final."""
+    code = error.code() if callable(getattr(error, "code", None)) else None
+    if code is not grpc.StatusCode.UNAVAILABLE or attempt + 1 >= config.max_attempts:
+        return None
+    delay = config.retry_backoff.delay(attempt)
+    # Sleeping past the deadline would only turn UNAVAILABLE into a less useful timeout.
+    if time.monotonic() + delay >= deadline:
+        return None
+    return delay
+
+
+async def call_async(
+    method: Callable[..., Awaitable[ResponseT]],
+    request: Any,
+    *,
+    config: config_.ClientConfig,
+    timeout: float | None,
+) -> ResponseT:
+    """Call a grpc.aio unary method with the deadline, retry and error-mapping rules.
+
+    The same `request` object is re-sent on every attempt, so its `request_id` is identical and
+    the server can answer a retry with the first attempt's result.
+    """
+    deadline = time.monotonic() + (config.default_timeout if timeout is None else timeout)
+    metadata = call_metadata(config)
+    attempt = 0
+    while True:
+        try:
+            return await method(
+                request, timeout=max(deadline - time.monotonic(), 0.001), metadata=metadata
+            )
+        except grpc.RpcError as error:
+            delay = _retry_delay(error, attempt, config, deadline)
+            if delay is None:
+                raise errors.from_rpc_error(error) from error
+        await asyncio.sleep(delay)
+        attempt += 1
+
+
+def call_sync(
+    method: Callable[..., ResponseT],
+    request: Any,
+    *,
+    config: config_.ClientConfig,
+    timeout: float | None,
+) -> ResponseT:
+    """Blocking twin of `call_async`: same deadline, retry and error-mapping rules."""
+    deadline = time.monotonic() + (config.default_timeout if timeout is None else timeout)
+    metadata = call_metadata(config)
+    attempt = 0
+    while True:
+        try:
+            return method(
+                request, timeout=max(deadline - time.monotonic(), 0.001), metadata=metadata
+            )
+        except grpc.RpcError as error:
+            delay = _retry_delay(error, attempt, config, deadline)
+            if delay is None:
+                raise errors.from_rpc_error(error) from error
+        time.sleep(delay)
+        attempt += 1

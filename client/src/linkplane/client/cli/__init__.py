@@ -1,0 +1,105 @@
+"""lpctl, linkplane's command line: a typer app over the blocking `linkplane.client.Client`.
+
+`main()` is the console-script entry point. It is also where errors end: every
+`LinkplaneError` becomes one line on stderr (plus field violations) and a documented exit code
+(`state.ExitCode`), never a traceback.
+"""
+
+# PLR0917: typer turns each parameter of a command into a flag, so commands take many.
+# ruff: noqa: PLR0917
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from linkplane.client import errors
+from linkplane.client.cli import accounts, connections, demo, operations, services
+from linkplane.client.cli.state import ExitCode, OutputFormat, build_state, exit_code, report
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="lpctl",
+    help="Manage AWS PrivateLink through linkplane: publish services, connect VPCs, "
+    "accept requests, follow operations.",
+    epilog="Example: lpctl --project payments services list -o table\n\n"
+    "Run 'lpctl demo' against a dev server for a guided walkthrough.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(services.app, name="services")
+app.add_typer(connections.app, name="connections")
+app.add_typer(accounts.app, name="accounts")
+app.add_typer(operations.app, name="operations")
+app.command(
+    name="demo",
+    epilog="Example: lpctl demo --address 127.0.0.1:50051",
+)(demo.demo)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address", envvar="LINKPLANE_ADDRESS", help="Server host:port [127.0.0.1:50051]."
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="LINKPLANE_TOKEN", help="Bearer token.", show_default=False),
+    ] = None,
+    project: Annotated[
+        str | None,
+        typer.Option("--project", "-p", envvar="LINKPLANE_PROJECT", help="Project [default]."),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            envvar="LINKPLANE_PROFILE",
+            help="Profile from $LINKPLANE_CONFIG or ~/.config/linkplane/profiles.toml.",
+        ),
+    ] = None,
+    output: Annotated[
+        OutputFormat | None,
+        typer.Option("--output", "-o", help="table (default on a TTY) | json (when piped) | yaml."),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Deadline of each call, seconds [30].")
+    ] = None,
+    tls_ca: Annotated[
+        Path | None,
+        typer.Option("--tls-ca", envvar="LINKPLANE_TLS_CA", help="PEM CA bundle; enables TLS."),
+    ] = None,
+) -> None:
+    """Global options; they apply to every command."""
+    state = build_state(
+        address=address,
+        token=token,
+        project=project,
+        profile=profile,
+        output=output,
+        timeout=timeout,
+        tls_ca=tls_ca,
+    )
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+def main() -> None:
+    """Run lpctl; map linkplane errors to one stderr line and an exit code."""
+    try:
+        app(prog_name="lpctl")
+    except errors.LinkplaneError as error:
+        report(error)
+        sys.exit(int(exit_code(error)))
+    except KeyboardInterrupt:
+        sys.exit(int(ExitCode.INTERRUPTED))

@@ -1,0 +1,151 @@
+"""`lpctl accounts ...`: the AWS accounts linkplane acts in (answered directly, no operations)."""
+
+# PLR0917: typer turns each parameter of a command into a flag, so commands take many.
+# ruff: noqa: PLR0917
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from linkplane.client import names
+from linkplane.client.cli import common, output
+from linkplane.client.cli.state import state_of, stderr
+from linkplane.v1 import account_pb2
+
+app = typer.Typer(
+    help="Register and manage AWS accounts.", no_args_is_help=True, rich_markup_mode=None
+)
+
+AccountRef = Annotated[str, typer.Argument(help="12-digit AWS account id or full name.")]
+DisplayName = Annotated[str | None, typer.Option("--display-name", help="Human-readable name.")]
+RoleArn = Annotated[str | None, typer.Option("--role-arn", help="IAM role linkplane assumes.")]
+ExternalId = Annotated[str | None, typer.Option("--external-id", help="AssumeRole external id.")]
+Regions = Annotated[
+    list[str] | None, typer.Option("--region", help="Allowed region (repeatable; none: any).")
+]
+
+
+@app.command(
+    epilog="Example: lpctl accounts register 111111111111 "
+    "--role-arn arn:aws:iam::111111111111:role/linkplane --region us-east-1"
+)
+def register(
+    ctx: typer.Context,
+    account_id: Annotated[str, typer.Argument(help="12-digit AWS account id.")],
+    display_name: DisplayName = None,
+    role_arn: RoleArn = None,
+    external_id: ExternalId = None,
+    region: Regions = None,
+    label: common.Labels = None,
+    validate_only: common.ValidateOnly = False,
+    request_id: common.RequestId = None,
+) -> None:
+    """Register an AWS account so services and connections can use it."""
+    state = state_of(ctx)
+    account = account_pb2.Account(
+        display_name=display_name or "",
+        role_arn=role_arn or "",
+        external_id=external_id or "",
+        allowed_regions=region or [],
+        labels=common.parse_labels(label),
+    )
+    result = state.client().register_account(
+        parent=state.parent,
+        account=account,
+        account_id=names.short_id(account_id),
+        request_id=request_id,
+        validate_only=validate_only,
+        timeout=state.timeout,
+    )
+    output.emit(state, result)
+
+
+@app.command(epilog="Example: lpctl accounts get 111111111111")
+def get(ctx: typer.Context, account: AccountRef) -> None:
+    """Show one account."""
+    state = state_of(ctx)
+    name = names.account_name(state.project, account)
+    output.emit(state, state.client().get_account(name=name, timeout=state.timeout))
+
+
+@app.command(name="list", epilog="Example: lpctl accounts list -o json")
+def list_(
+    ctx: typer.Context,
+    filter: common.Filter = "",
+    page_size: common.PageSize = 0,
+    limit: common.Limit = 100,
+    all: common.All = False,
+) -> None:
+    """List the project's accounts."""
+    state = state_of(ctx)
+    pager = state.client().list_accounts(
+        parent=state.parent, filter=filter, page_size=page_size, timeout=state.timeout
+    )
+    common.show_list(state, pager, limit, all)
+
+
+@app.command(epilog="Example: lpctl accounts update 111111111111 --label team=payments")
+def update(
+    ctx: typer.Context,
+    account: AccountRef,
+    display_name: DisplayName = None,
+    role_arn: RoleArn = None,
+    external_id: ExternalId = None,
+    region: Regions = None,
+    label: common.Labels = None,
+    etag: common.Etag = "",
+    validate_only: common.ValidateOnly = False,
+    request_id: common.RequestId = None,
+) -> None:
+    """Change an account; only the fields given as flags are updated."""
+    state = state_of(ctx)
+    message = account_pb2.Account(name=names.account_name(state.project, account), etag=etag)
+    paths: list[str] = []
+    if display_name is not None:
+        message.display_name = display_name
+        paths.append("display_name")
+    if role_arn is not None:
+        message.role_arn = role_arn
+        paths.append("role_arn")
+    if external_id is not None:
+        message.external_id = external_id
+        paths.append("external_id")
+    if region:
+        message.allowed_regions[:] = region
+        paths.append("allowed_regions")
+    if label:
+        message.labels.update(common.parse_labels(label))
+        paths.append("labels")
+    if not paths:
+        raise typer.BadParameter("nothing to update: give at least one field flag")
+    result = state.client().update_account(
+        account=message,
+        update_mask=paths,
+        request_id=request_id,
+        validate_only=validate_only,
+        timeout=state.timeout,
+    )
+    output.emit(state, result)
+
+
+@app.command(epilog="Example: lpctl accounts delete 333333333333")
+def delete(
+    ctx: typer.Context,
+    account: AccountRef,
+    etag: common.Etag = "",
+    validate_only: common.ValidateOnly = False,
+    request_id: common.RequestId = None,
+) -> None:
+    """Remove an account (fails with exit 5 while services or connections use it)."""
+    state = state_of(ctx)
+    name = names.account_name(state.project, account)
+    state.client().delete_account(
+        name=name,
+        etag=etag,
+        request_id=request_id,
+        validate_only=validate_only,
+        timeout=state.timeout,
+    )
+    stderr.print(f"deleted {name}")

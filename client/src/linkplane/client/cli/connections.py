@@ -1,0 +1,223 @@
+"""`lpctl connections ...`: the consumer side (interface endpoints to services)."""
+
+# PLR0917: typer turns each parameter of a command into a flag, so commands take many.
+# ruff: noqa: PLR0917
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from linkplane.client import _requests, names
+from linkplane.client.cli import common, output
+from linkplane.client.cli.state import state_of
+from linkplane.v1 import connection_pb2
+
+app = typer.Typer(
+    help="Connect VPCs to endpoint services (the consumer side).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+Subnets = Annotated[
+    list[str] | None, typer.Option("--subnet", help="Subnet for an endpoint ENI (repeatable).")
+]
+SecurityGroups = Annotated[
+    list[str] | None, typer.Option("--security-group", help="Security group sg-... (repeatable).")
+]
+PrivateDns = Annotated[
+    bool | None,
+    typer.Option("--private-dns/--no-private-dns", help="Associate the service's private DNS."),
+]
+Message = Annotated[str | None, typer.Option("--message", help="Message to the provider.")]
+DisplayName = Annotated[str | None, typer.Option("--display-name", help="Human-readable name.")]
+
+
+@app.command(
+    epilog="Example: lpctl connections create orders-to-payments --account 222222222222 "
+    "--region us-east-1 --service payments --vpc vpc-0abc --subnet subnet-c1 --wait"
+)
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Connection id, e.g. orders-to-payments.")],
+    account: Annotated[
+        str | None, typer.Option("--account", help="Consumer AWS account (12-digit id or name).")
+    ] = None,
+    region: Annotated[str | None, typer.Option("--region", help="The VPC's region.")] = None,
+    service: Annotated[
+        str | None, typer.Option("--service", help="A linkplane service (id or full name).")
+    ] = None,
+    service_name: Annotated[
+        str | None,
+        typer.Option("--service-name", help="Any AWS endpoint service name, com.amazonaws...."),
+    ] = None,
+    service_region: Annotated[
+        str | None, typer.Option("--service-region", help="The service's region (cross-region).")
+    ] = None,
+    vpc: Annotated[str | None, typer.Option("--vpc", help="Consumer VPC, vpc-...")] = None,
+    subnet: Subnets = None,
+    security_group: SecurityGroups = None,
+    private_dns: PrivateDns = None,
+    message: Message = None,
+    display_name: DisplayName = None,
+    label: common.Labels = None,
+    from_file: common.FromFile = None,
+    wait: common.Wait = False,
+    wait_timeout: common.WaitTimeout = None,
+    validate_only: common.ValidateOnly = False,
+    request_id: common.RequestId = None,
+) -> None:
+    """Create an interface endpoint from a VPC to a service."""
+    state = state_of(ctx)
+    if service and service_name:
+        raise typer.BadParameter("give either --service or --service-name, not both")
+    connection = _requests.coerce(connection_pb2.Connection, common.load_spec(from_file))
+    if account:
+        connection.consumer_account = names.account_name(state.project, account)
+    if region:
+        connection.region = region
+    if service:
+        connection.service = names.service_name(state.project, service)
+    if service_name:
+        connection.service_name = service_name
+    if service_region:
+        connection.service_region = service_region
+    if vpc:
+        connection.vpc_id = vpc
+    if subnet:
+        connection.subnet_ids[:] = subnet
+    if security_group:
+        connection.security_group_ids[:] = security_group
+    if private_dns is not None:
+        connection.private_dns_enabled = private_dns
+    if message is not None:
+        connection.request_message = message
+    if display_name is not None:
+        connection.display_name = display_name
+    if label:
+        connection.labels.update(common.parse_labels(label))
+    op = state.client().create_connection(
+        parent=state.parent,
+        connection=connection,
+        connection_id=names.short_id(name),
+        request_id=request_id,
+        validate_only=validate_only,
+        timeout=state.timeout,
+    )
+    common.finish(state, op, wait=wait, timeout=wait_timeout, verb=f"create {name}")
+
+
+@app.command(epilog="Example: lpctl connections get orders-to-payments -o json")
+def get(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Connection id or full name.")],
+    watch: common.Watch = False,
+) -> None:
+    """Show one connection (with --watch, stream its changes)."""
+    state = state_of(ctx)
+    full = names.connection_name(state.project, name)
+    client = state.client()
+    if watch:
+        common.stream(state, "connection", client.watch_connections(parent=state.parent), full)
+        return
+    output.emit(state, client.get_connection(name=full, timeout=state.timeout))
+
+
+@app.command(name="list", epilog="Example: lpctl connections list --filter 'state = AVAILABLE'")
+def list_(
+    ctx: typer.Context,
+    filter: common.Filter = "",
+    page_size: common.PageSize = 0,
+    limit: common.Limit = 100,
+    all: common.All = False,
+    watch: common.Watch = False,
+) -> None:
+    """List the project's connections (with --watch, then stream changes)."""
+    state = state_of(ctx)
+    client = state.client()
+    if watch:
+        common.stream(
+            state, "connection", client.watch_connections(parent=state.parent, filter=filter)
+        )
+        return
+    pager = client.list_connections(
+        parent=state.parent, filter=filter, page_size=page_size, timeout=state.timeout
+    )
+    common.show_list(state, pager, limit, all)
+
+
+@app.command(
+    epilog="Example: lpctl connections update orders-to-payments --subnet subnet-c2 --wait"
+)
+def update(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Connection id or full name.")],
+    subnet: Subnets = None,
+    security_group: SecurityGroups = None,
+    private_dns: PrivateDns = None,
+    message: Message = None,
+    display_name: DisplayName = None,
+    label: common.Labels = None,
+    etag: common.Etag = "",
+    wait: common.Wait = False,
+    wait_timeout: common.WaitTimeout = None,
+    validate_only: common.ValidateOnly = False,
+    request_id: common.RequestId = None,
+) -> None:
+    """Change a connection; only the fields given as flags are updated."""
+    state = state_of(ctx)
+    connection = connection_pb2.Connection(
+        name=names.connection_name(state.project, name), etag=etag
+    )
+    paths: list[str] = []
+    if subnet:
+        connection.subnet_ids[:] = subnet
+        paths.append("subnet_ids")
+    if security_group:
+        connection.security_group_ids[:] = security_group
+        paths.append("security_group_ids")
+    if private_dns is not None:
+        connection.private_dns_enabled = private_dns
+        paths.append("private_dns_enabled")
+    if message is not None:
+        connection.request_message = message
+        paths.append("request_message")
+    if display_name is not None:
+        connection.display_name = display_name
+        paths.append("display_name")
+    if label:
+        connection.labels.update(common.parse_labels(label))
+        paths.append("labels")
+    if not paths:
+        raise typer.BadParameter("nothing to update: give at least one field flag")
+    op = state.client().update_connection(
+        connection=connection,
+        update_mask=paths,
+        request_id=request_id,
+        validate_only=validate_only,
+        timeout=state.timeout,
+    )
+    common.finish(state, op, wait=wait, timeout=wait_timeout, verb=f"update {name}")
+
+
+@app.command(epilog="Example: lpctl connections delete orders-to-payments --wait")
+def delete(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Connection id or full name.")],
+    etag: common.Etag = "",
+    wait: common.Wait = False,
+    wait_timeout: common.WaitTimeout = None,
+    validate_only: common.ValidateOnly = False,
+    request_id: common.RequestId = None,
+) -> None:
+    """Delete a connection and its endpoint."""
+    state = state_of(ctx)
+    op = state.client().delete_connection(
+        name=names.connection_name(state.project, name),
+        etag=etag,
+        request_id=request_id,
+        validate_only=validate_only,
+        timeout=state.timeout,
+    )
+    common.finish(state, op, wait=wait, timeout=wait_timeout, verb=f"delete {name}")

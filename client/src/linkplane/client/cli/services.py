@@ -1,0 +1,464 @@
+"""`lpctl services ...`: the provider side (publish, inspect, change, delete, decide).
+
+Flags map onto the `Service` message: `--subnet/--listener/--target` build a managed NLB,
+`--nlb-arn` adopts existing NLBs, `--accept/--reject/--mode` the acceptance policy. A
+`--from-file` spec is the starting point and flags override it.
+"""
+
+# PLR0917: typer turns each parameter of a command into a flag, so commands take many.
+# ruff: noqa: PLR0917
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Annotated, Any
+
+import typer
+
+from linkplane.client import _requests, names
+from linkplane.client.cli import common, output
+from linkplane.client.cli.state import state_of
+from linkplane.v1 import service_pb2
+
+app = typer.Typer(
+    help="Publish and manage endpoint services (the provider side).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+connections_app = typer.Typer(
+    help="Inspect and decide on connection requests to a service.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(connections_app, name="connections")
+
+
+class Mode(enum.StrEnum):
+    """Acceptance mode for requests no rule matches."""
+
+    manual = "manual"
+    automatic = "automatic"
+
+
+_PROTOCOLS = {
+    "tcp": service_pb2.Listener.PROTOCOL_TCP,
+    "tls": service_pb2.Listener.PROTOCOL_TLS,
+    "udp": service_pb2.Listener.PROTOCOL_UDP,
+    "tcp_udp": service_pb2.Listener.PROTOCOL_TCP_UDP,
+}
+_LISTENER = re.compile(r"^(\d{1,5})(?::(\d{1,5}))?(?:/([a-z_]+))?$")
+
+
+def parse_listener(value: str) -> service_pb2.Listener:
+    """`PORT[:TARGET_PORT][/PROTOCOL]`, e.g. `443/tcp` or `443:8443/tls`."""
+    match = _LISTENER.match(value.lower())
+    if match is None or (match.group(3) and match.group(3) not in _PROTOCOLS):
+        raise typer.BadParameter(
+            f"{value!r} is not PORT[:TARGET_PORT][/tcp|tls|udp|tcp_udp]", param_hint="--listener"
+        )
+    port, target_port, protocol = match.groups()
+    return service_pb2.Listener(
+        port=int(port),
+        target_port=int(target_port or 0),
+        protocol=_PROTOCOLS[protocol or "tcp"],
+    )
+
+
+def parse_target(value: str) -> service_pb2.Target:
+    """`IP_OR_INSTANCE[:PORT]`, e.g. `10.0.1.10` or `i-0abc:8080`."""
+    target, _, port = value.partition(":")
+    if port and not port.isdigit():
+        raise typer.BadParameter(f"{value!r} is not ID[:PORT]", param_hint="--target")
+    return service_pb2.Target(id=target, port=int(port or 0))
+
+
+def parse_accept_rule(value: str) -> service_pb2.AcceptRule:
+    """`PRINCIPAL[:LIMIT]`; ARNs contain colons, so only a trailing `:digits` is a limit
+    (and only when something other than a bare account id precedes it)."""
+    head, sep, tail = value.rpartition(":")
+    if sep and tail.isdigit() and head and not head.endswith(":"):
+        return service_pb2.AcceptRule(principal=head, connection_limit=int(tail))
+    return service_pb2.AcceptRule(principal=value)
+
+
+def _account(project: str, ref: str) -> str:
+    return names.account_name(project, ref)
+
+
+Account = Annotated[
+    str | None,
+    typer.Option("--account", help="Provider AWS account: 12-digit id or full account name."),
+]
+Region = Annotated[str | None, typer.Option("--region", help="AWS region, e.g. us-east-1.")]
+Subnets = Annotated[
+    list[str] | None, typer.Option("--subnet", help="Subnet of the managed NLB (repeatable).")
+]
+Listeners = Annotated[
+    list[str] | None,
+    typer.Option("--listener", help="Listener PORT[:TARGET_PORT][/PROTOCOL] (repeatable)."),
+]
+Targets = Annotated[
+    list[str] | None, typer.Option("--target", help="NLB target IP or i-... [:PORT] (repeatable).")
+]
+NlbArns = Annotated[
+    list[str] | None, typer.Option("--nlb-arn", help="Adopt an existing NLB (repeatable).")
+]
+AcceptRules = Annotated[
+    list[str] | None,
+    typer.Option("--accept", help="Auto-accept PRINCIPAL[:LIMIT] (repeatable)."),
+]
+RejectPrincipals = Annotated[
+    list[str] | None, typer.Option("--reject", help="Always reject PRINCIPAL (repeatable).")
+]
+ModeOpt = Annotated[
+    Mode | None, typer.Option("--mode", help="Unmatched requests: manual|automatic.")
+]
+Allow = Annotated[
+    list[str] | None,
+    typer.Option("--allow", help="Principal allowed to connect (repeatable; '*' for anyone)."),
+]
+PrivateDns = Annotated[
+    str | None, typer.Option("--private-dns-name", help="Private DNS name, e.g. api.example.com.")
+]
+DisplayName = Annotated[str | None, typer.Option("--display-name", help="Human-readable name.")]
+
+
+def _apply_flags(
+    service: service_pb2.Service,
+    project: str,
+    *,
+    account: str | None,
+    region: str | None,
+    subnets: list[str] | None,
+    listeners: list[str] | None,
+    targets: list[str] | None,
+    nlb_arns: list[str] | None,
+    accept: list[str] | None,
+    reject: list[str] | None,
+    mode: Mode | None,
+    allow: list[str] | None,
+    private_dns_name: str | None,
+    display_name: str | None,
+    labels: list[str] | None,
+) -> list[str]:
+    """Write the given flags into `service`; returns the update-mask paths they touch."""
+    paths: list[str] = []
+    if account:
+        service.provider_account = _account(project, account)
+    if region:
+        service.region = region
+    if nlb_arns and (subnets or listeners or targets):
+        raise typer.BadParameter("--nlb-arn adopts NLBs; it excludes --subnet/--listener/--target")
+    if nlb_arns:
+        service.load_balancer.adopted.network_load_balancer_arns[:] = nlb_arns
+        paths.append("load_balancer")
+    elif subnets or listeners or targets:
+        managed = service.load_balancer.managed
+        if subnets:
+            managed.subnet_ids[:] = subnets
+        if listeners:
+            del managed.listeners[:]
+            managed.listeners.extend(parse_listener(v) for v in listeners)
+        if targets:
+            del managed.targets[:]
+            managed.targets.extend(parse_target(v) for v in targets)
+        paths.append("load_balancer")
+    policy = service.acceptance_policy
+    if accept is not None and accept:
+        del policy.accept_rules[:]
+        policy.accept_rules.extend(parse_accept_rule(v) for v in accept)
+    if reject:
+        policy.reject_principals[:] = reject
+    if mode is not None:
+        policy.mode = (
+            service_pb2.AcceptancePolicy.MODE_AUTOMATIC
+            if mode is Mode.automatic
+            else service_pb2.AcceptancePolicy.MODE_MANUAL
+        )
+    if accept or reject or mode is not None:
+        paths.append("acceptance_policy")
+    if allow:
+        service.allowed_principals[:] = allow
+        paths.append("allowed_principals")
+    if private_dns_name is not None:
+        service.private_dns_name = private_dns_name
+        paths.append("private_dns_name")
+    if display_name is not None:
+        service.display_name = display_name
+        paths.append("display_name")
+    if labels:
+        service.labels.clear()
+        service.labels.update(common.parse_labels(labels))
+        paths.append("labels")
+    return paths
+
+
+@app.command(
+    epilog="Example: lpctl services publish payments --account 111111111111 --region us-east-1 "
+    "--subnet subnet-a --subnet subnet-b --listener 443/tcp --target 10.0.1.10 "
+    "--allow 222222222222 --wait"
+)
+def publish(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Service id, e.g. payments.")],
+    account: Account = None,
+    region: Region = None,
+    subnet: Subnets = None,
+    listener: Listeners = None,
+    target: Targets = None,
+    nlb_arn: NlbArns = None,
+    accept: AcceptRules = None,
+    reject: RejectPrincipals = None,
+    mode: ModeOpt = None,
+    allow: Allow = None,
+    private_dns_name: PrivateDns = None,
+    display_name: DisplayName = None,
+    label: common.Labels = None,
+    from_file: common.FromFile = None,
+    wait: common.Wait = False,
+    wait_timeout: common.WaitTimeout = None,
+    validate_only: common.ValidateOnly = False,
+    request_id: common.RequestId = None,
+) -> None:
+    """Publish a service: a managed or adopted NLB behind a VPC endpoint service."""
+    state = state_of(ctx)
+    service = _requests.coerce(service_pb2.Service, common.load_spec(from_file))
+    _apply_flags(
+        service,
+        state.project,
+        account=account,
+        region=region,
+        subnets=subnet,
+        listeners=listener,
+        targets=target,
+        nlb_arns=nlb_arn,
+        accept=accept,
+        reject=reject,
+        mode=mode,
+        allow=allow,
+        private_dns_name=private_dns_name,
+        display_name=display_name,
+        labels=label,
+    )
+    op = state.client().publish_service(
+        parent=state.parent,
+        service=service,
+        service_id=names.short_id(name),
+        request_id=request_id,
+        validate_only=validate_only,
+        timeout=state.timeout,
+    )
+    common.finish(state, op, wait=wait, timeout=wait_timeout, verb=f"publish {name}")
+
+
+@app.command(epilog="Example: lpctl services get payments -o yaml")
+def get(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Service id or full name.")],
+    watch: common.Watch = False,
+) -> None:
+    """Show one service (with --watch, stream its changes)."""
+    state = state_of(ctx)
+    full = names.service_name(state.project, name)
+    client = state.client()
+    if watch:
+        common.stream(state, "service", client.watch_services(parent=state.parent), full)
+        return
+    output.emit(state, client.get_service(name=full, timeout=state.timeout))
+
+
+@app.command(name="list", epilog="Example: lpctl services list --filter 'state = ACTIVE' --all")
+def list_(
+    ctx: typer.Context,
+    filter: common.Filter = "",
+    page_size: common.PageSize = 0,
+    limit: common.Limit = 100,
+    all: common.All = False,
+    watch: common.Watch = False,
+) -> None:
+    """List the project's services (with --watch, then stream changes)."""
+    state = state_of(ctx)
+    client = state.client()
+    if watch:
+        common.stream(state, "service", client.watch_services(parent=state.parent, filter=filter))
+        return
+    pager = client.list_services(
+        parent=state.parent, filter=filter, page_size=page_size, timeout=state.timeout
+    )
+    common.show_list(state, pager, limit, all)
+
+
+@app.command(
+    epilog="Example: lpctl services update payments --allow 333333333333 --label team=pay --wait"
+)
+def update(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Service id or full name.")],
+    subnet: Subnets = None,
+    listener: Listeners = None,
+    target: Targets = None,
+    nlb_arn: NlbArns = None,
+    accept: AcceptRules = None,
+    reject: RejectPrincipals = None,
+    mode: ModeOpt = None,
+    allow: Allow = None,
+    private_dns_name: PrivateDns = None,
+    display_name: DisplayName = None,
+    label: common.Labels = None,
+    etag: common.Etag = "",
+    wait: common.Wait = False,
+    wait_timeout: common.WaitTimeout = None,
+    validate_only: common.ValidateOnly = False,
+    request_id: common.RequestId = None,
+) -> None:
+    """Change a service; only the fields given as flags are updated."""
+    state = state_of(ctx)
+    service = service_pb2.Service(name=names.service_name(state.project, name), etag=etag)
+    paths = _apply_flags(
+        service,
+        state.project,
+        account=None,
+        region=None,
+        subnets=subnet,
+        listeners=listener,
+        targets=target,
+        nlb_arns=nlb_arn,
+        accept=accept,
+        reject=reject,
+        mode=mode,
+        allow=allow,
+        private_dns_name=private_dns_name,
+        display_name=display_name,
+        labels=label,
+    )
+    if not paths:
+        raise typer.BadParameter("nothing to update: give at least one field flag")
+    op = state.client().update_service(
+        service=service,
+        update_mask=paths,
+        request_id=request_id,
+        validate_only=validate_only,
+        timeout=state.timeout,
+    )
+    common.finish(state, op, wait=wait, timeout=wait_timeout, verb=f"update {name}")
+
+
+@app.command(epilog="Example: lpctl services delete payments --force --wait")
+def delete(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Service id or full name.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Reject live connections first instead of failing.")
+    ] = False,
+    etag: common.Etag = "",
+    wait: common.Wait = False,
+    wait_timeout: common.WaitTimeout = None,
+    validate_only: common.ValidateOnly = False,
+    request_id: common.RequestId = None,
+) -> None:
+    """Delete a service, its endpoint service and its managed NLB."""
+    state = state_of(ctx)
+    op = state.client().delete_service(
+        name=names.service_name(state.project, name),
+        etag=etag,
+        force=force,
+        request_id=request_id,
+        validate_only=validate_only,
+        timeout=state.timeout,
+    )
+    common.finish(state, op, wait=wait, timeout=wait_timeout, verb=f"delete {name}")
+
+
+@connections_app.command(
+    name="list",
+    epilog="Example: lpctl services connections list payments "
+    "--filter 'state = PENDING_ACCEPTANCE'",
+)
+def connections_list(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="Service id or full name.")],
+    filter: common.Filter = "",
+    page_size: common.PageSize = 0,
+    limit: common.Limit = 100,
+    all: common.All = False,
+) -> None:
+    """List every endpoint connection to a service, including consumers outside linkplane."""
+    state = state_of(ctx)
+    pager = state.client().list_service_connections(
+        parent=names.service_name(state.project, service),
+        filter=filter,
+        page_size=page_size,
+        timeout=state.timeout,
+    )
+    common.show_list(state, pager, limit, all)
+
+
+def _decide(
+    ctx: typer.Context,
+    accept: bool,
+    service: str,
+    endpoint_ids: list[str],
+    reason: str,
+    wait: bool,
+    wait_timeout: float | None,
+    validate_only: bool,
+    request_id: str | None,
+) -> None:
+    state = state_of(ctx)
+    client = state.client()
+    method: Any = client.accept_service_connections if accept else client.reject_service_connections
+    op = method(
+        service=names.service_name(state.project, service),
+        endpoint_ids=endpoint_ids,
+        reason=reason,
+        request_id=request_id,
+        validate_only=validate_only,
+        timeout=state.timeout,
+    )
+    verb = "accept" if accept else "reject"
+    common.finish(
+        state, op, wait=wait, timeout=wait_timeout, verb=f"{verb} {' '.join(endpoint_ids)}"
+    )
+
+
+EndpointIds = Annotated[list[str], typer.Argument(help="Endpoint ids, vpce-...")]
+Reason = Annotated[str, typer.Option("--reason", help="Why, for the audit log.")]
+
+
+@connections_app.command(
+    epilog="Example: lpctl services connections accept payments vpce-0abc "
+    "--reason 'ticket 42' --wait"
+)
+def accept(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="Service id or full name.")],
+    endpoint_ids: EndpointIds,
+    reason: Reason = "",
+    wait: common.Wait = False,
+    wait_timeout: common.WaitTimeout = None,
+    validate_only: common.ValidateOnly = False,
+    request_id: common.RequestId = None,
+) -> None:
+    """Accept pending connection requests to a service."""
+    _decide(ctx, True, service, endpoint_ids, reason, wait, wait_timeout, validate_only, request_id)
+
+
+@connections_app.command(
+    epilog="Example: lpctl services connections reject payments vpce-0abc "
+    "--reason 'unknown consumer'"
+)
+def reject(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="Service id or full name.")],
+    endpoint_ids: EndpointIds,
+    reason: Reason = "",
+    wait: common.Wait = False,
+    wait_timeout: common.WaitTimeout = None,
+    validate_only: common.ValidateOnly = False,
+    request_id: common.RequestId = None,
+) -> None:
+    """Reject connection requests or live connections to a service."""
+    _decide(
+        ctx, False, service, endpoint_ids, reason, wait, wait_timeout, validate_only, request_id
+    )

@@ -1,0 +1,128 @@
+"""Work claiming for reconcilers: leases taken with FOR UPDATE SKIP LOCKED, and fencing.
+
+Any number of worker processes share one Postgres. A worker claims due rows (lease free or
+expired) in one statement; SKIP LOCKED makes concurrent claimers pass over each other's rows
+instead of queueing, and each claim increments the row's fencing token. Every later write by
+that worker names the token it was given: if another worker has since claimed the row (the first
+one stalled past its lease), the token no longer matches, the write changes nothing, and the
+stale worker learns it lost the lease (`LeaseLost`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from linkplane.server.storage import models
+
+Model = type[models.Service] | type[models.Connection]
+
+
+class LeaseLost(Exception):
+    """Another worker claimed the resource; stop working on it without writing."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    kind: str
+    uid: uuid.UUID
+    token: int
+    generation: int
+    deleting: bool
+
+
+async def claim(
+    session: AsyncSession, model: Model, *, kind: str, owner: str, seconds: float, limit: int
+) -> list[Lease]:
+    due = (
+        select(model.uid)
+        .where(
+            model.next_reconcile_at <= func.now(),
+            or_(model.lease_expires_at.is_(None), model.lease_expires_at < func.now()),
+        )
+        .order_by(model.next_reconcile_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = await session.execute(
+        update(model)
+        .where(model.uid.in_(due.scalar_subquery()))
+        .values(
+            lease_owner=owner,
+            lease_expires_at=func.now() + timedelta(seconds=seconds),
+            fencing_token=model.fencing_token + 1,
+        )
+        .returning(model.uid, model.fencing_token, model.generation, model.delete_time)
+        .execution_options(synchronize_session=False)
+    )
+    return [
+        Lease(kind=kind, uid=uid, token=token, generation=generation, deleting=deleted is not None)
+        for uid, token, generation, deleted in rows.all()
+    ]
+
+
+def fenced(model: Model, lease: Lease) -> Any:
+    """The WHERE clause every write under a lease carries."""
+    return and_(model.uid == lease.uid, model.fencing_token == lease.token)
+
+
+async def load(session: AsyncSession, model: Model, lease: Lease) -> Any:
+    """The row under the lease, locked for this transaction; LeaseLost if the lease moved."""
+    row = (
+        await session.execute(select(model).where(fenced(model, lease)).with_for_update())
+    ).scalar_one_or_none()
+    if row is None:
+        raise LeaseLost(f"{lease.kind} {lease.uid} was claimed by another worker")
+    return row
+
+
+async def heartbeat(session: AsyncSession, model: Model, lease: Lease, seconds: float) -> None:
+    result = await session.execute(
+        update(model)
+        .where(fenced(model, lease))
+        .values(lease_expires_at=func.now() + timedelta(seconds=seconds))
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise LeaseLost(f"{lease.kind} {lease.uid} was claimed by another worker")
+
+
+async def release(
+    session: AsyncSession,
+    model: Model,
+    lease: Lease,
+    *,
+    delay_seconds: float,
+    attempts: int,
+    urgent: Any = None,
+) -> None:
+    """Give the lease back and schedule the next look.
+
+    If the spec changed (or deletion was asked for) while this worker held the lease, the next
+    look is immediate, whatever `delay_seconds` says: the API's "look now" must not be lost.
+    """
+    changed = or_(
+        model.generation != lease.generation,
+        (model.delete_time.is_not(None)) != lease.deleting,
+    )
+    if urgent is not None:
+        changed = or_(changed, urgent)
+    await session.execute(
+        update(model)
+        .where(fenced(model, lease))
+        .values(
+            lease_owner=None,
+            lease_expires_at=None,
+            attempts=attempts,
+            next_reconcile_at=case(
+                (changed, func.now()),
+                else_=func.now() + timedelta(seconds=delay_seconds),
+            ),
+        )
+        .execution_options(synchronize_session=False)
+    )
