@@ -1,0 +1,163 @@
+"""The admin HTTP API under ``/_sim/``: inspect the simulated AWS and steer it at runtime.
+
+JSON in, JSON out. Used by humans (curl), by the server's dev tooling and by tests that run the
+simulator out of process; in-process callers use the same operations through ``SimHandle``.
+The reference is in docs/sim.md ("Admin API").
+"""
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from urllib.parse import parse_qs
+
+from linkplane.sim import config, networks, world
+
+StartResponse = Callable[..., object]
+WsgiEnviron = dict[str, object]
+Json = dict[str, object]
+
+
+class AdminError(Exception):
+    """A request the admin API refuses; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def config_view(sim: world.World) -> Json:
+    return {
+        "time_scale": sim.clock.time_scale,
+        "throttling": sim.throttler.enabled,
+        "sim_time": sim.clock.now(),
+        "delays": {
+            "load_balancer_provisioning": sim.delays.load_balancer_provisioning,
+            "endpoint_service_pending": sim.delays.endpoint_service_pending,
+            "endpoint_pending": sim.delays.endpoint_pending,
+            "endpoint_deleting": sim.delays.endpoint_deleting,
+        },
+    }
+
+
+def apply_config(sim: world.World, changes: Mapping[str, object]) -> None:
+    """Change ``time_scale`` and/or ``throttling`` (and delays) at runtime."""
+    for key, value in changes.items():
+        if key == "time_scale" and isinstance(value, int | float) and not isinstance(value, bool):
+            sim.clock.set_time_scale(float(value))
+        elif key == "throttling" and isinstance(value, bool):
+            sim.throttler.enabled = value
+        elif key == "delays" and isinstance(value, Mapping):
+            for name, seconds in value.items():
+                if not hasattr(sim.delays, str(name)) or not isinstance(seconds, int | float):
+                    raise AdminError(400, f"invalid delay {name!r}: {seconds!r}")
+                setattr(sim.delays, str(name), float(seconds))
+        else:
+            raise AdminError(400, f"invalid config entry {key!r}: {value!r}")
+
+
+def faults_view(sim: world.World) -> Json:
+    return {
+        "seed": sim.faults.seed,
+        "rules": {action: vars(rule) for action, rule in sim.faults.rules().items()},
+    }
+
+
+def apply_faults(sim: world.World, body: Mapping[str, object], *, replace: bool) -> None:
+    rules = body.get("rules", {})
+    seed = body.get("seed")
+    if not isinstance(rules, Mapping) or not (seed is None or isinstance(seed, int)):
+        raise AdminError(400, 'expected {"rules": {action: rule}, "seed": int|null}')
+    try:
+        parsed = config.parse_fault_rules(rules)
+    except (ValueError, TypeError) as exc:
+        raise AdminError(400, str(exc)) from exc
+    sim.faults.set_rules(parsed, replace=replace, seed=seed)
+
+
+def request_view(sim: world.World, query: Mapping[str, list[str]]) -> list[dict[str, object]]:
+    entries = sim.request_log()
+    for field in ("account", "action", "outcome", "service", "region"):
+        if field in query:
+            wanted = set(query[field])
+            entries = [entry for entry in entries if entry[field] in wanted]
+    if "limit" in query:
+        entries = entries[-int(query["limit"][0]) :]
+    return entries
+
+
+class AdminApp:
+    """WSGI app for ``/_sim/*`` routes."""
+
+    def __init__(self, sim: world.World) -> None:
+        self._world = sim
+
+    def __call__(self, environ: WsgiEnviron, start_response: StartResponse) -> Iterable[bytes]:
+        method = str(environ.get("REQUEST_METHOD", "GET"))
+        path = str(environ.get("PATH_INFO", "")).removeprefix("/_sim").strip("/")
+        query = parse_qs(str(environ.get("QUERY_STRING", "")))
+        try:
+            status, payload = self._route(method, path, query, _json_body(environ))
+        except AdminError as exc:
+            status, payload = exc.status, {"error": str(exc)}
+        except (ValueError, TypeError, KeyError) as exc:
+            status, payload = 400, {"error": str(exc)}
+        body = json.dumps(payload, default=str).encode()
+        start_response(
+            f"{status} {'OK' if status == 200 else 'Error'}",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    def _route(
+        self, method: str, path: str, query: Mapping[str, list[str]], body: Json
+    ) -> tuple[int, object]:
+        sim = self._world
+        route = (method, path)
+        if route == ("GET", "health"):
+            return 200, {"ok": True}
+        if route == ("GET", "objects"):
+            account = query.get("account", [None])[0]
+            region = query.get("region", [None])[0]
+            return 200, sim.objects(account=account or None, region=region or None)
+        if route == ("GET", "requests"):
+            return 200, request_view(sim, query)
+        if route == ("GET", "throttles"):
+            return 200, sim.throttler.throttle_counts()
+        if path == "faults":
+            if method in ("PUT", "POST"):
+                apply_faults(sim, body, replace=method == "PUT")
+            elif method != "GET":
+                raise AdminError(405, f"{method} not allowed on /_sim/faults")
+            return 200, faults_view(sim)
+        if path == "config":
+            if method in ("PUT", "POST"):
+                apply_config(sim, body)
+            elif method != "GET":
+                raise AdminError(405, f"{method} not allowed on /_sim/config")
+            return 200, config_view(sim)
+        if route == ("POST", "reset"):
+            sim.reset()
+            return 200, {"ok": True}
+        if route == ("POST", "seed-network"):
+            return 200, networks.seed_network(
+                sim,
+                account_id=str(body.get("account_id", "111111111111")),
+                region=str(body.get("region", "us-east-1")),
+                cidr=str(body.get("cidr", "10.0.0.0/16")),
+                azs=int(str(body.get("azs", 2))),
+            )
+        raise AdminError(404, f"no admin route {method} /_sim/{path}")
+
+
+def _json_body(environ: WsgiEnviron) -> Json:
+    try:
+        length = int(str(environ.get("CONTENT_LENGTH") or 0))
+    except ValueError:
+        length = 0
+    stream = environ.get("wsgi.input")
+    raw = stream.read(length) if length > 0 and hasattr(stream, "read") else b""
+    if not raw:
+        return {}
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise AdminError(400, "the request body must be a JSON object")
+    return data
