@@ -20,7 +20,7 @@ import grpc
 import pytest
 from sqlalchemy.engine import make_url
 
-from linkplane.server.config import Settings
+from linkplane.server.config import Role, Settings
 from linkplane.server.runtime import Runtime
 from linkplane.server.storage import changes, database, migrations
 from linkplane.server.storage.embedded import EmbeddedPostgres
@@ -64,7 +64,7 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def server(database_url: str) -> AsyncIterator[Runtime]:
-    settings = Settings(listen="127.0.0.1:0", shutdown_grace_seconds=1.0)
+    settings = Settings(listen="127.0.0.1:0", shutdown_grace_seconds=1.0, role=Role.API)
     runtime = Runtime(settings, database_url)
     await runtime.start()
     await runtime.feed.wait_connected(10)

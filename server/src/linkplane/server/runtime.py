@@ -16,7 +16,9 @@ from grpc_health.v1 import health
 
 from linkplane.server.api import rpc
 from linkplane.server.api import server as api_server
-from linkplane.server.config import Settings
+from linkplane.server.aws import sessions, throttlers
+from linkplane.server.config import Role, Settings
+from linkplane.server.reconciler import connections, engine, services, workspace
 from linkplane.server.storage import changes, database
 
 log = structlog.get_logger("linkplane.runtime")
@@ -37,9 +39,15 @@ class Runtime:
         self._server: object | None = None
         self._health: health.HealthServicer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.engine: engine.Engine | None = None
+        self._clients: sessions.AwsClients | None = None
 
     async def start(self) -> int:
         await self.feed.start()
+        if self.settings.role in {Role.WORKER, Role.ALL}:
+            await self._start_workers()
+        if self.settings.role == Role.WORKER:
+            return 0
         deps = rpc.Dependencies(
             db=self.db,
             feed=self.feed,
@@ -59,6 +67,39 @@ class Runtime:
             database_reachable=serving,
         )
         return self.port
+
+    async def _start_workers(self) -> None:
+        secret = self.settings.aws_secret_access_key
+        key = self.settings.aws_access_key_id
+        self._clients = sessions.AwsClients(
+            sessions.Settings(
+                endpoint_url=self.settings.aws_endpoint_url,
+                access_key_id=key.get_secret_value() if key else None,
+                secret_access_key=secret.get_secret_value() if secret else None,
+            )
+        )
+        space = workspace.Workspace(
+            db=self.db,
+            clients=self._clients,
+            limiter=throttlers.Limiter(time_scale=self.settings.aws_time_scale),
+            timing=workspace.Timing(
+                transitional_seconds=self.settings.transitional_resync_seconds,
+                resync_seconds=self.settings.resync_interval_seconds,
+            ),
+        )
+        self.engine = engine.Engine(
+            db=self.db,
+            feed=self.feed,
+            reconcilers=[
+                services.ServiceReconciler(space),
+                connections.ConnectionReconciler(space),
+            ],
+            concurrency=self.settings.workers,
+            lease_seconds=self.settings.lease_seconds,
+            poll_seconds=min(1.0, self.settings.transitional_resync_seconds),
+        )
+        await self.engine.start()
+        log.info("linkplane.workers", concurrency=self.settings.workers)
 
     async def _watch_database(self, serving: bool) -> None:
         """Health follows the database: NOT_SERVING while it is unreachable, then back."""
@@ -81,6 +122,10 @@ class Runtime:
                 await task
         if self._server is not None:
             await self._server.stop(self.settings.shutdown_grace_seconds)  # type: ignore[attr-defined]
+        if self.engine is not None:
+            await self.engine.stop()
+        if self._clients is not None:
+            await self._clients.close()
         await self.feed.stop()
         await self.db.close()
         log.info("linkplane.stopped")

@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 from google.longrunning import operations_pb2
 from google.protobuf import empty_pb2
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from linkplane.server.api import fields, resources, rpc, watches
 from linkplane.server.domain import errors, filters, names, pagination, specs, states, validation
@@ -513,12 +513,19 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
 
 
 async def _live_connections(session: Any, service: models.Service) -> int:
+    # The inventory may lag a just-deleted linkplane Connection by one resync: those do not
+    # count, since their endpoints are already on their way out.
+    alive = select(models.Connection.name).where(models.Connection.delete_time.is_(None))
     observed = await session.execute(
         select(func.count())
         .select_from(models.ServiceConnection)
         .where(
             models.ServiceConnection.service_uid == service.uid,
             models.ServiceConnection.state.in_(states.LIVE_ENDPOINT_STATES),
+            or_(
+                models.ServiceConnection.connection_name == "",
+                models.ServiceConnection.connection_name.in_(alive),
+            ),
         )
     )
     ours = await records.count_where(

@@ -194,6 +194,18 @@ def unsuccessful(response: Mapping[str, Any], action: str) -> list[Unsuccessful]
     return items
 
 
+def merge_params(fixed: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """A create helper's parameters plus the caller's extras; an extra may not override one.
+
+    The helpers' fixed parameters are the AWS facts they exist to respect (Interface type,
+    ClientToken, ownership tags); silently letting an extra replace one would defeat them.
+    """
+    clash = sorted(fixed.keys() & extra.keys())
+    if clash:
+        raise ValueError(f"parameters {clash} are set by the helper and cannot be overridden")
+    return {**fixed, **extra}
+
+
 def chunks(ids: Iterable[str], size: int = BATCH_SIZE) -> list[list[str]]:
     """Unique ids, in first-seen order, split into batches of at most ``size``."""
     unique = list(dict.fromkeys(ids))

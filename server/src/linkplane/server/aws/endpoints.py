@@ -70,12 +70,12 @@ async def create_endpoint(
         "SubnetIds": list(subnet_ids),
         "ClientToken": tags.deterministic_client_token(uid, generation, "endpoint"),
         "TagSpecifications": tags.linkplane_tags(uid, "endpoint", name, labels),
-        **extra,
     }
     if security_group_ids:
         params["SecurityGroupIds"] = list(security_group_ids)
     if private_dns_enabled is not None:
         params["PrivateDnsEnabled"] = private_dns_enabled
+    params = calls.merge_params(params, extra)
     response = await ctx.call("ec2", "CreateVpcEndpoint", **params)
     endpoint: dict[str, Any] = response["VpcEndpoint"]
     return endpoint

@@ -124,7 +124,6 @@ CONFLICT_CODES = frozenset(
         "IncorrectInstanceState",
         # DeleteVpcEndpointServiceConfigurations while connections are live (reject them first).
         "ExistingVpcEndpointConnections",
-        "OperationNotPermitted",
     }
 )
 
@@ -210,14 +209,15 @@ def is_throttle(err: AwsError) -> bool:
 
 
 def _is_not_found_code(code: str) -> bool:
-    return code in NOT_FOUND_CODES or code.endswith(".NotFound") or code.endswith("NotFound")
+    # ".NotFound" (EC2) and "...NotFound" (ELBv2) alike.
+    return code in NOT_FOUND_CODES or code.endswith("NotFound")
 
 
 def kind_of_code(code: str, http_status: int | None = None) -> Kind:
     """The kind of an AWS error code; the HTTP status only decides codes we do not know."""
     # ELBv2's model names errors "...Exception" but puts the bare code on the wire; accept
     # both spellings so a moto or SDK difference cannot change the classification.
-    bare = code.removesuffix("Exception") if code.endswith("Exception") else code
+    bare = code.removesuffix("Exception")
     candidates = (code, bare)
     if any(c in THROTTLE_CODES for c in candidates):
         return Kind.THROTTLE
@@ -233,9 +233,9 @@ def kind_of_code(code: str, http_status: int | None = None) -> Kind:
         return Kind.AUTH
     if _QUOTA_PATTERN.search(bare):
         return Kind.QUOTA
-    if any(c in INVALID_CODES for c in candidates) or code.startswith(
-        ("InvalidParameter", "Invalid")
-    ):
+    # EC2's "Invalid*" codes that are neither NotFound nor auth (InvalidParameterValue,
+    # InvalidVpcID.Malformed, ...) describe the request itself.
+    if any(c in INVALID_CODES for c in candidates) or code.startswith("Invalid"):
         return Kind.INVALID
     if http_status is not None and http_status >= 500:
         return Kind.TRANSIENT
@@ -316,7 +316,9 @@ def classify(
         err = from_code(
             code,
             str(error.get("Message") or ""),
-            action=action or exc.operation_name,
+            # The failing operation wins over the caller's: when AssumeRole fails while a
+            # CreateVpcEndpoint is being signed, the error should say AssumeRole.
+            action=exc.operation_name or action,
             http_status=int(status) if status is not None else None,
             recently_created=recently_created,
             request_id=metadata.get("RequestId"),

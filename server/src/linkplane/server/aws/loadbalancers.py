@@ -46,15 +46,16 @@ async def create_network_load_balancer(
     existing NLB, so the call is idempotent when ``name`` is deterministic; ownership tags at
     creation. The NLB starts ``provisioning`` (minutes to ``active``): poll, do not wait here.
     """
-    response = await ctx.call(
-        "elbv2",
-        "CreateLoadBalancer",
-        Name=name,
-        Type="network",
-        Scheme="internal",
-        Subnets=list(subnet_ids),
-        Tags=tags.tags(uid, "load-balancer", resource_name, labels),
-        **extra,
+    params = calls.merge_params(
+        {
+            "Name": name,
+            "Type": "network",
+            "Scheme": "internal",
+            "Subnets": list(subnet_ids),
+            "Tags": tags.tags(uid, "load-balancer", resource_name, labels),
+        },
+        extra,
     )
+    response = await ctx.call("elbv2", "CreateLoadBalancer", **params)
     balancers: list[dict[str, Any]] = response["LoadBalancers"]
     return balancers[0]

@@ -39,15 +39,16 @@ async def create_endpoint_service(
     (ModifyVpcEndpointServicePermissions), so creation is not atomic with them. ``extra``
     passes PrivateDnsName, SupportedIpAddressTypes, SupportedRegions through.
     """
-    response = await ctx.call(
-        "ec2",
-        "CreateVpcEndpointServiceConfiguration",
-        AcceptanceRequired=acceptance_required,
-        NetworkLoadBalancerArns=list(network_load_balancer_arns),
-        ClientToken=tags.deterministic_client_token(uid, generation, "endpoint-service"),
-        TagSpecifications=tags.linkplane_tags(uid, "endpoint-service", name, labels),
-        **extra,
+    params = calls.merge_params(
+        {
+            "AcceptanceRequired": acceptance_required,
+            "NetworkLoadBalancerArns": list(network_load_balancer_arns),
+            "ClientToken": tags.deterministic_client_token(uid, generation, "endpoint-service"),
+            "TagSpecifications": tags.linkplane_tags(uid, "endpoint-service", name, labels),
+        },
+        extra,
     )
+    response = await ctx.call("ec2", "CreateVpcEndpointServiceConfiguration", **params)
     service: dict[str, Any] = response["ServiceConfiguration"]
     return service
 
@@ -69,11 +70,13 @@ async def find_endpoint_services_by_uid(ctx: calls.Context, uid: str) -> list[di
 async def find_endpoint_service_by_uid(ctx: calls.Context, uid: str) -> dict[str, Any] | None:
     """The endpoint service to adopt for a resource, or None (then, and only then, create).
 
-    Services that are Deleting, Deleted or Failed are skipped: they cannot be brought back.
+    Services that are Deleting or Deleted are skipped: they cannot be brought back. A Failed
+    one is returned, so the reconciler sees and reports the failure; replacing it needs a new
+    ClientToken (a new generation), or AWS would hand the failed service back.
     """
     for service in await find_endpoint_services_by_uid(ctx, uid):
         state = str(service.get("ServiceState", "")).lower()
-        if state not in {"deleting", "deleted", "failed"}:
+        if state not in {"deleting", "deleted"}:
             return service
     return None
 

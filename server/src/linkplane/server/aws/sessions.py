@@ -7,10 +7,10 @@ pools; creating one per call would cost a TLS handshake per call), and closes th
 shutdown. ``calls`` is the only caller; it adds rate limiting, error classification and
 metrics on top.
 
-SDK retries are off (``total_max_attempts=1``): linkplane owns retrying and rate limiting. botocore's
-retries would hide throttling from the limiter (it would never learn to slow down), sleep
-without regard to other work, and in standard mode draw from a retry quota that a throttling
-storm drains, after which every call fails with "retry quota exceeded".
+SDK retries are off (``total_max_attempts=1``): linkplane owns retrying and rate limiting.
+botocore's retries would hide throttling from the limiter (it would never learn to slow
+down), sleep without regard to other work, and in standard mode draw from a retry quota that
+a throttling storm drains, after which every call fails with "retry quota exceeded".
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ Client = Any
 """An aiobotocore client; its methods are generated at runtime, so there is no static type."""
 
 
+GLOBAL_SERVICES = {"route53": "us-east-1", "iam": "us-east-1"}
+"""Global services and the Region their clients are made for."""
+
+
 @dataclasses.dataclass(frozen=True)
 class AccountRef:
     """An AWS account linkplane acts in, and how to get credentials for it."""
@@ -53,9 +57,10 @@ class Settings:
     """None for real AWS; the simulator's URL in development and tests (all services)."""
     access_key_id: str | None = None
     """Base credentials; None = botocore's default chain (environment, profile, instance role)."""
-    secret_access_key: str | None = None
+    # Secrets stay out of repr(), so logging the settings cannot leak them.
+    secret_access_key: str | None = dataclasses.field(default=None, repr=False)
     """The base secret key; only used together with ``access_key_id``."""
-    session_token: str | None = None
+    session_token: str | None = dataclasses.field(default=None, repr=False)
     """The base session token, for temporary base credentials."""
     sts_region: str = "us-east-1"
     """Region of the STS endpoint used for AssumeRole."""
@@ -92,9 +97,11 @@ class AwsClients:
             max_pool_connections=self.settings.max_pool_connections,
         )
         self._stack = contextlib.AsyncExitStack()
-        self._clients: dict[tuple[str, str, str], Client] = {}
-        self._account_sessions: dict[str, aio_session.AioSession] = {}
-        self._account_locks: dict[str, asyncio.Lock] = {}
+        # Keyed by the whole AccountRef, not just the id: if an account's role or ExternalId
+        # is changed, the next call assumes the new role instead of reusing the old credentials.
+        self._clients: dict[tuple[AccountRef, str, str], Client] = {}
+        self._account_sessions: dict[AccountRef, aio_session.AioSession] = {}
+        self._account_locks: dict[AccountRef, asyncio.Lock] = {}
         self._sts: Client | None = None
         # Guards client creation only. Creating a client does no network I/O (AssumeRole runs
         # before, under a per-account lock), so serialising creations is cheap and guarantees
@@ -128,7 +135,7 @@ class AwsClients:
 
     async def route53(self, account: AccountRef) -> Client:
         """The Route 53 client (private DNS verification records); Route 53 is global."""
-        return await self.client("route53", account, "us-east-1")
+        return await self.client("route53", account, GLOBAL_SERVICES["route53"])
 
     async def client(self, service: str, account: AccountRef, region: str) -> Client:
         """The client for one (account, region, service), created on first use and then reused.
@@ -136,7 +143,10 @@ class AwsClients:
         For an account with a role, the first client triggers AssumeRole, so this may raise
         the STS call's ClientError (``calls`` classifies it like any other AWS error).
         """
-        key = (account.account_id, region, service)
+        if service in GLOBAL_SERVICES:
+            # One client per account, whatever Region the caller's context is in.
+            region = GLOBAL_SERVICES[service]
+        key = (account, region, service)
         existing = self._clients.get(key)
         if existing is not None:
             return existing
@@ -194,12 +204,12 @@ class AwsClients:
         """
         if account.role_arn is None:
             return self._session
-        session = self._account_sessions.get(account.account_id)
+        session = self._account_sessions.get(account)
         if session is not None:
             return session
-        lock = self._account_locks.setdefault(account.account_id, asyncio.Lock())
+        lock = self._account_locks.setdefault(account, asyncio.Lock())
         async with lock:
-            session = self._account_sessions.get(account.account_id)
+            session = self._account_sessions.get(account)
             if session is not None:
                 return session
             metadata = await self._assume_role(account)
@@ -213,7 +223,7 @@ class AwsClients:
             session = aio_session.AioSession()
             session.register_component("data_loader", self._session.get_component("data_loader"))
             session.register_component("credential_provider", _FixedCredentials(credentials))
-            self._account_sessions[account.account_id] = session
+            self._account_sessions[account] = session
             return session
 
     async def _sts_client(self) -> Client:

@@ -1,0 +1,199 @@
+"""The worker loop: claim due resources, reconcile them concurrently, requeue with backoff.
+
+One `Engine` per process. It wakes on the change feed (LISTEN/NOTIFY: a new spec is worked on
+at once, on whichever replica claims it first) and polls as a fallback. Each claimed resource
+runs in its own task with a heartbeat that extends the lease; a reconcile that raises a
+retryable AWS error is requeued after jittered exponential backoff, one that raises a permanent
+error is marked FAILED by its reconciler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+from prometheus_client import Counter, Gauge
+
+from linkplane.server.aws import errors as aws_errors
+from linkplane.server.storage import changes, database, leases
+
+log = structlog.get_logger("linkplane.reconciler")
+
+RECONCILES = Counter(
+    "linkplane_reconciles_total", "Reconcile passes", ["kind", "outcome"]
+)
+IN_FLIGHT = Gauge("linkplane_reconciles_in_flight", "Reconciles running now", ["kind"])
+
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Pass:
+    """What a reconcile pass asks of the engine: when to look again."""
+
+    requeue_after: float
+
+
+class Reconciler(Protocol):
+    kind: str
+    model: leases.Model
+
+    async def reconcile(self, lease: leases.Lease) -> Pass: ...
+
+    async def record_failure(
+        self, lease: leases.Lease, error: aws_errors.AwsError, attempts: int
+    ) -> None: ...
+
+    def urgent(self) -> Any: ...
+
+
+def backoff(attempts: int, hint: float | None = None) -> float:
+    """Full-jitter exponential backoff, never below AWS's own hint."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** min(attempts, 16))
+    delay = random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
+    return max(delay, hint or 0.0)
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        db: database.Database,
+        feed: changes.ChangeFeed,
+        reconcilers: Sequence[Reconciler],
+        concurrency: int,
+        lease_seconds: float,
+        poll_seconds: float = 1.0,
+        owner: str | None = None,
+    ) -> None:
+        self.db = db
+        self.feed = feed
+        self.reconcilers = {r.kind: r for r in reconcilers}
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        self._running: dict[tuple[str, uuid.UUID], asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._feed_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._feed_task = asyncio.create_task(self._listen(), name="reconciler-wakeups")
+        self._task = asyncio.create_task(self._loop(), name="reconciler-loop")
+
+    async def stop(self) -> None:
+        for task in (self._task, self._feed_task, *self._running.values()):
+            if task is not None:
+                task.cancel()
+        for task in (self._task, self._feed_task, *self._running.values()):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._running.clear()
+
+    async def _listen(self) -> None:
+        async with self.feed.subscribe() as queue:
+            while True:
+                await queue.get()
+                self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self._claim_and_start()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
+                log.warning("reconciler.claim_failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            self._wake.clear()
+
+    async def _claim_and_start(self) -> None:
+        for kind, reconciler in self.reconcilers.items():
+            room = self.concurrency - len(self._running)
+            if room <= 0:
+                return
+            async with self.db.transaction() as session:
+                claimed = await leases.claim(
+                    session,
+                    reconciler.model,
+                    kind=kind,
+                    owner=self.owner,
+                    seconds=self.lease_seconds,
+                    limit=room,
+                )
+            for lease in claimed:
+                key = (kind, lease.uid)
+                task = asyncio.create_task(self._work(reconciler, lease), name=f"reconcile-{kind}")
+                self._running[key] = task
+                task.add_done_callback(lambda _t, key=key: self._finished(key))
+
+    def _finished(self, key: tuple[str, uuid.UUID]) -> None:
+        self._running.pop(key, None)
+        # A slot is free: look for more work now rather than at the next poll.
+        self._wake.set()
+
+    async def _heartbeat(self, reconciler: Reconciler, lease: leases.Lease) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            async with self.db.transaction() as session:
+                await leases.heartbeat(session, reconciler.model, lease, self.lease_seconds)
+
+    async def _work(self, reconciler: Reconciler, lease: leases.Lease) -> None:
+        IN_FLIGHT.labels(reconciler.kind).inc()
+        heartbeat = asyncio.create_task(self._heartbeat(reconciler, lease))
+        attempts = 0
+        delay = 1.0
+        outcome = "ok"
+        try:
+            async with self.db.transaction() as session:
+                row = await leases.load(session, reconciler.model, lease)
+                attempts = row.attempts
+            try:
+                result = await asyncio.shield(reconciler.reconcile(lease))
+                delay, attempts = result.requeue_after, 0
+            except aws_errors.AwsError as error:
+                attempts += 1
+                outcome = "retry" if error.retryable else "failed"
+                await reconciler.record_failure(lease, error, attempts)
+                delay = backoff(attempts, error.retry_after) if error.retryable else 60.0
+                log.info(
+                    "reconciler.aws_error", kind=reconciler.kind, uid=str(lease.uid),
+                    code=error.code, action=error.action, retryable=error.retryable,
+                    attempts=attempts,
+                )
+            heartbeat.cancel()
+            async with self.db.transaction() as session:
+                await leases.release(
+                    session, reconciler.model, lease, delay_seconds=delay, attempts=attempts,
+                    urgent=reconciler.urgent(),
+                )
+        except leases.LeaseLost:
+            outcome = "lease_lost"
+            log.info("reconciler.lease_lost", kind=reconciler.kind, uid=str(lease.uid))
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug in one reconcile must not stop others
+            outcome = "error"
+            log.exception("reconciler.bug", kind=reconciler.kind, uid=str(lease.uid), error=str(exc))
+            with contextlib.suppress(Exception):
+                async with self.db.transaction() as session:
+                    await leases.release(
+                        session, reconciler.model, lease,
+                        delay_seconds=backoff(attempts + 1), attempts=attempts + 1,
+                    )
+        finally:
+            heartbeat.cancel()
+            IN_FLIGHT.labels(reconciler.kind).dec()
+            RECONCILES.labels(reconciler.kind, outcome).inc()

@@ -1,0 +1,59 @@
+"""What every reconcile pass reaches for: the database, AWS clients, the rate limiter, timing.
+
+Accounts are read from Postgres on each pass (they are small and rarely change), so a role ARN
+updated through the API is used by the next pass without a restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from linkplane.server.aws import calls, sessions, throttlers
+from linkplane.server.aws import errors as aws_errors
+from linkplane.server.domain import specs
+from linkplane.server.storage import database, models, records
+
+
+@dataclass
+class Timing:
+    """How soon to look again: fast while changing, slow once settled (drift detection)."""
+
+    transitional_seconds: float
+    resync_seconds: float
+
+
+class Workspace:
+    def __init__(
+        self,
+        *,
+        db: database.Database,
+        clients: sessions.AwsClients,
+        limiter: throttlers.Limiter,
+        timing: Timing,
+    ) -> None:
+        self.db = db
+        self.clients = clients
+        self.limiter = limiter
+        self.timing = timing
+
+    async def account(self, name: str) -> sessions.AccountRef:
+        async with self.db.transaction() as session:
+            row = await records.get(session, models.Account, name)
+        if row is None:
+            raise aws_errors.AwsError(
+                "AccountNotRegistered",
+                f"account {name} is no longer registered with linkplane",
+                kind=aws_errors.Kind.INVALID,
+                retryable=False,
+            )
+        spec = specs.account_from_json(row.spec)
+        return sessions.AccountRef(
+            account_id=row.aws_account_id,
+            role_arn=spec.role_arn or None,
+            external_id=spec.external_id or None,
+        )
+
+    def context(self, account: sessions.AccountRef, region: str) -> calls.Context:
+        return calls.Context(
+            clients=self.clients, limiter=self.limiter, account=account, region=region
+        )
