@@ -29,7 +29,9 @@ def managed(project: str, networks, **policy) -> service_pb2.Service:
     )
 
 
-def connection(project: str, networks, service: str, account: str = CONSUMER) -> connection_pb2.Connection:
+def connection(
+    project: str, networks, service: str, account: str = CONSUMER
+) -> connection_pb2.Connection:
     return connection_pb2.Connection(
         service=service,
         consumer_account=f"projects/{project}/accounts/{account}",
@@ -58,7 +60,9 @@ async def test_publish_connect_accept_delete(api, networks, project):
     done = await wait_done(api, published.name)
     assert not done.HasField("error"), done.error
     service_name = f"projects/{project}/services/payments"
-    service = await api.provider.GetService(provider_service_pb2.GetServiceRequest(name=service_name))
+    service = await api.provider.GetService(
+        provider_service_pb2.GetServiceRequest(name=service_name)
+    )
     assert service.state == service_pb2.Service.STATE_ACTIVE
     assert not service.reconciling
     assert service.service_name.startswith("com.amazonaws.vpce.us-east-1.vpce-svc-")
@@ -66,7 +70,8 @@ async def test_publish_connect_accept_delete(api, networks, project):
 
     created = await api.consumer.CreateConnection(
         consumer_service_pb2.CreateConnectionRequest(
-            parent=f"projects/{project}", connection_id="checkout",
+            parent=f"projects/{project}",
+            connection_id="checkout",
             connection=connection(project, networks, service_name),
         )
     )
@@ -100,7 +105,9 @@ async def test_publish_connect_accept_delete(api, networks, project):
         lambda c: c.state == connection_pb2.Connection.STATE_AVAILABLE,
     )
     assert available.dns_entries and available.dns_entries[0].dns_name.endswith("amazonaws.com")
-    assert {n.subnet_id for n in available.network_interfaces} == set(networks[CONSUMER]["subnet_ids"])
+    assert {n.subnet_id for n in available.network_interfaces} == set(
+        networks[CONSUMER]["subnet_ids"]
+    )
     assert all(n.private_ip_address.startswith("10.2.") for n in available.network_interfaces)
     decided = await api.provider.ListServiceConnections(
         provider_service_pb2.ListServiceConnectionsRequest(parent=service_name)

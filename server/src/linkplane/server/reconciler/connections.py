@@ -54,8 +54,12 @@ class ConnectionReconciler:
             status = dict(row.status or {})
             status["last_aws_error"] = progress.aws_error_json(error)
             progress.set_condition(
-                status, "Ready", None if error.retryable else False,
-                "AwsRetrying" if error.retryable else error.code, str(error), row.generation,
+                status,
+                "Ready",
+                None if error.retryable else False,
+                "AwsRetrying" if error.retryable else error.code,
+                str(error),
+                row.generation,
             )
             row.status = status
             if not error.retryable and row.delete_time is None:
@@ -65,7 +69,8 @@ class ConnectionReconciler:
             row.revision += 1
             row.update_time = func.now()
             await progress.set_progress(
-                session, row.uid,
+                session,
+                row.uid,
                 f"AWS said {error.code}; retrying" if error.retryable else f"failed: {error}",
             )
             await session.flush()
@@ -84,9 +89,14 @@ class ConnectionReconciler:
             if spec.service:
                 target = await records.get(session, models.Service, spec.service)
                 target_state = (
-                    (target.service_name or "", target.delete_time is not None,
-                     specs.service_from_json(target.spec), dict(target.status or {}))
-                    if target is not None else None
+                    (
+                        target.service_name or "",
+                        target.delete_time is not None,
+                        specs.service_from_json(target.spec),
+                        dict(target.status or {}),
+                    )
+                    if target is not None
+                    else None
                 )
         account = await self.ws.account(spec.consumer_account)
         ctx = self.ws.context(account, spec.region)
@@ -98,8 +108,13 @@ class ConnectionReconciler:
                 raise _permanent("TargetServiceGone", f"service {spec.service} no longer exists")
             service_name = target_state[0]
             if not service_name:
-                await self._write(lease, status, "CREATING", converged=False,
-                                  message=f"waiting for {spec.service} to be published")
+                await self._write(
+                    lease,
+                    status,
+                    "CREATING",
+                    converged=False,
+                    message=f"waiting for {spec.service} to be published",
+                )
                 return engine.Pass(self.ws.timing.transitional_seconds)
         else:
             service_name = spec.service_name
@@ -113,14 +128,22 @@ class ConnectionReconciler:
                 # of the endpoint that was deleted.
                 status["incarnation"] = int(status.get("incarnation", 0)) + 1
                 progress.set_condition(
-                    status, "Drift", True, "EndpointDeletedOutOfBand",
+                    status,
+                    "Drift",
+                    True,
+                    "EndpointDeletedOutOfBand",
                     f"endpoint {status['endpoint_id']} was deleted outside linkplane; recreating",
                     lease.generation,
                 )
                 log.warning("connection.drift", connection=name, endpoint=status["endpoint_id"])
                 status.pop("endpoint_id", None)
-                await self._write(lease, status, "CREATING", converged=False,
-                                  message="recreating the endpoint deleted out of band")
+                await self._write(
+                    lease,
+                    status,
+                    "CREATING",
+                    converged=False,
+                    message="recreating the endpoint deleted out of band",
+                )
             await self._preflight(ctx, spec, service_name, attempts, target_state)
             extra: dict[str, Any] = {}
             if spec.ip_address_type:
@@ -130,11 +153,17 @@ class ConnectionReconciler:
             if spec.service_region and spec.service_region != spec.region:
                 extra["ServiceRegion"] = spec.service_region
             endpoint = await aws_endpoints.create_endpoint(
-                ctx, uid=uid,
+                ctx,
+                uid=uid,
                 generation=int(status.get("incarnation", 0)) * 1_000_000 + lease.generation,
-                name=name, vpc_id=spec.vpc_id, service_name=service_name,
-                subnet_ids=spec.subnet_ids, security_group_ids=spec.security_group_ids,
-                labels=spec.labels, private_dns_enabled=False, **extra,
+                name=name,
+                vpc_id=spec.vpc_id,
+                service_name=service_name,
+                subnet_ids=spec.subnet_ids,
+                security_group_ids=spec.security_group_ids,
+                labels=spec.labels,
+                private_dns_enabled=False,
+                **extra,
             )
             log.info("connection.created", connection=name, endpoint=endpoint["VpcEndpointId"])
             await self._poke(spec.service)
@@ -142,7 +171,11 @@ class ConnectionReconciler:
         return await self._observe(lease, ctx, spec, status, endpoint, target_state)
 
     async def _preflight(
-        self, ctx: calls.Context, spec: specs.ConnectionSpec, service_name: str, attempts: int,
+        self,
+        ctx: calls.Context,
+        spec: specs.ConnectionSpec,
+        service_name: str,
+        attempts: int,
         target: Any,
     ) -> None:
         """Fail clearly now instead of with an AWS error later."""
@@ -169,9 +202,9 @@ class ConnectionReconciler:
             raise visible
         detail = details[0]
         service_zones = list(detail.get("AvailabilityZones", []))
-        subnets = (
-            await ctx.call("ec2", "DescribeSubnets", SubnetIds=spec.subnet_ids)
-        ).get("Subnets", [])
+        subnets = (await ctx.call("ec2", "DescribeSubnets", SubnetIds=spec.subnet_ids)).get(
+            "Subnets", []
+        )
         if service_zones:
             zones = (
                 await ctx.call("ec2", "DescribeAvailabilityZones", ZoneNames=service_zones)
@@ -194,7 +227,9 @@ class ConnectionReconciler:
                     f"{spec.service} does not support consumers in {spec.region}",
                 )
         existing = await ctx.collect(
-            "ec2", "DescribeVpcEndpoints", "VpcEndpoints",
+            "ec2",
+            "DescribeVpcEndpoints",
+            "VpcEndpoints",
             Filters=[{"Name": "vpc-id", "Values": [spec.vpc_id]}],
         )
         live = [e for e in existing if str(e.get("State", "")).lower() not in GONE]
@@ -206,8 +241,13 @@ class ConnectionReconciler:
             )
 
     async def _observe(
-        self, lease: leases.Lease, ctx: calls.Context, spec: specs.ConnectionSpec,
-        status: dict[str, Any], endpoint: dict[str, Any], target: Any,
+        self,
+        lease: leases.Lease,
+        ctx: calls.Context,
+        spec: specs.ConnectionSpec,
+        status: dict[str, Any],
+        endpoint: dict[str, Any],
+        target: Any,
     ) -> engine.Pass:
         endpoint_id = endpoint["VpcEndpointId"]
         aws_state = states.normalise_endpoint_state(str(endpoint.get("State", "pending")))
@@ -233,21 +273,31 @@ class ConnectionReconciler:
             }
         accepted = aws_state in {"PENDING", "AVAILABLE", "PARTIAL"}
         progress.set_condition(
-            status, "Accepted", accepted if aws_state != "PENDING_ACCEPTANCE" else None,
+            status,
+            "Accepted",
+            accepted if aws_state != "PENDING_ACCEPTANCE" else None,
             {"PENDING_ACCEPTANCE": "AwaitingProvider", "REJECTED": "Rejected"}.get(
                 aws_state, "Accepted" if accepted else aws_state.title()
             ),
-            f"the endpoint is {aws_state.lower()}", lease.generation,
+            f"the endpoint is {aws_state.lower()}",
+            lease.generation,
         )
         ready = aws_state == "AVAILABLE" and not changed
         progress.set_condition(
-            status, "Ready", ready, "Available" if ready else aws_state.title().replace("_", ""),
+            status,
+            "Ready",
+            ready,
+            "Available" if ready else aws_state.title().replace("_", ""),
             "the endpoint carries traffic" if ready else f"the endpoint is {aws_state.lower()}",
             lease.generation,
         )
         settled = ready or aws_state in {"PENDING_ACCEPTANCE", "REJECTED", "FAILED", "EXPIRED"}
         await self._write(
-            lease, status, state, converged=settled and not changed, endpoint_id=endpoint_id,
+            lease,
+            status,
+            state,
+            converged=settled and not changed,
+            endpoint_id=endpoint_id,
             message={
                 "PENDING_ACCEPTANCE": "waiting for the provider to accept the connection",
                 "PROVISIONING": "accepted; AWS is provisioning the endpoint",
@@ -259,8 +309,13 @@ class ConnectionReconciler:
         return engine.Pass(self.ws.timing.transitional_seconds)
 
     async def _modify(
-        self, ctx: calls.Context, spec: specs.ConnectionSpec, endpoint: dict[str, Any],
-        target: Any, status: dict[str, Any], generation: int,
+        self,
+        ctx: calls.Context,
+        spec: specs.ConnectionSpec,
+        endpoint: dict[str, Any],
+        target: Any,
+        status: dict[str, Any],
+        generation: int,
     ) -> bool:
         """ModifyVpcEndpoint by diff; private DNS only once accepted (and verified)."""
         params: dict[str, Any] = {}
@@ -281,7 +336,10 @@ class ConnectionReconciler:
             if verification != "VERIFIED":
                 want_dns = False
                 progress.set_condition(
-                    status, "PrivateDns", False, "AwaitingVerification",
+                    status,
+                    "PrivateDns",
+                    False,
+                    "AwaitingVerification",
                     f"{target[2].private_dns_name} is not verified by the provider yet",
                     generation,
                 )
@@ -293,10 +351,14 @@ class ConnectionReconciler:
             params["PolicyDocument"] = spec.policy_document
         if not params:
             return False
-        await ctx.call("ec2", "ModifyVpcEndpoint", VpcEndpointId=endpoint["VpcEndpointId"], **params)
+        await ctx.call(
+            "ec2", "ModifyVpcEndpoint", VpcEndpointId=endpoint["VpcEndpointId"], **params
+        )
         return True
 
-    async def _interfaces(self, ctx: calls.Context, endpoint: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _interfaces(
+        self, ctx: calls.Context, endpoint: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         ids = list(endpoint.get("NetworkInterfaceIds", []))
         if not ids:
             return []
@@ -325,7 +387,8 @@ class ConnectionReconciler:
             e["VpcEndpointId"] for e in owned if str(e.get("State", "")).lower() != "deleted"
         ]
         deletable = [
-            e["VpcEndpointId"] for e in owned
+            e["VpcEndpointId"]
+            for e in owned
             if str(e.get("State", "")).lower() not in {"deleted", "deleting"}
         ]
         if deletable:
@@ -333,8 +396,13 @@ class ConnectionReconciler:
             if failures:
                 raise failures[0]
         if remaining:
-            await self._write(lease, None, "DELETING", converged=False,
-                              message=f"waiting for {len(remaining)} endpoint(s) to be deleted")
+            await self._write(
+                lease,
+                None,
+                "DELETING",
+                converged=False,
+                message=f"waiting for {len(remaining)} endpoint(s) to be deleted",
+            )
             return engine.Pass(self.ws.timing.transitional_seconds)
         async with self.ws.db.transaction() as session:
             row = await leases.load(session, models.Connection, lease)
@@ -355,8 +423,14 @@ class ConnectionReconciler:
             )
 
     async def _write(
-        self, lease: leases.Lease, status: dict[str, Any] | None, state: str, *,
-        converged: bool, message: str, endpoint_id: str | None = None,
+        self,
+        lease: leases.Lease,
+        status: dict[str, Any] | None,
+        state: str,
+        *,
+        converged: bool,
+        message: str,
+        endpoint_id: str | None = None,
     ) -> None:
         async with self.ws.db.transaction() as session:
             row = await leases.load(session, models.Connection, lease)

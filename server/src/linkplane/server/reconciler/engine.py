@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import socket
 import uuid
@@ -26,9 +27,7 @@ from linkplane.server.storage import changes, database, leases
 
 log = structlog.get_logger("linkplane.reconciler")
 
-RECONCILES = Counter(
-    "linkplane_reconciles_total", "Reconcile passes", ["kind", "outcome"]
-)
+RECONCILES = Counter("linkplane_reconciles_total", "Reconcile passes", ["kind", "outcome"])
 IN_FLIGHT = Gauge("linkplane_reconciles_in_flight", "Reconciles running now", ["kind"])
 
 BACKOFF_BASE_SECONDS = 1.0
@@ -43,8 +42,11 @@ class Pass:
 
 
 class Reconciler(Protocol):
-    kind: str
-    model: leases.Model
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def model(self) -> leases.Model: ...
 
     async def reconcile(self, lease: leases.Lease) -> Pass: ...
 
@@ -112,7 +114,7 @@ class Engine:
                 await self._claim_and_start()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
+            except Exception as exc:
                 log.warning("reconciler.claim_failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
@@ -136,9 +138,9 @@ class Engine:
                 key = (kind, lease.uid)
                 task = asyncio.create_task(self._work(reconciler, lease), name=f"reconcile-{kind}")
                 self._running[key] = task
-                task.add_done_callback(lambda _t, key=key: self._finished(key))
+                task.add_done_callback(functools.partial(self._finished, key))
 
-    def _finished(self, key: tuple[str, uuid.UUID]) -> None:
+    def _finished(self, key: tuple[str, uuid.UUID], _task: asyncio.Task[None]) -> None:
         self._running.pop(key, None)
         # A slot is free: look for more work now rather than at the next poll.
         self._wake.set()
@@ -168,14 +170,22 @@ class Engine:
                 await reconciler.record_failure(lease, error, attempts)
                 delay = backoff(attempts, error.retry_after) if error.retryable else 60.0
                 log.info(
-                    "reconciler.aws_error", kind=reconciler.kind, uid=str(lease.uid),
-                    code=error.code, action=error.action, retryable=error.retryable,
+                    "reconciler.aws_error",
+                    kind=reconciler.kind,
+                    uid=str(lease.uid),
+                    code=error.code,
+                    action=error.action,
+                    retryable=error.retryable,
                     attempts=attempts,
                 )
             heartbeat.cancel()
             async with self.db.transaction() as session:
                 await leases.release(
-                    session, reconciler.model, lease, delay_seconds=delay, attempts=attempts,
+                    session,
+                    reconciler.model,
+                    lease,
+                    delay_seconds=delay,
+                    attempts=attempts,
                     urgent=reconciler.urgent(),
                 )
         except leases.LeaseLost:
@@ -184,14 +194,19 @@ class Engine:
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise
-        except Exception as exc:  # noqa: BLE001 - a bug in one reconcile must not stop others
+        except Exception as exc:
             outcome = "error"
-            log.exception("reconciler.bug", kind=reconciler.kind, uid=str(lease.uid), error=str(exc))
+            log.exception(
+                "reconciler.bug", kind=reconciler.kind, uid=str(lease.uid), error=str(exc)
+            )
             with contextlib.suppress(Exception):
                 async with self.db.transaction() as session:
                     await leases.release(
-                        session, reconciler.model, lease,
-                        delay_seconds=backoff(attempts + 1), attempts=attempts + 1,
+                        session,
+                        reconciler.model,
+                        lease,
+                        delay_seconds=backoff(attempts + 1),
+                        attempts=attempts + 1,
                     )
         finally:
             heartbeat.cancel()

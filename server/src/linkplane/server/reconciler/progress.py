@@ -97,7 +97,8 @@ async def settle_service(session: AsyncSession, row: models.Service) -> None:
                     operation.id,
                     error=failure_status(
                         "AWS_ERROR",
-                        f"{error.get('code', 'Error')}: {error.get('message', 'publishing failed')}",
+                        f"{error.get('code', 'Error')}: "
+                        f"{error.get('message', 'publishing failed')}",
                         code=str(error.get("code", "")),
                         action=str(error.get("action", "")),
                     ),

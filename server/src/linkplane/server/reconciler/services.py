@@ -18,8 +18,9 @@ import structlog
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from linkplane.server.aws import calls, services as aws_services, tags
+from linkplane.server.aws import calls, tags
 from linkplane.server.aws import errors as aws_errors
+from linkplane.server.aws import services as aws_services
 from linkplane.server.domain import acceptance, specs, states
 from linkplane.server.reconciler import engine, progress
 from linkplane.server.reconciler.workspace import Workspace
@@ -55,8 +56,12 @@ class ServiceReconciler:
             status = dict(row.status or {})
             status["last_aws_error"] = progress.aws_error_json(error)
             progress.set_condition(
-                status, "Ready", False if not error.retryable else None,
-                "AwsError" if not error.retryable else "AwsRetrying", str(error), row.generation,
+                status,
+                "Ready",
+                False if not error.retryable else None,
+                "AwsError" if not error.retryable else "AwsRetrying",
+                str(error),
+                row.generation,
             )
             row.status = status
             if not error.retryable and row.delete_time is None:
@@ -65,8 +70,11 @@ class ServiceReconciler:
                 row.observed_generation = row.generation
             row.update_time = func.now()
             row.revision += 1
-            await progress.set_progress(session, row.uid, f"AWS said {error.code}; retrying"
-                                        if error.retryable else f"failed: {error}")
+            await progress.set_progress(
+                session,
+                row.uid,
+                f"AWS said {error.code}; retrying" if error.retryable else f"failed: {error}",
+            )
             await session.flush()
             await session.refresh(row)
             await progress.settle_service(session, row)
@@ -77,8 +85,11 @@ class ServiceReconciler:
             row = await leases.load(session, models.Service, lease)
             spec = specs.service_from_json(row.spec)
             snapshot = _Snapshot(
-                uid=str(row.uid), name=row.name, generation=row.generation,
-                deleting=row.delete_time is not None, force=row.force_delete,
+                uid=str(row.uid),
+                name=row.name,
+                generation=row.generation,
+                deleting=row.delete_time is not None,
+                force=row.force_delete,
                 status=dict(row.status or {}),
             )
         account = await self.ws.account(spec.provider_account)
@@ -97,11 +108,17 @@ class ServiceReconciler:
         arns, lb_ready, lb_message = await self._ensure_load_balancers(ctx, spec, snap)
         status["network_load_balancer_arns"] = arns
         progress.set_condition(
-            status, "LoadBalancerReady", lb_ready, "Active" if lb_ready else "Provisioning",
-            lb_message, snap.generation,
+            status,
+            "LoadBalancerReady",
+            lb_ready,
+            "Active" if lb_ready else "Provisioning",
+            lb_message,
+            snap.generation,
         )
         if not lb_ready:
-            await self._write(lease, status, state=None, converged=False, progress_message=lb_message)
+            await self._write(
+                lease, status, state=None, converged=False, progress_message=lb_message
+            )
             return engine.Pass(transitional)
 
         config = await aws_services.find_endpoint_service_by_uid(ctx, snap.uid)
@@ -114,10 +131,14 @@ class ServiceReconciler:
             if spec.supported_regions:
                 extra["SupportedRegions"] = spec.supported_regions
             config = await aws_services.create_endpoint_service(
-                ctx, uid=snap.uid, generation=snap.generation, name=snap.name,
+                ctx,
+                uid=snap.uid,
+                generation=snap.generation,
+                name=snap.name,
                 network_load_balancer_arns=arns,
                 acceptance_required=acceptance.acceptance_required(spec),
-                labels=spec.labels, **extra,
+                labels=spec.labels,
+                **extra,
             )
         service_id = config["ServiceId"]
         changed = await self._apply_configuration(ctx, spec, config, arns)
@@ -144,11 +165,15 @@ class ServiceReconciler:
         else:
             status.pop("private_dns_verification", None)
 
-        connections = await aws_services.describe_endpoint_connections(ctx, service_id) if available else []
+        connections = (
+            await aws_services.describe_endpoint_connections(ctx, service_id) if available else []
+        )
         decided = await self._decide(lease, ctx, spec, service_id, connections)
         if decided:
             connections = await aws_services.describe_endpoint_connections(ctx, service_id)
-        counts = Counter(states.normalise_endpoint_state(c.get("VpcEndpointState", "")) for c in connections)
+        counts = Counter(
+            states.normalise_endpoint_state(c.get("VpcEndpointState", "")) for c in connections
+        )
         status["connection_counts"] = {
             "pending_acceptance": counts["PENDING_ACCEPTANCE"],
             "pending": counts["PENDING"],
@@ -160,14 +185,23 @@ class ServiceReconciler:
         status.pop("last_aws_error", None)
         converged = available and not changed
         progress.set_condition(
-            status, "Ready", converged, "Available" if converged else "Converging",
-            "the endpoint service matches the spec" if converged
-            else f"endpoint service is {aws_state or 'being created'}", snap.generation,
+            status,
+            "Ready",
+            converged,
+            "Available" if converged else "Converging",
+            "the endpoint service matches the spec"
+            if converged
+            else f"endpoint service is {aws_state or 'being created'}",
+            snap.generation,
         )
         await self._write(
-            lease, status, state="ACTIVE" if converged else None, converged=converged,
+            lease,
+            status,
+            state="ACTIVE" if converged else None,
+            converged=converged,
             progress_message="active" if converged else f"endpoint service is {aws_state}",
-            service_id=service_id, service_name=config.get("ServiceName", ""),
+            service_id=service_id,
+            service_name=config.get("ServiceName", ""),
             connections=connections,
         )
         pending_people = counts["PENDING_ACCEPTANCE"] + counts["PENDING"]
@@ -190,26 +224,35 @@ class ServiceReconciler:
                 raise aws_errors.AwsError(
                     "NotANetworkLoadBalancer",
                     f"endpoint services need Network Load Balancers: {', '.join(not_network)}",
-                    kind=aws_errors.Kind.INVALID, retryable=False, action="DescribeLoadBalancers",
+                    kind=aws_errors.Kind.INVALID,
+                    retryable=False,
+                    action="DescribeLoadBalancers",
                 )
             ready = all(lb.get("State", {}).get("Code") == LB_ACTIVE for lb in lbs)
-            return list(spec.load_balancer.adopted_arns), ready, (
-                "adopted load balancers are active" if ready else "waiting for adopted NLBs"
+            return (
+                list(spec.load_balancer.adopted_arns),
+                ready,
+                ("adopted load balancers are active" if ready else "waiting for adopted NLBs"),
             )
         name = tags.deterministic_name(snap.uid, "nlb")
         lb_tags = tags.tags(snap.uid, "load-balancer", snap.name, spec.labels)
         lb = await _find_load_balancer(ctx, name)
         if lb is None:
             response = await ctx.call(
-                "elbv2", "CreateLoadBalancer", Name=name, Subnets=managed.subnet_ids,
-                Scheme="internal", Type="network", Tags=lb_tags,
+                "elbv2",
+                "CreateLoadBalancer",
+                Name=name,
+                Subnets=managed.subnet_ids,
+                Scheme="internal",
+                Type="network",
+                Tags=lb_tags,
             )
             lb = response["LoadBalancers"][0]
         arn = lb["LoadBalancerArn"]
         vpc_id = lb.get("VpcId", "")
         listeners = {
-            l["Port"]: l
-            for l in (await ctx.call("elbv2", "DescribeListeners", LoadBalancerArn=arn)).get(
+            existing["Port"]: existing
+            for existing in (await ctx.call("elbv2", "DescribeListeners", LoadBalancerArn=arn)).get(
                 "Listeners", []
             )
         }
@@ -218,22 +261,34 @@ class ServiceReconciler:
             group_name = tags.deterministic_name(snap.uid, f"tg{listener.port}")
             group = await _find_target_group(ctx, group_name)
             if group is None:
-                target_type = "instance" if any(t.id.startswith("i-") for t in managed.targets) else "ip"
+                target_type = (
+                    "instance" if any(t.id.startswith("i-") for t in managed.targets) else "ip"
+                )
                 group = (
                     await ctx.call(
-                        "elbv2", "CreateTargetGroup", Name=group_name, Protocol=listener.protocol,
-                        Port=target_port, VpcId=vpc_id, TargetType=target_type,
+                        "elbv2",
+                        "CreateTargetGroup",
+                        Name=group_name,
+                        Protocol=listener.protocol,
+                        Port=target_port,
+                        VpcId=vpc_id,
+                        TargetType=target_type,
                         Tags=tags.tags(snap.uid, "target-group", snap.name, spec.labels),
                     )
                 )["TargetGroups"][0]
             if managed.targets and snap.status.get("targets_generation") != snap.generation:
                 await ctx.call(
-                    "elbv2", "RegisterTargets", TargetGroupArn=group["TargetGroupArn"],
+                    "elbv2",
+                    "RegisterTargets",
+                    TargetGroupArn=group["TargetGroupArn"],
                     Targets=[{"Id": t.id, "Port": t.port or target_port} for t in managed.targets],
                 )
             if listener.port not in listeners:
                 await ctx.call(
-                    "elbv2", "CreateListener", LoadBalancerArn=arn, Protocol=listener.protocol,
+                    "elbv2",
+                    "CreateListener",
+                    LoadBalancerArn=arn,
+                    Protocol=listener.protocol,
                     Port=listener.port,
                     DefaultActions=[{"Type": "forward", "TargetGroupArn": group["TargetGroupArn"]}],
                 )
@@ -268,7 +323,11 @@ class ServiceReconciler:
             params["AddSupportedIpAddressTypes"] = add
         if remove := sorted(current_ip - wanted_ip):
             params["RemoveSupportedIpAddressTypes"] = remove
-        current_regions = {r.get("Region") for r in config.get("SupportedRegions", []) if r.get("Region") != ctx.region}
+        current_regions = {
+            r.get("Region")
+            for r in config.get("SupportedRegions", [])
+            if r.get("Region") != ctx.region
+        }
         wanted_regions = set(spec.supported_regions) - {ctx.region}
         if add := sorted(wanted_regions - current_regions):
             params["AddSupportedRegions"] = add
@@ -287,7 +346,9 @@ class ServiceReconciler:
         current = {
             p["Principal"]
             for p in await ctx.collect(
-                "ec2", "DescribeVpcEndpointServicePermissions", "AllowedPrincipals",
+                "ec2",
+                "DescribeVpcEndpointServicePermissions",
+                "AllowedPrincipals",
                 ServiceId=service_id,
             )
         }
@@ -310,110 +371,166 @@ class ServiceReconciler:
         return True
 
     async def _verify_private_dns(
-        self, ctx: calls.Context, spec: specs.ServiceSpec, config: dict[str, Any],
-        status: dict[str, Any], snap: _Snapshot,
+        self,
+        ctx: calls.Context,
+        spec: specs.ServiceSpec,
+        config: dict[str, Any],
+        status: dict[str, Any],
+        snap: _Snapshot,
     ) -> None:
         dns = config.get("PrivateDnsNameConfiguration") or {}
         if not spec.private_dns_name or not dns:
             return
         state = _dns_state(dns.get("State", ""))
         progress.set_condition(
-            status, "PrivateDnsVerified", state == "VERIFIED", state.title().replace("_", ""),
+            status,
+            "PrivateDnsVerified",
+            state == "VERIFIED",
+            state.title().replace("_", ""),
             f"create TXT {dns.get('Name', '')} = {dns.get('Value', '')} in the domain's DNS"
-            if state != "VERIFIED" else "the private DNS name is verified",
+            if state != "VERIFIED"
+            else "the private DNS name is verified",
             snap.generation,
         )
         # Ask AWS to check once per generation; a person re-triggers by updating the service
         # after creating the TXT record.
         if state != "VERIFIED" and status.get("dns_verification_requested") != snap.generation:
             await ctx.call(
-                "ec2", "StartVpcEndpointServicePrivateDnsVerification", ServiceId=config["ServiceId"]
+                "ec2",
+                "StartVpcEndpointServicePrivateDnsVerification",
+                ServiceId=config["ServiceId"],
             )
             status["dns_verification_requested"] = snap.generation
 
     async def _decide(
-        self, lease: leases.Lease, ctx: calls.Context, spec: specs.ServiceSpec,
-        service_id: str, connections: list[dict[str, Any]],
+        self,
+        lease: leases.Lease,
+        ctx: calls.Context,
+        spec: specs.ServiceSpec,
+        service_id: str,
+        connections: list[dict[str, Any]],
     ) -> bool:
         """Apply people's decisions, then the policy's; record each with who, when and why."""
         by_id = {c["VpcEndpointId"]: c for c in connections}
-        state_of = {i: states.normalise_endpoint_state(c.get("VpcEndpointState", "")) for i, c in by_id.items()}
+        state_of = {
+            i: states.normalise_endpoint_state(c.get("VpcEndpointState", ""))
+            for i, c in by_id.items()
+        }
         async with self.ws.db.transaction() as session:
             pending = (
-                await session.execute(
-                    select(models.ConnectionDecision).where(
-                        models.ConnectionDecision.service_uid == lease.uid,
-                        models.ConnectionDecision.applied_at.is_(None),
-                    ).order_by(models.ConnectionDecision.id)
-                )
-            ).scalars().all()
-            manual = [(d.id, d.endpoint_id, d.verdict, d.actor, d.reason) for d in pending]
-            decided_before = {
-                row.endpoint_id
-                for row in (
+                (
                     await session.execute(
-                        select(models.ServiceConnection).where(
-                            models.ServiceConnection.service_uid == lease.uid
+                        select(models.ConnectionDecision)
+                        .where(
+                            models.ConnectionDecision.service_uid == lease.uid,
+                            models.ConnectionDecision.applied_at.is_(None),
                         )
+                        .order_by(models.ConnectionDecision.id)
                     )
-                ).scalars()
-                if row.decision
-            }
-        plan: list[tuple[str, str, str, str, bool, int | None]] = []  # id, verdict, actor, why, auto, decision row
+                )
+                .scalars()
+                .all()
+            )
+            manual = [(d.id, d.endpoint_id, d.verdict, d.actor, d.reason) for d in pending]
+        plan: list[
+            tuple[str, str, str, str, bool, int | None]
+        ] = []  # id, verdict, actor, why, auto, decision row
         for decision_id, endpoint_id, verdict, actor, reason in manual:
             plan.append((endpoint_id, verdict, actor, reason, False, decision_id))
         manually = {p[0] for p in plan}
         live_by_owner: Counter[str] = Counter(
-            c.get("VpcEndpointOwner", "") for i, c in by_id.items()
+            c.get("VpcEndpointOwner", "")
+            for i, c in by_id.items()
             if state_of[i] in {"PENDING", "AVAILABLE", "PARTIAL"}
         )
-        for endpoint_id, connection in sorted(by_id.items(), key=lambda kv: str(kv[1].get("CreationTimestamp", ""))):
+        for endpoint_id, connection in sorted(
+            by_id.items(), key=lambda kv: str(kv[1].get("CreationTimestamp", ""))
+        ):
             if endpoint_id in manually:
                 continue
             owner = connection.get("VpcEndpointOwner", "")
             if state_of[endpoint_id] == "PENDING_ACCEPTANCE":
-                verdict = acceptance.decide(spec.acceptance_policy, owner, live_by_owner)
-                if verdict.verdict is not None:
-                    plan.append((endpoint_id, verdict.verdict, verdict.rule, "acceptance policy", True, None))
-                    if verdict.verdict == "ACCEPTED":
+                ruling = acceptance.decide(spec.acceptance_policy, owner, live_by_owner)
+                if ruling.verdict is not None:
+                    plan.append(
+                        (
+                            endpoint_id,
+                            ruling.verdict,
+                            ruling.rule,
+                            "acceptance policy",
+                            True,
+                            None,
+                        )
+                    )
+                    if ruling.verdict == "ACCEPTED":
                         live_by_owner[owner] += 1
             elif (
                 spec.acceptance_policy.reevaluate_existing
                 and state_of[endpoint_id] in states.LIVE_ENDPOINT_STATES
                 and not acceptance.still_allowed(spec, owner)
             ):
-                plan.append((endpoint_id, "REJECTED", "policy:reevaluate", "no longer allowed", True, None))
+                plan.append(
+                    (endpoint_id, "REJECTED", "policy:reevaluate", "no longer allowed", True, None)
+                )
         if not plan:
             return False
         outcomes: dict[str, dict[str, str]] = {}
-        for verdict, call in (("ACCEPTED", aws_services.accept_connections), ("REJECTED", aws_services.reject_connections)):
-            ids = [p[0] for p in plan if p[1] == verdict and p[0] in by_id and state_of[p[0]] in states.DECIDABLE[verdict]]
+        for verdict, call in (
+            ("ACCEPTED", aws_services.accept_connections),
+            ("REJECTED", aws_services.reject_connections),
+        ):
+            ids = [
+                p[0]
+                for p in plan
+                if p[1] == verdict and p[0] in by_id and state_of[p[0]] in states.DECIDABLE[verdict]
+            ]
             if ids:
                 result = await call(ctx, service_id, ids)
                 for failure in _unsuccessful_of(result):
                     outcomes[failure[0]] = {"code": failure[1], "message": failure[2]}
         async with self.ws.db.transaction() as session:
             await leases.load(session, models.Service, lease)
-            for endpoint_id, verdict, actor, reason, automatic, decision_id in plan:
+            for endpoint_id, verdict, actor, reason, automatic, decision_ref in plan:
                 outcome = outcomes.get(endpoint_id)
                 if endpoint_id not in by_id:
-                    outcome = {"code": "EndpointNotFound", "message": f"{endpoint_id} is not connected to this service"}
+                    outcome = {
+                        "code": "EndpointNotFound",
+                        "message": f"{endpoint_id} is not connected to this service",
+                    }
                 elif state_of[endpoint_id] not in states.DECIDABLE[verdict] and outcome is None:
-                    outcome = {"code": "IncorrectState", "message": f"{endpoint_id} is {state_of[endpoint_id]}"}
-                if decision_id is not None:
-                    decision = await session.get(models.ConnectionDecision, decision_id)
+                    outcome = {
+                        "code": "IncorrectState",
+                        "message": f"{endpoint_id} is {state_of[endpoint_id]}",
+                    }
+                if decision_ref is not None:
+                    decision = await session.get(models.ConnectionDecision, decision_ref)
                     if decision is not None:
                         decision.applied_at = func.now()
                         decision.outcome = outcome or {}
                 if outcome is None:
-                    await _record_decision(session, lease.uid, endpoint_id, verdict, actor, reason, automatic)
-                    log.info("service.decision", service=str(lease.uid), endpoint=endpoint_id,
-                             verdict=verdict, actor=actor, automatic=automatic)
+                    await _record_decision(
+                        session, lease.uid, endpoint_id, verdict, actor, reason, automatic
+                    )
+                    log.info(
+                        "service.decision",
+                        service=str(lease.uid),
+                        endpoint=endpoint_id,
+                        verdict=verdict,
+                        actor=actor,
+                        automatic=automatic,
+                    )
         return True
 
     async def _write(
-        self, lease: leases.Lease, status: dict[str, Any], *, state: str | None, converged: bool,
-        progress_message: str, service_id: str | None = None, service_name: str | None = None,
+        self,
+        lease: leases.Lease,
+        status: dict[str, Any],
+        *,
+        state: str | None,
+        converged: bool,
+        progress_message: str,
+        service_id: str | None = None,
+        service_name: str | None = None,
         connections: list[dict[str, Any]] | None = None,
     ) -> None:
         async with self.ws.db.transaction() as session:
@@ -453,15 +570,26 @@ class ServiceReconciler:
             connections = await aws_services.describe_endpoint_connections(ctx, service_id)
             live = aws_services.live_connection_ids(connections)
             if live and not snap.force:
-                await self._note(lease, "DeleteBlocked", f"{len(live)} live connections; delete with force to reject them")
+                await self._note(
+                    lease,
+                    "DeleteBlocked",
+                    f"{len(live)} live connections; delete with force to reject them",
+                )
                 return engine.Pass(transitional)
             if live:
                 await aws_services.reject_connections(ctx, service_id, live)
                 async with self.ws.db.transaction() as session:
                     await leases.load(session, models.Service, lease)
                     for endpoint_id in live:
-                        await _record_decision(session, lease.uid, endpoint_id, "REJECTED",
-                                               "policy:force-delete", "service deleted with force", True)
+                        await _record_decision(
+                            session,
+                            lease.uid,
+                            endpoint_id,
+                            "REJECTED",
+                            "policy:force-delete",
+                            "service deleted with force",
+                            True,
+                        )
             # Raises ExistingVpcEndpointConnections (retryable) while rejections settle.
             await aws_services.delete_endpoint_service(ctx, service_id)
             if await aws_services.find_endpoint_service_by_uid(ctx, snap.uid) is not None:
@@ -476,10 +604,14 @@ class ServiceReconciler:
                     await self._note(lease, "Deleting", "waiting for the NLB to go")
                     return engine.Pass(transitional)
             for listener in spec.load_balancer.managed.listeners:
-                group = await _find_target_group(ctx, tags.deterministic_name(snap.uid, f"tg{listener.port}"))
+                group = await _find_target_group(
+                    ctx, tags.deterministic_name(snap.uid, f"tg{listener.port}")
+                )
                 if group is not None:
                     try:
-                        await ctx.call("elbv2", "DeleteTargetGroup", TargetGroupArn=group["TargetGroupArn"])
+                        await ctx.call(
+                            "elbv2", "DeleteTargetGroup", TargetGroupArn=group["TargetGroupArn"]
+                        )
                     except aws_errors.AwsError as error:
                         if not aws_errors.is_not_found(error):
                             raise
@@ -503,8 +635,16 @@ class ServiceReconciler:
 
 
 class _Snapshot:
-    def __init__(self, *, uid: str, name: str, generation: int, deleting: bool, force: bool,
-                 status: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        *,
+        uid: str,
+        name: str,
+        generation: int,
+        deleting: bool,
+        force: bool,
+        status: dict[str, Any],
+    ) -> None:
         self.uid = uid
         self.name = name
         self.generation = generation
@@ -557,24 +697,43 @@ async def _find_target_group(ctx: calls.Context, name: str) -> dict[str, Any] | 
 
 
 async def _record_decision(
-    session: Any, service_uid: uuid.UUID, endpoint_id: str, verdict: str, actor: str,
-    reason: str, automatic: bool,
+    session: Any,
+    service_uid: uuid.UUID,
+    endpoint_id: str,
+    verdict: str,
+    actor: str,
+    reason: str,
+    automatic: bool,
 ) -> None:
-    decision = {"verdict": verdict, "actor": actor, "reason": reason, "automatic": automatic,
-                "time": progress.now_iso()}
+    decision = {
+        "verdict": verdict,
+        "actor": actor,
+        "reason": reason,
+        "automatic": automatic,
+        "time": progress.now_iso(),
+    }
     await session.execute(
         insert(models.ServiceConnection)
-        .values(service_uid=service_uid, endpoint_id=endpoint_id, owner_account_id="",
-                state="PENDING_ACCEPTANCE", decision=decision, dns_entries={})
+        .values(
+            service_uid=service_uid,
+            endpoint_id=endpoint_id,
+            owner_account_id="",
+            state="PENDING_ACCEPTANCE",
+            decision=decision,
+            dns_entries={},
+        )
         .on_conflict_do_update(
             index_elements=["service_uid", "endpoint_id"], set_={"decision": decision}
         )
     )
     service = await session.get(models.Service, service_uid)
     await audit.record(
-        session, actor=actor, action=f"Connection{verdict.title()}",
+        session,
+        actor=actor,
+        action=f"Connection{verdict.title()}",
         resource=f"{service.name}/serviceConnections/{endpoint_id}" if service else endpoint_id,
-        resource_uid=service_uid, details={"reason": reason, "automatic": automatic},
+        resource_uid=service_uid,
+        details={"reason": reason, "automatic": automatic},
     )
 
 
@@ -587,8 +746,9 @@ async def _store_connections(
         endpoint_id: (name, spec)
         for endpoint_id, name, spec in (
             await session.execute(
-                select(models.Connection.endpoint_id, models.Connection.name, models.Connection.spec)
-                .where(models.Connection.endpoint_id.in_(endpoint_ids))
+                select(
+                    models.Connection.endpoint_id, models.Connection.name, models.Connection.spec
+                ).where(models.Connection.endpoint_id.in_(endpoint_ids))
             )
         ).all()
     }
@@ -602,10 +762,12 @@ async def _store_connections(
             "state": states.normalise_endpoint_state(connection.get("VpcEndpointState", "")),
             "connection_name": name,
             "request_message": (spec or {}).get("request_message", ""),
-            "dns_entries": {"entries": [
-                {"dns_name": d.get("DnsName", ""), "hosted_zone_id": d.get("HostedZoneId", "")}
-                for d in connection.get("DnsEntries", [])
-            ]},
+            "dns_entries": {
+                "entries": [
+                    {"dns_name": d.get("DnsName", ""), "hosted_zone_id": d.get("HostedZoneId", "")}
+                    for d in connection.get("DnsEntries", [])
+                ]
+            },
             "create_time": created if isinstance(created, datetime) else None,
             "observe_time": func.now(),
         }
