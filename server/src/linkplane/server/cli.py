@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from pydantic import SecretStr
 
-from linkplane.server import logs
+from linkplane.server import devmode, logs
 from linkplane.server.config import Role, Settings
 from linkplane.server.runtime import Runtime
 from linkplane.server.storage import migrations
@@ -20,6 +21,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
+DEV_TIME_SCALE = 50.0
 ListenOption = Annotated[
     str | None, typer.Option("--listen", help="gRPC listen address HOST:PORT.")
 ]
@@ -66,14 +68,21 @@ def dev(
     data_dir: Annotated[
         Path | None, typer.Option(help="Where the embedded Postgres keeps its data.")
     ] = None,
+    time_scale: Annotated[
+        float,
+        typer.Option(help="Speed-up of the embedded AWS simulator: every delay divided by it."),
+    ] = DEV_TIME_SCALE,
+    sim: Annotated[
+        bool, typer.Option(help="Run the embedded AWS simulator (off: use real AWS settings).")
+    ] = True,
 ) -> None:
-    """Run everything on this machine: embedded Postgres (unless LINKPLANE_DATABASE_URL is
-    set), migrations, and the server.
+    """Run everything on this machine: an embedded Postgres (unless LINKPLANE_DATABASE_URL is
+    set), migrations, the AWS simulator with a provider and a consumer account, and the server.
 
-    Example: linkplane-server dev --listen 127.0.0.1:50051
+    Example: linkplane-server dev --listen 127.0.0.1:50051 --time-scale 50
     """
     settings = _settings(listen=listen, data_dir=data_dir)
-    asyncio.run(_dev(settings))
+    asyncio.run(_dev(settings, time_scale if sim else None))
 
 
 async def _serve(settings: Settings, url: str) -> None:
@@ -82,7 +91,7 @@ async def _serve(settings: Settings, url: str) -> None:
     await runtime.run_until_signalled()
 
 
-async def _dev(settings: Settings) -> None:
+async def _dev(settings: Settings, time_scale: float | None) -> None:
     embedded: EmbeddedPostgres | None = None
     if settings.database_url is not None:
         url = settings.database_url.get_secret_value()
@@ -90,21 +99,55 @@ async def _dev(settings: Settings) -> None:
         embedded = EmbeddedPostgres(settings.data_dir / "postgres")
         typer.echo(f"starting embedded Postgres in {embedded.data_dir} …")
         url = await asyncio.to_thread(embedded.start)
+    simulator = None
+    networks: dict[str, dict[str, object]] = {}
     try:
         await migrations.upgrade_async(url)
+        if time_scale is not None:
+            simulator, networks = _start_simulator(time_scale)
+            settings = settings.model_copy(
+                update={
+                    "aws_endpoint_url": simulator.endpoint_url,
+                    "aws_access_key_id": SecretStr("dev"),
+                    "aws_secret_access_key": SecretStr("dev"),
+                    "aws_time_scale": time_scale,
+                    "transitional_resync_seconds": max(0.2, 5.0 / time_scale),
+                    "resync_interval_seconds": max(5.0, 300.0 / time_scale),
+                }
+            )
         runtime = Runtime(settings, url)
         port = await runtime.start()
         host = settings.listen.rsplit(":", 1)[0]
-        typer.echo(
-            f"\nlinkplane is serving on {host}:{port} (dev mode).\n"
-            f"  export LINKPLANE_ADDRESS={host}:{port}\n"
-            "  lpctl accounts list\n"
-            "Stop with Ctrl-C.\n"
-        )
+        address = f"{host}:{port}"
+        if networks:
+            await devmode.register_accounts(address, networks)
+        typer.echo(devmode.walkthrough(address, networks, simulator))
         await runtime.run_until_signalled()
     finally:
+        if simulator is not None:
+            simulator.stop()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
+
+
+def _start_simulator(time_scale: float) -> tuple[Any, dict[str, dict[str, object]]]:
+    try:
+        from linkplane.sim import server as sim_server  # noqa: PLC0415 - optional extra
+    except ImportError as exc:
+        typer.echo(
+            "error: the AWS simulator needs the sim extra (pip install 'linkplane-server[sim]'),"
+            " or run `dev --no-sim` with real AWS settings",
+            err=True,
+        )
+        raise typer.Exit(2) from exc
+    handle = sim_server.start(time_scale=time_scale, throttling=True)
+    networks = {
+        account: sim_server.seed_network(
+            handle, account_id=account, region=devmode.REGION, cidr=cidr
+        )
+        for account, cidr in devmode.ACCOUNTS.items()
+    }
+    return handle, networks
 
 
 def main() -> None:
