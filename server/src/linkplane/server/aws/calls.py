@@ -53,7 +53,7 @@ class ClientSource(Protocol):
     async def client(self, service: str, account: sessions.AccountRef, region: str) -> Any: ...
 
 
-async def call(  # noqa: PLR0917 - the reconciler's agreed signature; order = bucket key
+async def call(
     clients: ClientSource,
     limiter: throttlers.Limiter,
     account: sessions.AccountRef,
@@ -74,7 +74,7 @@ async def call(  # noqa: PLR0917 - the reconciler's agreed signature; order = bu
     return await ctx.call(service, action, recently_created=recently_created, **params)
 
 
-def paginate(  # noqa: PLR0917 - same signature as call()
+def paginate(
     clients: ClientSource,
     limiter: throttlers.Limiter,
     account: sessions.AccountRef,

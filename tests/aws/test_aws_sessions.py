@@ -1,0 +1,178 @@
+"""Clients and credentials against a real moto server over HTTP: accounts stay apart."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from linkplane.server.aws import calls, errors, sessions, throttlers
+
+REGION = "us-east-1"
+BASE = sessions.AccountRef(account_id="123456789012")
+TENANT = sessions.AccountRef(
+    account_id="222222222222",
+    role_arn="arn:aws:iam::222222222222:role/linkplane",
+    external_id="tenant-secret",
+)
+
+
+def context(clients: sessions.AwsClients, account: sessions.AccountRef) -> calls.Context:
+    return calls.Context(clients, throttlers.Limiter(), account, REGION)
+
+
+async def test_assumed_role_acts_in_the_other_account(clients: sessions.AwsClients) -> None:
+    tenant = context(clients, TENANT)
+    base = context(clients, BASE)
+
+    identity = await tenant.call("sts", "GetCallerIdentity")
+    assert identity["Account"] == "222222222222"
+    assert "linkplane-222222222222" in identity["Arn"]  # The RoleSessionName.
+    assert (await base.call("sts", "GetCallerIdentity"))["Account"] == "123456789012"
+
+    vpc = (await tenant.call("ec2", "CreateVpc", CidrBlock="10.42.0.0/16"))["Vpc"]
+    assert vpc["OwnerId"] == "222222222222"
+    seen = await tenant.call("ec2", "DescribeVpcs", VpcIds=[vpc["VpcId"]])
+    assert [v["VpcId"] for v in seen["Vpcs"]] == [vpc["VpcId"]]
+
+    # The base account's backend has no such VPC.
+    with pytest.raises(errors.AwsError) as caught:
+        await base.call("ec2", "DescribeVpcs", VpcIds=[vpc["VpcId"]])
+    assert caught.value.code == "InvalidVpcID.NotFound"
+    assert errors.is_not_found(caught.value)
+    assert not caught.value.retryable
+
+
+async def test_clients_are_created_once_and_credentials_fetched_once_per_account(
+    clients: sessions.AwsClients,
+) -> None:
+    first, second = await asyncio.gather(clients.ec2(TENANT, REGION), clients.ec2(TENANT, REGION))
+    assert first is second
+    assert await clients.ec2(TENANT, "eu-west-1") is not first
+    assert await clients.elbv2(TENANT, REGION) is not first
+    tenant = context(clients, TENANT)
+    for _ in range(5):
+        await tenant.call("ec2", "DescribeVpcs")
+    await context(clients, TENANT).call("elbv2", "DescribeLoadBalancers")
+    # One AssumeRole serves every client of the account while the credentials are fresh.
+    assert clients.assume_role_calls == 1
+
+
+async def test_credentials_are_refreshed_before_they_expire(settings: sessions.Settings) -> None:
+    # Assumed credentials last 900 s; asking for refresh 950 s before expiry makes every
+    # signed request find them due, which is what happens to a long-lived process hourly.
+    eager = sessions.Settings(
+        **{
+            **settings.__dict__,
+            "role_duration_seconds": 900,
+            "refresh_advisory_seconds": 1000,
+            "refresh_mandatory_seconds": 950,
+        }
+    )
+    async with sessions.AwsClients(eager) as clients:
+        tenant = context(clients, TENANT)
+        for _ in range(3):
+            result = await tenant.call("sts", "GetCallerIdentity")
+            assert result["Account"] == "222222222222"
+        assert clients.assume_role_calls >= 3
+
+
+async def test_closed_clients_refuse_new_work(settings: sessions.Settings) -> None:
+    clients = sessions.AwsClients(settings)
+    await clients.ec2(BASE, REGION)
+    await clients.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await clients.ec2(BASE, REGION)
+
+
+async def test_an_unreachable_endpoint_is_a_transient_error() -> None:
+    unreachable = sessions.Settings(
+        endpoint_url="http://127.0.0.1:9",  # Discard port: nothing listens.
+        access_key_id="testing",
+        secret_access_key="testing",
+        connect_timeout=1,
+        read_timeout=1,
+    )
+    async with sessions.AwsClients(unreachable) as clients:
+        with pytest.raises(errors.AwsError) as caught:
+            await context(clients, BASE).call("ec2", "DescribeVpcs")
+    assert caught.value.kind is errors.Kind.TRANSIENT
+    assert caught.value.retryable
+
+
+async def test_sdk_retries_are_off(clients: sessions.AwsClients) -> None:
+    # linkplane owns retrying; a second SDK attempt would hide throttling from the limiter.
+    ec2 = await clients.ec2(TENANT, REGION)
+    # botocore's "max_attempts" counts retries; one request in total is "total_max_attempts".
+    assert ec2.meta.config.retries == {"mode": "standard", "total_max_attempts": 1}
+    assert ec2.meta.config.max_pool_connections == clients.settings.max_pool_connections
+
+
+async def test_a_throttled_request_is_sent_once_and_penalizes_the_limiter() -> None:
+    # A stand-in for EC2 that always throttles: counting requests proves the SDK does not
+    # retry behind the limiter's back.
+    requests = 0
+    body = (
+        b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
+        b"<Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message>"
+        b"</Error></Errors><RequestID>r-1</RequestID></Response>"
+    )
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal requests
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+        await reader.readexactly(length)
+        requests += 1
+        writer.write(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/xml\r\n"
+            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    throttling = sessions.Settings(
+        endpoint_url=f"http://127.0.0.1:{port}",
+        access_key_id="testing",
+        secret_access_key="testing",
+    )
+    limiter = throttlers.Limiter()
+    try:
+        async with sessions.AwsClients(throttling) as clients:
+            ctx = calls.Context(clients, limiter, BASE, REGION)
+            with pytest.raises(errors.AwsError) as caught:
+                await ctx.call("ec2", "CreateVpcEndpoint", VpcId="vpc-1", ServiceName="x")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert requests == 1
+    assert caught.value.code == "RequestLimitExceeded"
+    assert errors.is_throttle(caught.value)
+    assert caught.value.http_status == 503
+    assert limiter.stats().penalties == 1
+    # Drained: refilled by well under one token since, so the next create must wait.
+    assert limiter.available(throttlers.EC2_ENDPOINT_MUTATION, BASE.account_id, REGION) < 1
+
+
+async def test_global_services_get_one_client_per_account(clients: sessions.AwsClients) -> None:
+    east = await clients.client("route53", TENANT, "us-east-1")
+    assert await clients.client("route53", TENANT, "eu-west-1") is east
+    assert await clients.route53(TENANT) is east
+
+
+async def test_a_changed_role_is_assumed_afresh(clients: sessions.AwsClients) -> None:
+    before = await clients.ec2(TENANT, REGION)
+    rotated = sessions.AccountRef(
+        TENANT.account_id, role_arn="arn:aws:iam::222222222222:role/linkplane-v2"
+    )
+    after = await clients.ec2(rotated, REGION)
+    assert after is not before
+    identity = await context(clients, rotated).call("sts", "GetCallerIdentity")
+    assert "linkplane-v2" in identity["Arn"]
