@@ -76,3 +76,11 @@ class Settings(BaseSettings):
     )
     lease_seconds: float = Field(default=30.0, gt=0, description="Reconcile lease duration.")
     workers: int = Field(default=16, ge=1, description="Concurrent reconciles per process.")
+    garbage_collection: bool = Field(
+        default=True,
+        description="Delete AWS objects tagged by linkplane whose resource no longer exists. "
+        "Turn off when several linkplane installations share an AWS account.",
+    )
+    garbage_interval_seconds: float = Field(
+        default=600.0, gt=0, description="How often the garbage collector sweeps."
+    )

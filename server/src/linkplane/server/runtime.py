@@ -18,7 +18,7 @@ from linkplane.server.api import rpc
 from linkplane.server.api import server as api_server
 from linkplane.server.aws import sessions, throttlers
 from linkplane.server.config import Role, Settings
-from linkplane.server.reconciler import connections, engine, services, workspace
+from linkplane.server.reconciler import connections, engine, garbage, services, workspace
 from linkplane.server.storage import changes, database
 
 log = structlog.get_logger("linkplane.runtime")
@@ -41,6 +41,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self.engine: engine.Engine | None = None
         self._clients: sessions.AwsClients | None = None
+        self.collector: garbage.Collector | None = None
 
     async def start(self) -> int:
         await self.feed.start()
@@ -99,6 +100,11 @@ class Runtime:
             poll_seconds=min(1.0, self.settings.transitional_resync_seconds),
         )
         await self.engine.start()
+        self.collector = garbage.Collector(
+            space, interval_seconds=self.settings.garbage_interval_seconds
+        )
+        if self.settings.garbage_collection:
+            await self.collector.start()
         log.info("linkplane.workers", concurrency=self.settings.workers)
 
     async def _watch_database(self, serving: bool) -> None:
@@ -122,6 +128,8 @@ class Runtime:
                 await task
         if self._server is not None:
             await self._server.stop(self.settings.shutdown_grace_seconds)  # type: ignore[attr-defined]
+        if self.collector is not None:
+            await self.collector.stop()
         if self.engine is not None:
             await self.engine.stop()
         if self._clients is not None:

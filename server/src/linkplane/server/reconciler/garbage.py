@@ -1,0 +1,219 @@
+"""Garbage collection: AWS objects tagged by linkplane whose resource no longer exists.
+
+Normal deletion removes a resource's AWS objects before its row, so orphans come only from
+the outside: a row deleted by hand, a restored database backup, an endpoint duplicated by a
+create whose ClientToken AWS no longer honoured. Periodically, one replica at a time (a Postgres
+advisory lock), the collector lists every object carrying the `linkplane:uid` tag in each
+registered account and region and deletes those whose uid has no row — and, for a live
+Connection, any endpoint other than the one it tracks.
+
+One linkplane installation per AWS account: a second installation's objects would look like
+orphans here. `LINKPLANE_GARBAGE_COLLECTION=false` turns the collector off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy import select, text
+
+from linkplane.server.aws import errors as aws_errors
+from linkplane.server.aws import services as aws_services
+from linkplane.server.aws import tags
+from linkplane.server.domain import specs
+from linkplane.server.reconciler.workspace import Workspace
+from linkplane.server.storage import models
+
+log = structlog.get_logger("linkplane.reconciler.garbage")
+LOCK_KEY = 724109
+GONE = {"deleted", "deleting"}
+TAG_KEY_FILTER = [{"Name": "tag-key", "Values": [tags.UID_KEY]}]
+
+
+@dataclass
+class Sweep:
+    """What one pass found and removed."""
+
+    endpoints: list[str] = field(default_factory=list)
+    endpoint_services: list[str] = field(default_factory=list)
+    load_balancers: list[str] = field(default_factory=list)
+
+
+class Collector:
+    def __init__(self, workspace: Workspace, *, interval_seconds: float) -> None:
+        self.ws = workspace
+        self.interval = interval_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="garbage-collector")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("garbage.sweep_failed", error=str(exc))
+
+    async def sweep(self) -> Sweep:
+        """One pass over every registered account and region, under the advisory lock."""
+        result = Sweep()
+        async with self.ws.db.engine.connect() as connection:
+            locked = (
+                await connection.execute(text(f"SELECT pg_try_advisory_lock({LOCK_KEY})"))
+            ).scalar_one()
+            if not locked:
+                return result
+            try:
+                places, live_services, live_connections = await self._inventory()
+                for account_name, region in sorted(places):
+                    await self._sweep_place(
+                        account_name, region, live_services, live_connections, result
+                    )
+            finally:
+                await connection.execute(text(f"SELECT pg_advisory_unlock({LOCK_KEY})"))
+        if result.endpoints or result.endpoint_services or result.load_balancers:
+            log.info("garbage.removed", **result.__dict__)
+        return result
+
+    async def _inventory(
+        self,
+    ) -> tuple[set[tuple[str, str]], set[str], dict[str, str | None]]:
+        async with self.ws.db.transaction() as session:
+            accounts = (await session.execute(select(models.Account))).scalars().all()
+            services = (
+                await session.execute(
+                    select(
+                        models.Service.uid, models.Service.provider_account, models.Service.region
+                    )
+                )
+            ).all()
+            connections = (
+                await session.execute(
+                    select(
+                        models.Connection.uid,
+                        models.Connection.consumer_account,
+                        models.Connection.region,
+                        models.Connection.endpoint_id,
+                    )
+                )
+            ).all()
+        places: set[tuple[str, str]] = set()
+        in_use = {region for _, _, region in services} | {r for _, _, r, _ in connections}
+        for account in accounts:
+            # An account limited to some regions is swept there; one that is not, wherever
+            # linkplane works at all.
+            allowed = specs.account_from_json(account.spec).allowed_regions
+            for region in allowed or in_use:
+                places.add((account.name, region))
+        places |= {(account, region) for _, account, region in services}
+        places |= {(account, region) for _, account, region, _ in connections}
+        registered = {a.name for a in accounts}
+        return (
+            {p for p in places if p[0] in registered},
+            {str(uid) for uid, _, _ in services},
+            {str(uid): endpoint_id for uid, _, _, endpoint_id in connections},
+        )
+
+    async def _sweep_place(
+        self,
+        account_name: str,
+        region: str,
+        live_services: set[str],
+        live_connections: dict[str, str | None],
+        result: Sweep,
+    ) -> None:
+        ctx = self.ws.context(await self.ws.account(account_name), region)
+        endpoints = await ctx.collect(
+            "ec2", "DescribeVpcEndpoints", "VpcEndpoints", Filters=TAG_KEY_FILTER
+        )
+        by_uid: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for endpoint in endpoints:
+            if str(endpoint.get("State", "")).lower() in GONE:
+                continue
+            uid = tags.tag_value(endpoint, tags.UID_KEY)
+            if uid and _is_uid(uid) and tags.tag_value(endpoint, tags.KIND_KEY) == "endpoint":
+                by_uid[uid].append(endpoint)
+        doomed: list[str] = []
+        for uid, owned in by_uid.items():
+            if uid not in live_connections:
+                doomed += [e["VpcEndpointId"] for e in owned]
+            elif live_connections[uid] and len(owned) > 1:
+                doomed += [
+                    e["VpcEndpointId"] for e in owned if e["VpcEndpointId"] != live_connections[uid]
+                ]
+        if doomed:
+            await ctx.call("ec2", "DeleteVpcEndpoints", VpcEndpointIds=doomed)
+            result.endpoints += doomed
+
+        configurations = await ctx.collect(
+            "ec2",
+            "DescribeVpcEndpointServiceConfigurations",
+            "ServiceConfigurations",
+            Filters=TAG_KEY_FILTER,
+        )
+        for config in configurations:
+            uid = tags.tag_value(config, tags.UID_KEY)
+            if not uid or not _is_uid(uid) or uid in live_services:
+                continue
+            if str(config.get("ServiceState", "")).lower() in GONE:
+                continue
+            service_id = config["ServiceId"]
+            connections = await aws_services.describe_endpoint_connections(ctx, service_id)
+            live = aws_services.live_connection_ids(connections)
+            if live:
+                await aws_services.reject_connections(ctx, service_id, live)
+            try:
+                await aws_services.delete_endpoint_service(ctx, service_id)
+            except aws_errors.AwsError as error:
+                if not error.retryable:
+                    raise
+                continue  # rejections settle; the next sweep deletes it
+            result.endpoint_services.append(service_id)
+
+        load_balancers = await ctx.collect("elbv2", "DescribeLoadBalancers", "LoadBalancers")
+        candidates = [
+            lb["LoadBalancerArn"]
+            for lb in load_balancers
+            if lb.get("LoadBalancerName", "").startswith("lp-")
+        ]
+        for start in range(0, len(candidates), 20):
+            batch = candidates[start : start + 20]
+            described = await ctx.call("elbv2", "DescribeTags", ResourceArns=batch)
+            for description in described.get("TagDescriptions", []):
+                uid = tags.tag_value(description, tags.UID_KEY)
+                if uid and _is_uid(uid) and uid not in live_services:
+                    try:
+                        await ctx.call(
+                            "elbv2",
+                            "DeleteLoadBalancer",
+                            LoadBalancerArn=description["ResourceArn"],
+                        )
+                    except aws_errors.AwsError as error:
+                        if not error.retryable:
+                            raise
+                        continue  # still attached to a service being deleted
+                    result.load_balancers.append(description["ResourceArn"])
+
+
+def _is_uid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,83 @@
+"""The garbage collector removes AWS objects tagged by linkplane that no resource owns."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiobotocore.session import get_session
+
+from linkplane.v1 import account_pb2, account_service_pb2
+from tests.reconciler.conftest import CONSUMER, REGION
+
+
+async def _consumer_ec2(sim):
+    session = get_session()
+    async with session.create_client(
+        "sts",
+        endpoint_url=sim.endpoint_url,
+        region_name=REGION,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    ) as sts:
+        creds = (
+            await sts.assume_role(
+                RoleArn=f"arn:aws:iam::{CONSUMER}:role/linkplane", RoleSessionName="test"
+            )
+        )["Credentials"]
+    return session.create_client(
+        "ec2",
+        endpoint_url=sim.endpoint_url,
+        region_name=REGION,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
+
+
+async def test_orphaned_endpoint_is_deleted(api, sim, networks, control_plane, project):
+    await api.accounts.RegisterAccount(
+        account_service_pb2.RegisterAccountRequest(
+            parent=f"projects/{project}",
+            account_id=CONSUMER,
+            account=account_pb2.Account(
+                role_arn=f"arn:aws:iam::{CONSUMER}:role/linkplane", allowed_regions=[REGION]
+            ),
+        )
+    )
+    orphan_uid = str(uuid.uuid4())
+    async with await _consumer_ec2(sim) as ec2:
+        created = await ec2.create_vpc_endpoint(
+            VpcEndpointType="Interface",
+            VpcId=networks[CONSUMER]["vpc_id"],
+            ServiceName="com.amazonaws.us-east-1.sqs",
+            SubnetIds=networks[CONSUMER]["subnet_ids"][:1],
+            TagSpecifications=[
+                {
+                    "ResourceType": "vpc-endpoint",
+                    "Tags": [
+                        {"Key": "linkplane:uid", "Value": orphan_uid},
+                        {"Key": "linkplane:kind", "Value": "endpoint"},
+                    ],
+                }
+            ],
+        )
+        orphan = created["VpcEndpoint"]["VpcEndpointId"]
+        untagged = (
+            await ec2.create_vpc_endpoint(
+                VpcEndpointType="Interface",
+                VpcId=networks[CONSUMER]["vpc_id"],
+                ServiceName="com.amazonaws.us-east-1.sqs",
+                SubnetIds=networks[CONSUMER]["subnet_ids"][:1],
+            )
+        )["VpcEndpoint"]["VpcEndpointId"]
+
+        assert control_plane.collector is not None
+        swept = await control_plane.collector.sweep()
+        assert orphan in swept.endpoints
+        assert untagged not in swept.endpoints, "objects linkplane did not tag are never touched"
+        described = await ec2.describe_vpc_endpoints(VpcEndpointIds=[untagged])
+        assert described["VpcEndpoints"][0]["State"].lower() not in {"deleting", "deleted"}
+        remaining = await ec2.describe_vpc_endpoints(
+            Filters=[{"Name": "tag:linkplane:uid", "Values": [orphan_uid]}]
+        )
+        assert all(e["State"].lower() in {"deleting", "deleted"} for e in remaining["VpcEndpoints"])
