@@ -10,12 +10,11 @@ from typing import Any
 import grpc
 from google.longrunning import operations_pb2
 from google.protobuf import empty_pb2
-from sqlalchemy import func
 
-from linkplane.server.api import fields, resources, rpc, watches
-from linkplane.server.domain import errors, filters, pagination, specs, states, validation
+from linkplane.server.api import fields, resources, rpc, standard, watches
+from linkplane.server.domain import errors, specs, states, validation
 from linkplane.server.protocol import converters
-from linkplane.server.storage import audit, models, records
+from linkplane.server.storage import models, records
 from linkplane.v1 import connection_pb2, consumer_service_pb2, consumer_service_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -74,6 +73,26 @@ def columns() -> dict[str, Any]:
         "labels": m.labels,
         "endpoint_id": m.endpoint_id,
     }
+
+
+CONNECTIONS = standard.Kind(
+    name=KIND,
+    collection="connections",
+    field="connection",
+    model=models.Connection,
+    to_message=converters.connection,
+    spec_of=converters.connection_spec,
+    load_spec=specs.connection_from_json,
+    check=validation.check_connection,
+    writable=frozenset(WRITABLE),
+    immutable=frozenset(IMMUTABLE),
+    output_only=frozenset(OUTPUT_ONLY),
+    filter_fields=frozenset(FILTER_FIELDS),
+    filter_enums=FILTER_ENUMS,
+    columns=columns,
+    recreate_hint="create a new connection",
+    state_on_update=lambda state: state,
+)
 
 
 class ConsumerServicer(consumer_service_pb2_grpc.ConsumerServiceServicer):
@@ -148,141 +167,56 @@ class ConsumerServicer(consumer_service_pb2_grpc.ConsumerServiceServicer):
             session.add(row)
             await session.flush()
             await session.refresh(row)
-            operation = await resources.start_operation(
+            return await standard.conclude(
                 session,
-                target=name,
+                kind=CONNECTIONS,
+                row=row,
                 verb="create",
-                kind=KIND,
-                uid=row.uid,
-                generation=1,
+                method="CreateConnection",
+                request=request,
                 actor=actor,
                 progress="waiting for a worker to create the interface endpoint",
-            )
-            await audit.record(
-                session,
-                actor=actor,
-                action="CreateConnection",
-                resource=name,
-                resource_uid=row.uid,
-                request_id=request.request_id,
                 details={"spec": specs.to_json(spec)},
             )
-            await rpc.remember(
-                session, "CreateConnection", request, operation_id=operation.name.split("/")[1]
-            )
-            return operation
 
     @rpc.unary
     async def GetConnection(
         self, request: consumer_service_pb2.GetConnectionRequest, context: Context, actor: str
     ) -> connection_pb2.Connection:
-        name = str(fields.name_of(request.name, "connections"))
-        async with self.deps.db.transaction() as session:
-            row = await records.get(session, models.Connection, name)
-            if row is None:
-                raise errors.NotFound(name, kind="connection")
-            return converters.connection(row)
+        message = await standard.get(self.deps, CONNECTIONS, request.name)
+        assert isinstance(message, connection_pb2.Connection)
+        return message
 
     @rpc.unary
     async def ListConnections(
         self, request: consumer_service_pb2.ListConnectionsRequest, context: Context, actor: str
     ) -> consumer_service_pb2.ListConnectionsResponse:
-        project = fields.project_of(request.parent)
-        size = pagination.page_size(request.page_size)
-        node = filters.parse(request.filter, fields=FILTER_FIELDS, enums=FILTER_ENUMS)
-        key = [request.parent, request.filter]
-        after = pagination.decode(self.deps.page_secret, key, request.page_token)
-        async with self.deps.db.transaction() as session:
-            rows, more = await records.page(
-                session,
-                models.Connection,
-                project=project,
-                node=node,
-                columns=columns(),
-                after=after,
-                limit=size,
-            )
-        token = pagination.encode(self.deps.page_secret, key, rows[-1].name) if more else ""
+        connections, token = await standard.list_page(
+            self.deps,
+            CONNECTIONS,
+            parent=request.parent,
+            page_size=request.page_size,
+            page_token=request.page_token,
+            filter_text=request.filter,
+        )
         return consumer_service_pb2.ListConnectionsResponse(
-            connections=[converters.connection(r) for r in rows], next_page_token=token
+            connections=connections,
+            next_page_token=token,
         )
 
     @rpc.unary
     async def UpdateConnection(
         self, request: consumer_service_pb2.UpdateConnectionRequest, context: Context, actor: str
     ) -> operations_pb2.Operation:
-        name = str(fields.name_of(request.connection.name, "connections", "connection.name"))
-        paths = fields.mask_paths(request.update_mask, WRITABLE | IMMUTABLE, OUTPUT_ONLY)
-        rpc.check_request_id(request.request_id)
-        incoming = converters.connection_spec(request.connection)
-        async with self.deps.db.transaction() as session:
-            if not request.validate_only:
-                earlier = await rpc.replay(session, "UpdateConnection", request)
-                if earlier is not None:
-                    return await resources.replayed_operation(session, earlier.operation_id)
-            row = await records.get(session, models.Connection, name, for_update=True)
-            if row is None:
-                raise errors.NotFound(name, kind="connection")
-            fields.check_etag(request.connection.etag, row.uid, row.revision, name)
-            if row.delete_time is not None:
-                raise errors.FailedPrecondition(
-                    f"connection {name} is being deleted",
-                    reason="RESOURCE_DELETING",
-                    metadata={"name": name},
-                )
-            spec = specs.connection_from_json(row.spec)
-            explicit = bool(request.update_mask.paths) and list(request.update_mask.paths) != ["*"]
-            immutable_changes = [
-                errors.FieldViolation(f"connection.{p}", "is immutable; create a new connection")
-                for p in sorted(paths & IMMUTABLE)
-                if getattr(incoming, p) != getattr(spec, p) and (explicit or getattr(incoming, p))
-            ]
-            if immutable_changes:
-                raise errors.InvalidArgument(immutable_changes)
-            for path in paths - IMMUTABLE:
-                setattr(spec, path, getattr(incoming, path))
-            violations = validation.check_connection(spec, "connection")
-            if violations:
-                raise errors.InvalidArgument(violations)
-            changed = specs.to_json(spec) != row.spec
-            if request.validate_only:
-                return resources.preview(
-                    converters.pack(converters.connection(row)), name, "update"
-                )
-            if changed:
-                row.spec = specs.to_json(spec)
-                row.display_name = spec.display_name
-                row.labels = spec.labels
-                row.generation += 1
-                row.reconciling = True
-                row.next_reconcile_at = func.now()
-                row.revision += 1
-                row.update_time = func.now()
-            await session.flush()
-            await session.refresh(row)
-            operation = await resources.start_operation(
-                session,
-                target=name,
-                verb="update",
-                kind=KIND,
-                uid=row.uid,
-                generation=row.generation,
-                actor=actor,
-                progress="waiting for a worker to apply the change" if changed else "no change",
-            )
-            await audit.record(
-                session,
-                actor=actor,
-                action="UpdateConnection",
-                resource=name,
-                resource_uid=row.uid,
-                request_id=request.request_id,
-                details={"paths": sorted(paths), "changed": changed, "spec": specs.to_json(spec)},
-            )
-            await rpc.remember(
-                session, "UpdateConnection", request, operation_id=operation.name.split("/")[1]
-            )
-            return operation
+        return await standard.update(
+            self.deps,
+            CONNECTIONS,
+            request=request,
+            resource=request.connection,
+            mask=request.update_mask,
+            actor=actor,
+            method="UpdateConnection",
+        )
 
     @rpc.unary
     async def DeleteConnection(
@@ -301,52 +235,25 @@ class ConsumerServicer(consumer_service_pb2_grpc.ConsumerServiceServicer):
             fields.check_etag(request.etag, row.uid, row.revision, name)
             if request.validate_only:
                 return resources.preview(converters.pack(empty_pb2.Empty()), name, "delete")
-            if row.delete_time is None:
-                row.delete_time = func.now()
-            row.state = "DELETING"
-            row.reconciling = True
-            row.next_reconcile_at = func.now()
-            row.revision += 1
-            row.update_time = func.now()
+            standard.mark_deleting(row)
             await session.flush()
-            operation = await resources.start_operation(
+            return await standard.conclude(
                 session,
-                target=name,
+                kind=CONNECTIONS,
+                row=row,
                 verb="delete",
-                kind=KIND,
-                uid=row.uid,
-                generation=row.generation,
+                method="DeleteConnection",
+                request=request,
                 actor=actor,
                 progress="waiting for a worker to delete the endpoint",
             )
-            await audit.record(
-                session,
-                actor=actor,
-                action="DeleteConnection",
-                resource=name,
-                resource_uid=row.uid,
-                request_id=request.request_id,
-            )
-            await rpc.remember(
-                session, "DeleteConnection", request, operation_id=operation.name.split("/")[1]
-            )
-            return operation
 
     @rpc.streaming
     async def WatchConnections(
         self, request: consumer_service_pb2.WatchConnectionsRequest, context: Context, actor: str
     ) -> AsyncIterator[consumer_service_pb2.WatchConnectionsResponse]:
-        project = fields.project_of(request.parent)
-        node = filters.parse(request.filter, fields=FILTER_FIELDS, enums=FILTER_ENUMS)
-        watcher = watches.Watcher(
-            db=self.deps.db,
-            feed=self.deps.feed,
-            kind=KIND,
-            model=models.Connection,
-            project=project,
-            node=node,
-            columns=columns(),
-            convert=converters.connection,
+        watcher = standard.watcher(
+            self.deps, CONNECTIONS, parent=request.parent, filter_text=request.filter
         )
         async for event_type, message in watcher.events(send_initial=request.send_initial):
             yield consumer_service_pb2.WatchConnectionsResponse(

@@ -12,7 +12,7 @@ from google.longrunning import operations_pb2
 from google.protobuf import empty_pb2
 from sqlalchemy import func, or_, select
 
-from linkplane.server.api import fields, resources, rpc, watches
+from linkplane.server.api import fields, resources, rpc, standard, watches
 from linkplane.server.domain import errors, filters, names, pagination, specs, states, validation
 from linkplane.server.protocol import converters
 from linkplane.server.storage import audit, filtering, models, records
@@ -65,6 +65,26 @@ def columns() -> dict[str, Any]:
         "labels": models.Service.labels,
         "service_name": models.Service.service_name,
     }
+
+
+SERVICES = standard.Kind(
+    name=KIND,
+    collection="services",
+    field="service",
+    model=models.Service,
+    to_message=converters.service,
+    spec_of=converters.service_spec,
+    load_spec=specs.service_from_json,
+    check=validation.check_service,
+    writable=frozenset(WRITABLE),
+    immutable=frozenset(IMMUTABLE),
+    output_only=frozenset(OUTPUT_ONLY),
+    filter_fields=frozenset(FILTER_FIELDS),
+    filter_enums=FILTER_ENUMS,
+    columns=columns,
+    recreate_hint="publish a new service",
+    state_on_update=states.service_state_on_update,
+)
 
 
 class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
@@ -125,140 +145,56 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
             session.add(row)
             await session.flush()
             await session.refresh(row)
-            operation = await resources.start_operation(
+            return await standard.conclude(
                 session,
-                target=name,
+                kind=SERVICES,
+                row=row,
                 verb="publish",
-                kind=KIND,
-                uid=row.uid,
-                generation=1,
+                method="PublishService",
+                request=request,
                 actor=actor,
                 progress="waiting for a worker to create the endpoint service",
-            )
-            await audit.record(
-                session,
-                actor=actor,
-                action="PublishService",
-                resource=name,
-                resource_uid=row.uid,
-                request_id=request.request_id,
                 details={"spec": specs.to_json(spec)},
             )
-            await rpc.remember(
-                session, "PublishService", request, operation_id=operation.name.split("/")[1]
-            )
-            return operation
 
     @rpc.unary
     async def GetService(
         self, request: provider_service_pb2.GetServiceRequest, context: Context, actor: str
     ) -> service_pb2.Service:
-        name = str(fields.name_of(request.name, "services"))
-        async with self.deps.db.transaction() as session:
-            row = await records.get(session, models.Service, name)
-            if row is None:
-                raise errors.NotFound(name, kind="service")
-            return converters.service(row)
+        message = await standard.get(self.deps, SERVICES, request.name)
+        assert isinstance(message, service_pb2.Service)
+        return message
 
     @rpc.unary
     async def ListServices(
         self, request: provider_service_pb2.ListServicesRequest, context: Context, actor: str
     ) -> provider_service_pb2.ListServicesResponse:
-        project = fields.project_of(request.parent)
-        size = pagination.page_size(request.page_size)
-        node = filters.parse(request.filter, fields=FILTER_FIELDS, enums=FILTER_ENUMS)
-        key = [request.parent, request.filter]
-        after = pagination.decode(self.deps.page_secret, key, request.page_token)
-        async with self.deps.db.transaction() as session:
-            rows, more = await records.page(
-                session,
-                models.Service,
-                project=project,
-                node=node,
-                columns=columns(),
-                after=after,
-                limit=size,
-            )
-        token = pagination.encode(self.deps.page_secret, key, rows[-1].name) if more else ""
+        services, token = await standard.list_page(
+            self.deps,
+            SERVICES,
+            parent=request.parent,
+            page_size=request.page_size,
+            page_token=request.page_token,
+            filter_text=request.filter,
+        )
         return provider_service_pb2.ListServicesResponse(
-            services=[converters.service(r) for r in rows], next_page_token=token
+            services=services,
+            next_page_token=token,
         )
 
     @rpc.unary
     async def UpdateService(
         self, request: provider_service_pb2.UpdateServiceRequest, context: Context, actor: str
     ) -> operations_pb2.Operation:
-        name = str(fields.name_of(request.service.name, "services", "service.name"))
-        paths = fields.mask_paths(request.update_mask, WRITABLE | IMMUTABLE, OUTPUT_ONLY)
-        rpc.check_request_id(request.request_id)
-        incoming = converters.service_spec(request.service)
-        async with self.deps.db.transaction() as session:
-            if not request.validate_only:
-                earlier = await rpc.replay(session, "UpdateService", request)
-                if earlier is not None:
-                    return await resources.replayed_operation(session, earlier.operation_id)
-            row = await records.get(session, models.Service, name, for_update=True)
-            if row is None:
-                raise errors.NotFound(name, kind="service")
-            fields.check_etag(request.service.etag, row.uid, row.revision, name)
-            if row.delete_time is not None:
-                raise errors.FailedPrecondition(
-                    f"service {name} is being deleted",
-                    reason="RESOURCE_DELETING",
-                    metadata={"name": name},
-                )
-            spec = specs.service_from_json(row.spec)
-            explicit = bool(request.update_mask.paths) and list(request.update_mask.paths) != ["*"]
-            immutable_changes = [
-                errors.FieldViolation(f"service.{p}", "is immutable; publish a new service")
-                for p in sorted(paths & IMMUTABLE)
-                if getattr(incoming, p) != getattr(spec, p) and (explicit or getattr(incoming, p))
-            ]
-            if immutable_changes:
-                raise errors.InvalidArgument(immutable_changes)
-            for path in paths - IMMUTABLE:
-                setattr(spec, path, getattr(incoming, path))
-            violations = validation.check_service(spec, "service")
-            if violations:
-                raise errors.InvalidArgument(violations)
-            changed = specs.to_json(spec) != row.spec
-            if request.validate_only:
-                return resources.preview(converters.pack(converters.service(row)), name, "update")
-            if changed:
-                row.spec = specs.to_json(spec)
-                row.display_name = spec.display_name
-                row.labels = spec.labels
-                row.generation += 1
-                row.reconciling = True
-                row.state = states.service_state_on_update(row.state)
-                row.next_reconcile_at = func.now()
-                row.revision += 1
-                row.update_time = func.now()
-            await session.flush()
-            await session.refresh(row)
-            operation = await resources.start_operation(
-                session,
-                target=name,
-                verb="update",
-                kind=KIND,
-                uid=row.uid,
-                generation=row.generation,
-                actor=actor,
-                progress="waiting for a worker to apply the change" if changed else "no change",
-            )
-            await audit.record(
-                session,
-                actor=actor,
-                action="UpdateService",
-                resource=name,
-                resource_uid=row.uid,
-                request_id=request.request_id,
-                details={"paths": sorted(paths), "changed": changed, "spec": specs.to_json(spec)},
-            )
-            await rpc.remember(
-                session, "UpdateService", request, operation_id=operation.name.split("/")[1]
-            )
-            return operation
+        return await standard.update(
+            self.deps,
+            SERVICES,
+            request=request,
+            resource=request.service,
+            mask=request.update_mask,
+            actor=actor,
+            method="UpdateService",
+        )
 
     @rpc.unary
     async def DeleteService(
@@ -284,38 +220,20 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
                 )
             if request.validate_only:
                 return resources.preview(converters.pack(empty_pb2.Empty()), name, "delete")
-            if row.delete_time is None:
-                row.delete_time = func.now()
             row.force_delete = row.force_delete or request.force
-            row.state = "DELETING"
-            row.reconciling = True
-            row.next_reconcile_at = func.now()
-            row.revision += 1
-            row.update_time = func.now()
+            standard.mark_deleting(row)
             await session.flush()
-            operation = await resources.start_operation(
+            return await standard.conclude(
                 session,
-                target=name,
+                kind=SERVICES,
+                row=row,
                 verb="delete",
-                kind=KIND,
-                uid=row.uid,
-                generation=row.generation,
+                method="DeleteService",
+                request=request,
                 actor=actor,
                 progress="waiting for a worker to tear the service down",
-            )
-            await audit.record(
-                session,
-                actor=actor,
-                action="DeleteService",
-                resource=name,
-                resource_uid=row.uid,
-                request_id=request.request_id,
                 details={"force": request.force},
             )
-            await rpc.remember(
-                session, "DeleteService", request, operation_id=operation.name.split("/")[1]
-            )
-            return operation
 
     @rpc.unary
     async def ListServiceConnections(
@@ -494,17 +412,8 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
     async def WatchServices(
         self, request: provider_service_pb2.WatchServicesRequest, context: Context, actor: str
     ) -> AsyncIterator[provider_service_pb2.WatchServicesResponse]:
-        project = fields.project_of(request.parent)
-        node = filters.parse(request.filter, fields=FILTER_FIELDS, enums=FILTER_ENUMS)
-        watcher = watches.Watcher(
-            db=self.deps.db,
-            feed=self.deps.feed,
-            kind=KIND,
-            model=models.Service,
-            project=project,
-            node=node,
-            columns=columns(),
-            convert=converters.service,
+        watcher = standard.watcher(
+            self.deps, SERVICES, parent=request.parent, filter_text=request.filter
         )
         async for event_type, message in watcher.events(send_initial=request.send_initial):
             yield provider_service_pb2.WatchServicesResponse(
