@@ -63,7 +63,9 @@ async def test_database_outage_is_unavailable_and_recovers(database_url):
     proxy = Proxy(url.host, url.port or 5432)
     await proxy.start()
     proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    runtime = Runtime(Settings(listen="127.0.0.1:0", database_timeout_seconds=1.0, role=Role.API), proxied)
+    runtime = Runtime(
+        Settings(listen="127.0.0.1:0", database_timeout_seconds=1.0, role=Role.API), proxied
+    )
     await runtime.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.port}") as channel:
@@ -102,7 +104,9 @@ async def test_database_outage_is_unavailable_and_recovers(database_url):
 
 
 async def test_graceful_shutdown_drains_in_flight_calls(database_url):
-    runtime = Runtime(Settings(listen="127.0.0.1:0", shutdown_grace_seconds=5.0, role=Role.API), database_url)
+    runtime = Runtime(
+        Settings(listen="127.0.0.1:0", shutdown_grace_seconds=5.0, role=Role.API), database_url
+    )
     await runtime.start()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.port}") as channel:
         accounts = account_service_pb2_grpc.AccountServiceStub(channel)
