@@ -1,7 +1,6 @@
 """`lpctl accounts ...`: the AWS accounts linkplane acts in (answered directly, no operations)."""
 
 # PLR0917: typer turns each parameter of a command into a flag, so commands take many.
-# ruff: noqa: PLR0917
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """`lpctl connections ...`: the consumer side (interface endpoints to services)."""
 
 # PLR0917: typer turns each parameter of a command into a flag, so commands take many.
-# ruff: noqa: PLR0917
 
 from __future__ import annotations
 

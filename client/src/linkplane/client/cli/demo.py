@@ -8,7 +8,6 @@ there. It exits 0 only if every step succeeded, and tears down what it created e
 """
 
 # PLR0917: typer turns each parameter of a command into a flag, so commands take many.
-# ruff: noqa: PLR0917
 
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ Flags map onto the `Service` message: `--subnet/--listener/--target` build a man
 """
 
 # PLR0917: typer turns each parameter of a command into a flag, so commands take many.
-# ruff: noqa: PLR0917
 
 from __future__ import annotations
 
