@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import signal
 
+import prometheus_client
 import structlog
 from grpc_health.v1 import health
 
@@ -44,6 +45,10 @@ class Runtime:
         self.collector: garbage.Collector | None = None
 
     async def start(self) -> int:
+        if self.settings.metrics_listen:
+            host, _, port = self.settings.metrics_listen.rpartition(":")
+            # Prometheus scrapes RPC, reconcile and AWS-call counters from here.
+            prometheus_client.start_http_server(int(port), addr=host or "0.0.0.0")  # noqa: S104
         await self.feed.start()
         if self.settings.role in {Role.WORKER, Role.ALL}:
             await self._start_workers()
