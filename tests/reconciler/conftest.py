@@ -15,8 +15,9 @@ from typing import Any
 
 import grpc
 import pytest
-from google.longrunning import operations_pb2_grpc
+from google.longrunning import operations_pb2, operations_pb2_grpc
 
+from linkplane.server import logs
 from linkplane.server.config import Role, Settings
 from linkplane.server.runtime import Runtime
 from linkplane.sim import server as sim_server
@@ -24,8 +25,11 @@ from linkplane.v1 import (
     account_pb2,
     account_service_pb2,
     account_service_pb2_grpc,
+    connection_pb2,
     consumer_service_pb2_grpc,
+    provider_service_pb2,
     provider_service_pb2_grpc,
+    service_pb2,
 )
 
 PROVIDER = "111111111111"
@@ -33,6 +37,10 @@ CONSUMER = "222222222222"
 OTHER_CONSUMER = "333333333333"
 REGION = "us-east-1"
 TIME_SCALE = 200.0
+
+# Debug logging renders a line per AWS call; with hundreds of endpoints that costs the event loop
+# (and the simulator thread sharing its GIL) more than the work itself.
+logs.configure("console", "info")
 
 
 @pytest.fixture(scope="package")
@@ -128,3 +136,64 @@ async def eventually(
             return value
         await asyncio.sleep(0.1)
     raise AssertionError(f"condition not reached in {timeout}s; last value:\n{value}")
+
+
+def managed_service(
+    project: str,
+    networks: dict[str, Any],
+    *,
+    allowed: tuple[str, ...] = (CONSUMER,),
+    **policy: Any,
+) -> service_pb2.Service:
+    """A Service spec with a managed NLB in the provider's seeded network."""
+    return service_pb2.Service(
+        provider_account=f"projects/{project}/accounts/{PROVIDER}",
+        region=REGION,
+        load_balancer=service_pb2.LoadBalancer(
+            managed=service_pb2.ManagedLoadBalancer(
+                subnet_ids=networks[PROVIDER]["subnet_ids"],
+                listeners=[service_pb2.Listener(port=443)],
+                targets=[service_pb2.Target(id="10.1.0.10")],
+            )
+        ),
+        allowed_principals=list(allowed),
+        acceptance_policy=service_pb2.AcceptancePolicy(**policy),
+    )
+
+
+def connection_spec(
+    project: str, network: dict[str, Any], service: str, account: str = CONSUMER
+) -> connection_pb2.Connection:
+    """A Connection spec from `account`'s `network` (vpc_id, subnet_ids) to `service`."""
+    return connection_pb2.Connection(
+        service=service,
+        consumer_account=f"projects/{project}/accounts/{account}",
+        region=REGION,
+        vpc_id=network["vpc_id"],
+        subnet_ids=network["subnet_ids"],
+    )
+
+
+async def wait_done(api: Api, name: str, timeout: float = 30.0) -> operations_pb2.Operation:
+    """The Operation `name` once done (success or error)."""
+    return await eventually(
+        lambda: api.operations.GetOperation(operations_pb2.GetOperationRequest(name=name)),
+        lambda op: op.done,
+        timeout,
+    )
+
+
+async def publish(
+    api: Api, project: str, service_id: str, service: service_pb2.Service
+) -> service_pb2.Service:
+    """Publish `service` and wait until its operation succeeds; returns the Service."""
+    published = await api.provider.PublishService(
+        provider_service_pb2.PublishServiceRequest(
+            parent=f"projects/{project}", service_id=service_id, service=service
+        )
+    )
+    done = await wait_done(api, published.name)
+    assert not done.HasField("error"), done.error
+    return await api.provider.GetService(
+        provider_service_pb2.GetServiceRequest(name=f"projects/{project}/services/{service_id}")
+    )

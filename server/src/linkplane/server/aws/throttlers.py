@@ -64,6 +64,17 @@ AWS_RATES: Mapping[str, Rate] = {
     ROUTE53_ACCOUNT: Rate(burst=5, refill=5),
 }
 
+FULL_REFILL_FAMILIES = frozenset({EC2_ENDPOINT_MUTATION})
+"""Families whose refill ``safety`` does not scale down (their burst still is).
+
+CreateVpcEndpoint/DeleteVpcEndpoints/ModifyVpcEndpoint at 0.3/s *is* the throughput of any
+PrivateLink control plane: a 10% margin there makes every large rollout 11% slower, for ever,
+while the cost it avoids is small: the burst keeps its margin (nothing is sent back to back
+into an empty AWS bucket), and the rare RequestLimitExceeded that matching AWS's refill
+exactly can cause costs one round trip and drains the local bucket (``penalize``). Families
+with generous refills keep the margin, which there costs nothing noticeable.
+"""
+
 _NON_MUTATING_PREFIXES = ("Describe", "List", "Get")
 _EC2_FAMILIES: Mapping[str, str] = {
     "CreateVpcEndpoint": EC2_ENDPOINT_MUTATION,
@@ -177,7 +188,8 @@ class _Bucket:
 class Limiter:
     """Token buckets per (account, region, action family), sized from AWS's throttling tables.
 
-    ``safety`` scales AWS's numbers down (0.9 = use 90% of the burst and refill) so that
+    ``safety`` scales AWS's numbers down (0.9 = use 90% of the burst and refill; the refill of
+    ``FULL_REFILL_FAMILIES`` excepted) so that
     linkplane alone never causes ``RequestLimitExceeded`` and leaves room for humans and other
     tools in the same account. ``time_scale`` speeds refill up by the same factor a simulator
     speeds up its own AWS buckets, so the two stay matched in tests and local runs.
@@ -212,7 +224,9 @@ class Limiter:
         # A bucket that cannot hold one whole token would never let a call through.
         return Rate(
             burst=max(1.0, aws.burst * self._safety),
-            refill=aws.refill * self._safety * self._time_scale,
+            refill=aws.refill
+            * (1.0 if family in FULL_REFILL_FAMILIES else self._safety)
+            * self._time_scale,
         )
 
     def _bucket(self, account: str, region: str, family: str) -> _Bucket:

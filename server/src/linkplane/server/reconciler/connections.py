@@ -18,7 +18,7 @@ from sqlalchemy import func, update
 from linkplane.server.aws import calls
 from linkplane.server.aws import endpoints as aws_endpoints
 from linkplane.server.aws import errors as aws_errors
-from linkplane.server.domain import specs, states
+from linkplane.server.domain import acceptance, specs, states
 from linkplane.server.reconciler import engine, progress
 from linkplane.server.reconciler.workspace import Workspace
 from linkplane.server.storage import changes, leases, models, records
@@ -105,7 +105,23 @@ class ConnectionReconciler:
 
         if spec.service:
             if target_state is None or target_state[1]:
-                raise _permanent("TargetServiceGone", f"service {spec.service} no longer exists")
+                # The provider deleted the service (with force, it rejected this connection
+                # first): report what AWS says about the endpoint (REJECTED), not an error.
+                # Only with no endpoint left is there nothing to observe.
+                orphan = await aws_endpoints.find_endpoint_by_uid(ctx, uid)
+                if orphan is None:
+                    raise _permanent(
+                        "TargetServiceGone", f"service {spec.service} no longer exists"
+                    )
+                progress.set_condition(
+                    status,
+                    "TargetService",
+                    False,
+                    "TargetServiceGone",
+                    f"service {spec.service} is deleted or being deleted",
+                    lease.generation,
+                )
+                return await self._observe(lease, ctx, spec, status, orphan, None)
             service_name = target_state[0]
             if not service_name:
                 await self._write(
@@ -206,10 +222,12 @@ class ConnectionReconciler:
             "Subnets", []
         )
         if service_zones:
-            zones = (
-                await ctx.call("ec2", "DescribeAvailabilityZones", ZoneNames=service_zones)
-            ).get("AvailabilityZones", [])
-            supported = {z.get("ZoneId") for z in zones}
+            supported = set(detail.get("AvailabilityZoneIds") or [])
+            if not supported:
+                zones = (
+                    await ctx.call("ec2", "DescribeAvailabilityZones", ZoneNames=service_zones)
+                ).get("AvailabilityZones", [])
+                supported = {z.get("ZoneId") for z in zones}
             for subnet in subnets:
                 if subnet.get("AvailabilityZoneId") not in supported:
                     raise _permanent(
@@ -261,7 +279,7 @@ class ConnectionReconciler:
                 {"dns_name": d.get("DnsName", ""), "hosted_zone_id": d.get("HostedZoneId", "")}
                 for d in endpoint.get("DnsEntries", [])
             ],
-            network_interfaces=await self._interfaces(ctx, endpoint),
+            network_interfaces=await self._interfaces(ctx, endpoint, status),
         )
         if endpoint.get("LastError"):
             status["last_aws_error"] = {
@@ -291,7 +309,18 @@ class ConnectionReconciler:
             "the endpoint carries traffic" if ready else f"the endpoint is {aws_state.lower()}",
             lease.generation,
         )
-        settled = ready or aws_state in {"PENDING_ACCEPTANCE", "REJECTED", "FAILED", "EXPIRED"}
+        # PENDING_ACCEPTANCE settles the create (a person decides, maybe much later), except
+        # when the target's policy is about to reject this consumer: then the Operation waits
+        # for that decision and fails with it, instead of reporting success a moment earlier.
+        awaiting_policy = (
+            aws_state == "PENDING_ACCEPTANCE"
+            and target is not None
+            and acceptance.decide(target[2].acceptance_policy, ctx.account.account_id, {}).verdict
+            == "REJECTED"
+        )
+        settled = not awaiting_policy and (
+            ready or aws_state in {"PENDING_ACCEPTANCE", "REJECTED", "FAILED", "EXPIRED"}
+        )
         await self._write(
             lease,
             status,
@@ -305,6 +334,10 @@ class ConnectionReconciler:
             }.get(state, f"endpoint is {aws_state.lower()}"),
         )
         if ready or aws_state in {"REJECTED", "FAILED", "EXPIRED"}:
+            return engine.Pass(self.ws.timing.resync_seconds)
+        if aws_state == "PENDING_ACCEPTANCE" and target is not None:
+            # A linkplane Service pokes this Connection when it decides; polling fast here
+            # only loads AWS and the database (hundreds of requests waiting for a person).
             return engine.Pass(self.ws.timing.resync_seconds)
         return engine.Pass(self.ws.timing.transitional_seconds)
 
@@ -357,11 +390,14 @@ class ConnectionReconciler:
         return True
 
     async def _interfaces(
-        self, ctx: calls.Context, endpoint: dict[str, Any]
+        self, ctx: calls.Context, endpoint: dict[str, Any], status: dict[str, Any]
     ) -> list[dict[str, Any]]:
         ids = list(endpoint.get("NetworkInterfaceIds", []))
         if not ids:
             return []
+        known = list(status.get("network_interfaces") or [])
+        if sorted(ids) == sorted(n.get("network_interface_id", "") for n in known):
+            return known  # An ENI keeps its subnet and primary IP for life: no need to ask.
         try:
             found = (
                 await ctx.call("ec2", "DescribeNetworkInterfaces", NetworkInterfaceIds=ids)

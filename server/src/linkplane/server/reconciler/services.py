@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from linkplane.server.aws import calls, tags
@@ -488,6 +488,7 @@ class ServiceReconciler:
                 result = await call(ctx, service_id, ids)
                 for failure in _unsuccessful_of(result):
                     outcomes[failure[0]] = {"code": failure[1], "message": failure[2]}
+        decided: list[str] = []
         async with self.ws.db.transaction() as session:
             await leases.load(session, models.Service, lease)
             for endpoint_id, verdict, actor, reason, automatic, decision_ref in plan:
@@ -511,6 +512,7 @@ class ServiceReconciler:
                     await _record_decision(
                         session, lease.uid, endpoint_id, verdict, actor, reason, automatic
                     )
+                    decided.append(endpoint_id)
                     log.info(
                         "service.decision",
                         service=str(lease.uid),
@@ -519,6 +521,13 @@ class ServiceReconciler:
                         actor=actor,
                         automatic=automatic,
                     )
+            if decided:
+                # The consumers' Connections look now instead of polling for the verdict.
+                await session.execute(
+                    update(models.Connection)
+                    .where(models.Connection.endpoint_id.in_(decided))
+                    .values(next_reconcile_at=func.now())
+                )
         return True
 
     async def _write(

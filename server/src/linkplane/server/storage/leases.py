@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, update
@@ -34,6 +34,8 @@ class Lease:
     token: int
     generation: int
     deleting: bool
+    claimed_at: datetime | None = None
+    """The claiming transaction's now(): a later next_reconcile_at means someone poked."""
 
 
 async def claim(
@@ -57,12 +59,19 @@ async def claim(
             lease_expires_at=func.now() + timedelta(seconds=seconds),
             fencing_token=model.fencing_token + 1,
         )
-        .returning(model.uid, model.fencing_token, model.generation, model.delete_time)
+        .returning(model.uid, model.fencing_token, model.generation, model.delete_time, func.now())
         .execution_options(synchronize_session=False)
     )
     return [
-        Lease(kind=kind, uid=uid, token=token, generation=generation, deleting=deleted is not None)
-        for uid, token, generation, deleted in rows.all()
+        Lease(
+            kind=kind,
+            uid=uid,
+            token=token,
+            generation=generation,
+            deleting=deleted is not None,
+            claimed_at=claimed_at,
+        )
+        for uid, token, generation, deleted, claimed_at in rows.all()
     ]
 
 
@@ -105,11 +114,16 @@ async def release(
 
     If the spec changed (or deletion was asked for) while this worker held the lease, the next
     look is immediate, whatever `delay_seconds` says: the API's "look now" must not be lost.
+    The same holds for a poke by another reconciler (a Connection asking its Service to look
+    at a new request, a Service telling a Connection it was accepted): it moved
+    next_reconcile_at past the claim, and overwriting that with `delay_seconds` would lose it.
     """
     changed = or_(
         model.generation != lease.generation,
         (model.delete_time.is_not(None)) != lease.deleting,
     )
+    if lease.claimed_at is not None:
+        changed = or_(changed, model.next_reconcile_at > lease.claimed_at)
     if urgent is not None:
         changed = or_(changed, urgent)
     await session.execute(

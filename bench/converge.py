@@ -1,0 +1,328 @@
+"""How close linkplane gets to AWS's CreateVpcEndpoint limit: N connections over K accounts.
+
+Not a test. Starts Postgres (embedded, unless --database-url), migrates it, starts the
+simulator in-process with AWS's throttling buckets on, time-scaled, and a linkplane Runtime with
+role ALL; registers a provider and K consumer accounts, publishes one service with an accept
+rule for every consumer, creates N connections spread round-robin over the K accounts (several
+VPCs each, under the 50-endpoints-per-VPC quota), and measures the wall time until all are
+AVAILABLE. It prints that time, the lower bound AWS's CreateVpcEndpoint bucket allows (burst 4,
+then 0.3/s per account and Region, divided by the time scale; accounts run in parallel, so the
+busiest account's), their ratio, the same bound plus the simulator's pending → available delay
+of the last endpoint (no control plane can avoid it), the simulator's throttle count and the
+number of failed operations.
+
+    uv run python bench/converge.py --connections 200 --accounts 1
+    uv run python bench/converge.py --connections 400 --accounts 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.longrunning import operations_pb2, operations_pb2_grpc
+
+from linkplane.server import logs
+from linkplane.server.config import Role, Settings
+from linkplane.server.runtime import Runtime
+from linkplane.server.storage import migrations
+from linkplane.server.storage.embedded import EmbeddedPostgres
+from linkplane.sim import config as sim_config
+from linkplane.sim import server as sim_server
+from linkplane.v1 import (
+    account_pb2,
+    account_service_pb2,
+    account_service_pb2_grpc,
+    connection_pb2,
+    consumer_service_pb2,
+    consumer_service_pb2_grpc,
+    provider_service_pb2,
+    provider_service_pb2_grpc,
+    service_pb2,
+)
+
+PROVIDER = "111111111111"
+REGION = "us-east-1"
+PER_VPC = 40
+BURST, REFILL = 4, 0.3  # AWS's CreateVpcEndpoint bucket per account and Region
+
+
+class RemoteSim:
+    """`linkplane-sim` in a process of its own, driven through its admin API.
+
+    In-process, moto's request lock and the GIL it shares with linkplane's event loop cap the
+    simulator at ~25-30 requests/s on two cores, which then bounds the run instead of AWS's
+    bucket. A separate process measures linkplane rather than the rig.
+    """
+
+    def __init__(self, time_scale: float) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.endpoint_url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "linkplane.sim.cli",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--time-scale",
+                str(time_scale),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self._admin("GET", "health")
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("linkplane-sim did not start") from None
+                time.sleep(0.2)
+
+    def _admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            f"{self.endpoint_url}/_sim/{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def seed_network(self, account_id: str, cidr: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._admin(
+            "POST",
+            "seed-network",
+            {"account_id": account_id, "region": REGION, "cidr": cidr, "azs": 2},
+        )
+        return result
+
+    def throttle_counts(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = self._admin("GET", "throttles")
+        return counts
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+class LocalSim:
+    """The simulator in this process (`--in-process-sim`), for comparison."""
+
+    def __init__(self, time_scale: float) -> None:
+        self.handle = sim_server.start(time_scale=time_scale, throttling=True)
+        self.endpoint_url = self.handle.endpoint_url
+
+    def seed_network(self, account_id: str, cidr: str) -> dict[str, Any]:
+        return sim_server.seed_network(self.handle, account_id=account_id, cidr=cidr)
+
+    def throttle_counts(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = self.handle.throttle_counts()
+        return counts
+
+    def stop(self) -> None:
+        self.handle.stop()
+
+
+def consumer_accounts(count: int) -> list[str]:
+    return [f"{200000000000 + i * 11111:012d}" for i in range(1, count + 1)]
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    logs.configure("console", "warning")
+    embedded = None
+    url = args.database_url
+    if url is None:
+        embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="linkplane-bench-pg-")))
+        url = await asyncio.to_thread(embedded.start)
+    sim: RemoteSim | LocalSim = (
+        LocalSim(args.time_scale) if args.in_process_sim else RemoteSim(args.time_scale)
+    )
+    runtime = None
+    try:
+        await migrations.upgrade_async(url)
+        accounts = consumer_accounts(args.accounts)
+        provider_net = sim.seed_network(PROVIDER, "10.1.0.0/16")
+        vpcs: dict[str, list[dict[str, Any]]] = {}
+        per_account = math.ceil(args.connections / args.accounts)
+        for a, account in enumerate(accounts):
+            vpcs[account] = [
+                sim.seed_network(account, f"10.{10 + a}.{v * 16}.0/20")
+                for v in range(math.ceil(per_account / PER_VPC))
+            ]
+        settings = Settings(
+            listen="127.0.0.1:0",
+            role=Role.ALL,
+            aws_endpoint_url=sim.endpoint_url,
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+            aws_time_scale=args.time_scale,
+            transitional_resync_seconds=max(0.2, 5.0 / args.time_scale),
+            resync_interval_seconds=max(5.0, 300.0 / args.time_scale),
+            workers=args.workers,
+        )
+        runtime = Runtime(settings, url)
+        port = await runtime.start()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            return await _drive(args, channel, sim, provider_net, vpcs, per_account)
+    finally:
+        if runtime is not None:
+            await runtime.stop()
+        sim.stop()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+
+
+async def _drive(args, channel, sim, provider_net, vpcs, per_account) -> dict[str, Any]:
+    project = f"bench-{uuid.uuid4().hex[:8]}"
+    parent = f"projects/{project}"
+    accounts_api = account_service_pb2_grpc.AccountServiceStub(channel)
+    provider = provider_service_pb2_grpc.ProviderServiceStub(channel)
+    consumer = consumer_service_pb2_grpc.ConsumerServiceStub(channel)
+    operations = operations_pb2_grpc.OperationsStub(channel)
+    for account in [PROVIDER, *vpcs]:
+        await accounts_api.RegisterAccount(
+            account_service_pb2.RegisterAccountRequest(
+                parent=parent,
+                account_id=account,
+                account=account_pb2.Account(role_arn=f"arn:aws:iam::{account}:role/linkplane"),
+            )
+        )
+    service = service_pb2.Service(
+        provider_account=f"{parent}/accounts/{PROVIDER}",
+        region=REGION,
+        load_balancer=service_pb2.LoadBalancer(
+            managed=service_pb2.ManagedLoadBalancer(
+                subnet_ids=provider_net["subnet_ids"],
+                listeners=[service_pb2.Listener(port=443)],
+                targets=[service_pb2.Target(id="10.1.0.10")],
+            )
+        ),
+        allowed_principals=list(vpcs),
+        acceptance_policy=service_pb2.AcceptancePolicy(
+            accept_rules=[service_pb2.AcceptRule(principal=a) for a in vpcs]
+        ),
+    )
+    op = await provider.PublishService(
+        provider_service_pb2.PublishServiceRequest(
+            parent=parent, service_id="bench", service=service
+        )
+    )
+    for _ in range(int(args.timeout * 10)):  # publishing: bounded like the rest
+        published = await operations.GetOperation(operations_pb2.GetOperationRequest(name=op.name))
+        if published.done:
+            break
+        await asyncio.sleep(0.1)
+    throttled_before = sum(
+        sum(v.values()) for v in (await asyncio.to_thread(sim.throttle_counts)).values()
+    )
+
+    accounts = list(vpcs)
+    started = time.monotonic()
+    ops = []
+    for index in range(args.connections):
+        account = accounts[index % len(accounts)]
+        nth = index // len(accounts)
+        network = vpcs[account][nth // PER_VPC]
+        ops.append(
+            consumer.CreateConnection(
+                consumer_service_pb2.CreateConnectionRequest(
+                    parent=parent,
+                    connection_id=f"c{index:04d}",
+                    connection=connection_pb2.Connection(
+                        service=f"{parent}/services/bench",
+                        consumer_account=f"{parent}/accounts/{account}",
+                        region=REGION,
+                        vpc_id=network["vpc_id"],
+                        subnet_ids=network["subnet_ids"],
+                    ),
+                )
+            )
+        )
+    created = await asyncio.gather(*ops)
+    deadline = started + args.timeout
+    available = 0
+    while time.monotonic() < deadline:
+        available, token = 0, ""
+        while True:
+            page = await consumer.ListConnections(
+                consumer_service_pb2.ListConnectionsRequest(
+                    parent=parent, page_size=500, page_token=token
+                )
+            )
+            available += sum(
+                c.state == connection_pb2.Connection.STATE_AVAILABLE for c in page.connections
+            )
+            token = page.next_page_token
+            if not token:
+                break
+        if available == args.connections:
+            break
+        await asyncio.sleep(0.1)
+    elapsed = time.monotonic() - started
+    failed = 0
+    for operation in created:
+        done = await operations.GetOperation(
+            operations_pb2.GetOperationRequest(name=operation.name)
+        )
+        failed += int(done.HasField("error"))
+    bound = max(0, per_account - BURST) / REFILL / args.time_scale
+    pending = sim_config.SimConfig().delays.endpoint_pending / args.time_scale
+    throttled = sum(
+        sum(v.values()) for v in (await asyncio.to_thread(sim.throttle_counts)).values()
+    )
+    throttled -= throttled_before
+    return {
+        "connections": args.connections,
+        "accounts": args.accounts,
+        "time_scale": args.time_scale,
+        "workers": args.workers,
+        "available": available,
+        "seconds": round(elapsed, 2),
+        "bound_seconds": round(bound, 2),
+        "ratio": round(elapsed / bound, 3) if bound else None,
+        "bound_with_provisioning_seconds": round(bound + pending, 2),
+        "ratio_with_provisioning": round(elapsed / (bound + pending), 3),
+        "throttled": throttled,
+        "simulator": "in-process" if args.in_process_sim else "own process",
+        "failed_operations": failed,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--connections", type=int, default=200)
+    parser.add_argument("--accounts", type=int, default=1)
+    parser.add_argument("--time-scale", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=16, help="concurrent reconciles")
+    parser.add_argument("--database-url", default=None, help="default: embedded Postgres")
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--in-process-sim",
+        action="store_true",
+        help="run the simulator in this process (slower: it then bounds the run)",
+    )
+    result = asyncio.run(run(parser.parse_args()))
+    for key, value in result.items():
+        print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()
