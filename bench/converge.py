@@ -118,6 +118,11 @@ class RemoteSim:
         counts: dict[str, dict[str, int]] = self._admin("GET", "throttles")
         return counts
 
+    def creates(self) -> list[float]:
+        """Wall-clock times of successful CreateVpcEndpoint calls."""
+        log = self._admin("GET", "requests?action=CreateVpcEndpoint&outcome=ok&limit=100000")
+        return sorted(float(r["time"]) for r in log)
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
@@ -136,6 +141,13 @@ class LocalSim:
     def throttle_counts(self) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = self.handle.throttle_counts()
         return counts
+
+    def creates(self) -> list[float]:
+        return sorted(
+            float(str(r["time"]))
+            for r in self.handle.requests()
+            if r["action"] == "CreateVpcEndpoint" and r["outcome"] == "ok"
+        )
 
     def stop(self) -> None:
         self.handle.stop()
@@ -236,6 +248,7 @@ async def _drive(args, channel, sim, provider_net, vpcs, per_account) -> dict[st
 
     accounts = list(vpcs)
     started = time.monotonic()
+    started_wall = time.time()
     ops = []
     for index in range(args.connections):
         account = accounts[index % len(accounts)]
@@ -289,7 +302,10 @@ async def _drive(args, channel, sim, provider_net, vpcs, per_account) -> dict[st
         sum(v.values()) for v in (await asyncio.to_thread(sim.throttle_counts)).values()
     )
     throttled -= throttled_before
+    creates = [t - started_wall for t in await asyncio.to_thread(sim.creates)]
     return {
+        "first_create_at": round(creates[0], 2) if creates else None,
+        "last_create_at": round(creates[-1], 2) if creates else None,
         "connections": args.connections,
         "accounts": args.accounts,
         "time_scale": args.time_scale,

@@ -10,12 +10,14 @@ incarnation number (so the ClientToken changes and AWS does not hand back the de
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import structlog
 from sqlalchemy import func, update
 
-from linkplane.server.aws import calls
+from linkplane.server.aws import calls, tags
 from linkplane.server.aws import endpoints as aws_endpoints
 from linkplane.server.aws import errors as aws_errors
 from linkplane.server.domain import acceptance, specs, states
@@ -30,6 +32,46 @@ VISIBILITY_GRACE_ATTEMPTS = 5
 GONE = {"deleted", "deleting", "rejected", "failed", "expired"}
 
 
+class EndpointSnapshots:
+    """One DescribeVpcEndpoints per (account, region) serves many connections' status checks.
+
+    Hundreds of endpoints waiting to become available would otherwise each poll AWS every few
+    seconds: 200 pending endpoints at a 5 s interval are 40 Describe calls a second, twice the
+    20/s that AWS allows an account for all of EC2's non-mutating calls. A snapshot of every
+    linkplane-tagged endpoint in the account and region, at most `ttl` old, answers them all.
+    Only "found" answers are trusted: a missing endpoint is confirmed by a direct call.
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._taken: dict[tuple[str, str | None, str], tuple[float, dict[str, Any]]] = {}
+        self._locks: dict[tuple[str, str | None, str], asyncio.Lock] = {}
+
+    async def find(self, ctx: calls.Context, uid: str) -> dict[str, Any] | None:
+        key = (ctx.account.account_id, ctx.account.role_arn, ctx.region)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:  # concurrent passes wait for one refresh instead of each calling AWS
+            taken, by_uid = self._taken.get(key, (-1e18, {}))
+            if time.monotonic() - taken > self.ttl:
+                found = await ctx.collect(
+                    "ec2",
+                    "DescribeVpcEndpoints",
+                    "VpcEndpoints",
+                    Filters=[{"Name": "tag-key", "Values": [tags.UID_KEY]}],
+                )
+                by_uid = {}
+                ordered = sorted(
+                    found, key=lambda e: (str(e.get("CreationTimestamp", "")), e["VpcEndpointId"])
+                )
+                for endpoint in ordered:
+                    owner = tags.tag_value(endpoint, tags.UID_KEY)
+                    state = aws_endpoints.normalize_state(endpoint.get("State"))
+                    if owner and state not in aws_endpoints.GONE_STATES:
+                        by_uid.setdefault(owner, endpoint)
+                self._taken[key] = (time.monotonic(), by_uid)
+        return by_uid.get(uid)
+
+
 def _permanent(code: str, message: str, action: str = "") -> aws_errors.AwsError:
     return aws_errors.AwsError(
         code, message, kind=aws_errors.Kind.INVALID, retryable=False, action=action or None
@@ -42,6 +84,7 @@ class ConnectionReconciler:
 
     def __init__(self, workspace: Workspace) -> None:
         self.ws = workspace
+        self.snapshots = EndpointSnapshots(ttl=workspace.timing.transitional_seconds)
 
     def urgent(self) -> Any:
         return None
@@ -136,7 +179,11 @@ class ConnectionReconciler:
             service_name = spec.service_name
         status["resolved_service_name"] = service_name
 
-        endpoint = await aws_endpoints.find_endpoint_by_uid(ctx, uid)
+        endpoint = await self.snapshots.find(ctx, uid)
+        if endpoint is None:
+            # A snapshot can predate an endpoint created a moment ago: ask AWS directly
+            # before concluding it is missing (and creating, or reporting drift).
+            endpoint = await aws_endpoints.find_endpoint_by_uid(ctx, uid)
         if endpoint is None:
             if status.get("endpoint_id"):
                 # It existed and is gone, and nobody here deleted it: drift. Record it and move
