@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -72,6 +73,31 @@ class EndpointSnapshots:
         return by_uid.get(uid)
 
 
+class Recent:
+    """Answers that do not change from one connection to the next, kept for `ttl` seconds.
+
+    Pre-flight asks the same questions for every connection to a service (is it visible, in
+    which AZs) and for every connection in a VPC (which AZ is each subnet in). Keeping the
+    answers for a while removes two AWS calls per connection in a large rollout. Only answers
+    are kept, never failures, and concurrent askers share one call.
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._values: dict[tuple[Any, ...], tuple[float, Any]] = {}
+        self._locks: dict[tuple[Any, ...], asyncio.Lock] = {}
+
+    async def get(self, key: tuple[Any, ...], fetch: Callable[[], Awaitable[Any]]) -> Any:
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            taken, value = self._values.get(key, (-1e18, None))
+            if time.monotonic() - taken <= self.ttl:
+                return value
+            value = await fetch()
+            if value:
+                self._values[key] = (time.monotonic(), value)
+            return value
+
+
 def _permanent(code: str, message: str, action: str = "") -> aws_errors.AwsError:
     return aws_errors.AwsError(
         code, message, kind=aws_errors.Kind.INVALID, retryable=False, action=action or None
@@ -85,6 +111,7 @@ class ConnectionReconciler:
     def __init__(self, workspace: Workspace) -> None:
         self.ws = workspace
         self.snapshots = EndpointSnapshots(ttl=workspace.timing.transitional_seconds)
+        self.recent = Recent(ttl=workspace.timing.resync_seconds)
 
     def urgent(self) -> Any:
         return None
@@ -242,15 +269,26 @@ class ConnectionReconciler:
         target: Any,
     ) -> None:
         """Fail clearly now instead of with an AWS error later."""
-        try:
-            response = await ctx.call(
-                "ec2", "DescribeVpcEndpointServices", ServiceNames=[service_name]
-            )
-            details = response.get("ServiceDetails", [])
-        except aws_errors.AwsError as error:
-            if error.retryable:
-                raise
-            details = []
+        who = (ctx.account.account_id, ctx.account.role_arn, ctx.region)
+
+        async def describe_service() -> list[dict[str, Any]]:
+            try:
+                response = await ctx.call(
+                    "ec2", "DescribeVpcEndpointServices", ServiceNames=[service_name]
+                )
+            except aws_errors.AwsError as error:
+                if error.retryable:
+                    raise
+                return []
+            found: list[dict[str, Any]] = response.get("ServiceDetails", [])
+            return found
+
+        async def describe_subnets() -> list[dict[str, Any]]:
+            response = await ctx.call("ec2", "DescribeSubnets", SubnetIds=spec.subnet_ids)
+            found: list[dict[str, Any]] = response.get("Subnets", [])
+            return found
+
+        details = await self.recent.get((*who, "service", service_name), describe_service)
         if not details:
             # Permissions granted by the provider take a moment to be seen: retry a few times
             # before calling it permanent.
@@ -265,8 +303,8 @@ class ConnectionReconciler:
             raise visible
         detail = details[0]
         service_zones = list(detail.get("AvailabilityZones", []))
-        subnets = (await ctx.call("ec2", "DescribeSubnets", SubnetIds=spec.subnet_ids)).get(
-            "Subnets", []
+        subnets = await self.recent.get(
+            (*who, "subnets", *sorted(spec.subnet_ids)), describe_subnets
         )
         if service_zones:
             supported = set(detail.get("AvailabilityZoneIds") or [])
