@@ -45,6 +45,10 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Bearer token → principal name. Empty disables authentication (dev only).",
     )
+    tls_cert_file: Path | None = Field(
+        default=None, description="PEM certificate chain; with tls_key_file, serve gRPC over TLS."
+    )
+    tls_key_file: Path | None = Field(default=None, description="PEM private key of the cert.")
     shutdown_grace_seconds: float = Field(
         default=10.0, ge=0, description="How long in-flight calls may drain on SIGTERM."
     )

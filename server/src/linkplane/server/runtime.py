@@ -60,7 +60,13 @@ class Runtime:
             auth_tokens=dict(self.settings.auth_tokens),
             page_secret=self.settings.page_token_secret.get_secret_value().encode(),
         )
-        server, self._health, self.port = api_server.build(deps, self.settings.listen)
+        tls = None
+        if self.settings.tls_cert_file and self.settings.tls_key_file:
+            tls = (
+                self.settings.tls_key_file.read_bytes(),
+                self.settings.tls_cert_file.read_bytes(),
+            )
+        server, self._health, self.port = api_server.build(deps, self.settings.listen, tls)
         self._server = server
         await server.start()
         serving = await self.db.ping()

@@ -26,9 +26,13 @@ SERVICE_NAMES = (
 
 
 def build(
-    deps: rpc.Dependencies, listen: str
+    deps: rpc.Dependencies, listen: str, tls: tuple[bytes, bytes] | None = None
 ) -> tuple[grpc.aio.Server, health.HealthServicer, int]:
-    """The server (not started), its health servicer, and the bound port."""
+    """The server (not started), its health servicer, and the bound port.
+
+    `tls` is (private key, certificate chain) in PEM; without it the port is plaintext, as
+    behind a TLS-terminating proxy or on loopback in dev mode.
+    """
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),
@@ -58,7 +62,11 @@ def build(
         ),
         server,
     )
-    port = server.add_insecure_port(listen)
+    if tls is not None:
+        key, chain = tls
+        port = server.add_secure_port(listen, grpc.ssl_server_credentials([(key, chain)]))
+    else:
+        port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     return server, health_servicer, port
