@@ -38,3 +38,38 @@ async def test_audit_log_is_append_only(database_url):
             await connection.execute("DELETE FROM audit_log")
     finally:
         await connection.close()
+
+
+async def test_old_request_ids_expire(database_url):
+    from datetime import timedelta
+
+    from sqlalchemy import text as sql
+
+    from linkplane.server.storage import database, requests
+
+    db = database.Database(database_url)
+    try:
+        async with db.transaction() as session:
+            await requests.claim(session, method="Test", request_id="old", digest="d")
+            await requests.claim(session, method="Test", request_id="new", digest="d")
+            await session.execute(
+                sql(
+                    "UPDATE request_ids SET create_time = now() - interval '8 days' "
+                    "WHERE request_id = 'old'"
+                )
+            )
+        async with db.transaction() as session:
+            assert await requests.expire(session, older_than=timedelta(days=7)) >= 1
+        async with db.transaction() as session:
+            remaining = (
+                (
+                    await session.execute(
+                        sql("SELECT request_id FROM request_ids WHERE method = 'Test'")
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert remaining == ["new"]
+    finally:
+        await db.close()

@@ -1,5 +1,7 @@
 """Garbage collection: AWS objects tagged by linkplane whose resource no longer exists.
 
+It also forgets request ids older than a week (AIP-155 retries come within minutes).
+
 Normal deletion removes a resource's AWS objects before its row, so orphans come only from
 the outside: a row deleted by hand, a restored database backup, an endpoint duplicated by a
 create whose ClientToken AWS no longer honoured. Periodically, one replica at a time (a Postgres
@@ -18,6 +20,7 @@ import contextlib
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -28,7 +31,7 @@ from linkplane.server.aws import services as aws_services
 from linkplane.server.aws import tags
 from linkplane.server.domain import specs
 from linkplane.server.reconciler.workspace import Workspace
-from linkplane.server.storage import models
+from linkplane.server.storage import models, requests
 
 log = structlog.get_logger("linkplane.reconciler.garbage")
 LOCK_KEY = 724109
@@ -46,9 +49,16 @@ class Sweep:
 
 
 class Collector:
-    def __init__(self, workspace: Workspace, *, interval_seconds: float) -> None:
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        interval_seconds: float,
+        request_id_retention: timedelta = timedelta(days=7),
+    ) -> None:
         self.ws = workspace
         self.interval = interval_seconds
+        self.request_id_retention = request_id_retention
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -80,6 +90,10 @@ class Collector:
             if not locked:
                 return result
             try:
+                async with self.ws.db.transaction() as session:
+                    expired = await requests.expire(session, older_than=self.request_id_retention)
+                if expired:
+                    log.info("garbage.request_ids_expired", count=expired)
                 places, live_services, live_connections = await self._inventory()
                 for account_name, region in sorted(places):
                     await self._sweep_place(

@@ -7,8 +7,9 @@ the first one's uncommitted row, so two racing retries still produce a single re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -60,3 +61,13 @@ async def complete(
         .where(models.RequestRecord.method == method, models.RequestRecord.request_id == request_id)
         .values(operation_id=operation_id, response=response)
     )
+
+
+async def expire(session: AsyncSession, *, older_than: timedelta) -> int:
+    """Forget request ids older than `older_than`: a retry that late is a new request."""
+    result = await session.execute(
+        delete(models.RequestRecord).where(
+            models.RequestRecord.create_time < func.now() - older_than
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
