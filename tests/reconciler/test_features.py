@@ -219,3 +219,44 @@ async def test_changed_rules_reject_live_connections_when_asked(api, networks, p
     assert decision.verdict == SC.Decision.VERDICT_REJECTED
     assert decision.automatic
     assert decision.actor == "policy:reevaluate"
+
+
+async def test_label_changes_reach_the_aws_tags(api, networks, project, sim):
+    await api.register(project, PROVIDER, CONSUMER)
+    service = await publish(
+        api,
+        project,
+        "tagged",
+        managed_service(
+            project, networks, accept_rules=[service_pb2.AcceptRule(principal=CONSUMER)]
+        ),
+    )
+    spec = connection_spec(project, networks[CONSUMER], service.name)
+    spec.labels["team"] = "checkout"
+    spec.labels["tier"] = "gold"
+    created = await api.consumer.CreateConnection(
+        consumer_service_pb2.CreateConnectionRequest(
+            parent=f"projects/{project}", connection_id="tagged", connection=spec
+        )
+    )
+    await wait_done(api, created.name)
+    name = f"projects/{project}/connections/tagged"
+    current = await api.consumer.GetConnection(consumer_service_pb2.GetConnectionRequest(name=name))
+    await api.consumer.UpdateConnection(
+        consumer_service_pb2.UpdateConnectionRequest(
+            connection=connection_pb2.Connection(name=name, labels={"team": "payments"}),
+            update_mask=field_mask_pb2.FieldMask(paths=["labels"]),
+        )
+    )
+
+    def endpoint_tags() -> dict[str, str]:
+        for endpoint in sim.objects(account=CONSUMER)["endpoints"]:
+            if endpoint["id"] == current.endpoint_id:
+                return dict(endpoint["tags"])
+        return {}
+
+    async def probe() -> dict[str, str]:
+        return endpoint_tags()
+
+    tags_now = await eventually(probe, lambda t: t.get("team") == "payments" and "tier" not in t)
+    assert tags_now["linkplane:uid"] == current.uid, "ownership tags are never touched"

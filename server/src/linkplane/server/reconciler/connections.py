@@ -22,7 +22,7 @@ from linkplane.server.aws import calls, tags
 from linkplane.server.aws import endpoints as aws_endpoints
 from linkplane.server.aws import errors as aws_errors
 from linkplane.server.domain import acceptance, specs, states
-from linkplane.server.reconciler import engine, progress
+from linkplane.server.reconciler import engine, labels, progress
 from linkplane.server.reconciler.workspace import Workspace
 from linkplane.server.storage import changes, leases, models, records
 
@@ -258,6 +258,8 @@ class ConnectionReconciler:
             log.info("connection.created", connection=name, endpoint=endpoint["VpcEndpointId"])
             await self._poke(spec.service)
         status.pop("last_aws_error", None)
+        if await labels.sync_ec2_tags(ctx, endpoint["VpcEndpointId"], endpoint, spec.labels):
+            log.info("connection.tags_synced", connection=name)
         return await self._observe(lease, ctx, spec, status, endpoint, target_state)
 
     async def _preflight(

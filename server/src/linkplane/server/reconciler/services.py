@@ -22,7 +22,7 @@ from linkplane.server.aws import calls, tags
 from linkplane.server.aws import errors as aws_errors
 from linkplane.server.aws import services as aws_services
 from linkplane.server.domain import acceptance, specs, states
-from linkplane.server.reconciler import engine, progress
+from linkplane.server.reconciler import engine, labels, progress
 from linkplane.server.reconciler.workspace import Workspace
 from linkplane.server.storage import audit, changes, leases, models
 
@@ -141,6 +141,7 @@ class ServiceReconciler:
                 **extra,
             )
         service_id = config["ServiceId"]
+        await labels.sync_ec2_tags(ctx, service_id, config, spec.labels)
         changed = await self._apply_configuration(ctx, spec, config, arns)
         changed |= await self._apply_permissions(ctx, spec, service_id)
         if changed:
