@@ -10,12 +10,12 @@ from typing import Any
 import grpc
 from google.longrunning import operations_pb2
 from google.protobuf import empty_pb2
-from sqlalchemy import func, or_, select
+from sqlalchemy import func
 
 from linkplane.server.api import fields, resources, rpc, standard, watches
 from linkplane.server.domain import errors, filters, names, pagination, specs, states, validation
 from linkplane.server.protocol import converters
-from linkplane.server.storage import audit, filtering, models, records
+from linkplane.server.storage import audit, inventory, models, records
 from linkplane.v1 import provider_service_pb2, provider_service_pb2_grpc, service_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -211,7 +211,7 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
             if row is None:
                 raise errors.NotFound(name, kind="service")
             fields.check_etag(request.etag, row.uid, row.revision, name)
-            live = await _live_connections(session, row)
+            live = await inventory.count_live(session, row, states.LIVE_ENDPOINT_STATES)
             if live and not request.force:
                 raise errors.FailedPrecondition(
                     f"service {name} has {live} live connections; reject them or set force",
@@ -253,29 +253,9 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
             service = await records.get(session, models.Service, name)
             if service is None:
                 raise errors.NotFound(name, kind="service")
-            model = models.ServiceConnection
-            query = select(model).where(model.service_uid == service.uid)
-            condition = filtering.compile_filter(
-                node,
-                {
-                    "state": model.state,
-                    "owner_account_id": model.owner_account_id,
-                    "vpc_id": model.vpc_id,
-                    "region": model.region,
-                    "connection": model.connection_name,
-                },
+            rows, more = await inventory.page(
+                session, service.uid, node=node, after=after, limit=size
             )
-            if condition is not None:
-                query = query.where(condition)
-            if after is not None:
-                query = query.where(model.endpoint_id > after)
-            rows = (
-                (await session.execute(query.order_by(model.endpoint_id).limit(size + 1)))
-                .scalars()
-                .all()
-            )
-        more = len(rows) > size
-        rows = rows[:size]
         token = pagination.encode(self.deps.page_secret, key, rows[-1].endpoint_id) if more else ""
         return provider_service_pb2.ListServiceConnectionsResponse(
             service_connections=[converters.service_connection(r, name) for r in rows],
@@ -341,17 +321,7 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
                     reason="RESOURCE_DELETING",
                     metadata={"name": name},
                 )
-            known = {
-                row.endpoint_id: row
-                for row in (
-                    await session.execute(
-                        select(models.ServiceConnection).where(
-                            models.ServiceConnection.service_uid == service.uid,
-                            models.ServiceConnection.endpoint_id.in_(list(request.endpoint_ids)),
-                        )
-                    )
-                ).scalars()
-            }
+            known = await inventory.by_endpoint(session, service.uid, request.endpoint_ids)
             for endpoint_id in request.endpoint_ids:
                 row = known.get(endpoint_id)
                 if row is None:
@@ -419,31 +389,6 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
             yield provider_service_pb2.WatchServicesResponse(
                 type=event_type, service=message, event_time=watches.now()
             )
-
-
-async def _live_connections(session: Any, service: models.Service) -> int:
-    # The inventory may lag a just-deleted linkplane Connection by one resync: those do not
-    # count, since their endpoints are already on their way out.
-    alive = select(models.Connection.name).where(models.Connection.delete_time.is_(None))
-    observed = await session.execute(
-        select(func.count())
-        .select_from(models.ServiceConnection)
-        .where(
-            models.ServiceConnection.service_uid == service.uid,
-            models.ServiceConnection.state.in_(states.LIVE_ENDPOINT_STATES),
-            or_(
-                models.ServiceConnection.connection_name == "",
-                models.ServiceConnection.connection_name.in_(alive),
-            ),
-        )
-    )
-    ours = await records.count_where(
-        session,
-        models.Connection,
-        models.Connection.service == service.name,
-        models.Connection.delete_time.is_(None),
-    )
-    return max(int(observed.scalar_one()), ours)
 
 
 def _transient(row: models.Service) -> models.Service:

@@ -1,0 +1,77 @@
+"""Queries over a Service's connection inventory (what AWS last reported about its
+endpoint connections), for the provider API: paging, lookup, and counting live ones."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from linkplane.server.domain import filters
+from linkplane.server.storage import filtering, models, records
+
+Row = models.ServiceConnection
+
+
+def _columns() -> dict[str, object]:
+    return {
+        "state": Row.state,
+        "owner_account_id": Row.owner_account_id,
+        "vpc_id": Row.vpc_id,
+        "region": Row.region,
+        "connection": Row.connection_name,
+    }
+
+
+async def page(
+    session: AsyncSession,
+    service_uid: uuid.UUID,
+    *,
+    node: filters.Node | None,
+    after: str | None,
+    limit: int,
+) -> tuple[Sequence[Row], bool]:
+    """One page ordered by endpoint id, and whether more rows follow."""
+    query = select(Row).where(Row.service_uid == service_uid)
+    condition = filtering.compile_filter(node, _columns())
+    if condition is not None:
+        query = query.where(condition)
+    if after is not None:
+        query = query.where(Row.endpoint_id > after)
+    rows = (await session.execute(query.order_by(Row.endpoint_id).limit(limit + 1))).scalars()
+    found = rows.all()
+    return found[:limit], len(found) > limit
+
+
+async def by_endpoint(
+    session: AsyncSession, service_uid: uuid.UUID, endpoint_ids: Collection[str]
+) -> dict[str, Row]:
+    query = select(Row).where(Row.service_uid == service_uid, Row.endpoint_id.in_(endpoint_ids))
+    return {row.endpoint_id: row for row in (await session.execute(query)).scalars()}
+
+
+async def count_live(
+    session: AsyncSession, service: models.Service, live_states: Collection[str]
+) -> int:
+    """Live connections that keep the service from being deleted without force."""
+    # The inventory may lag a just-deleted linkplane Connection by one resync: those do not
+    # count, since their endpoints are already on their way out.
+    alive = select(models.Connection.name).where(models.Connection.delete_time.is_(None))
+    observed = await session.execute(
+        select(func.count())
+        .select_from(Row)
+        .where(
+            Row.service_uid == service.uid,
+            Row.state.in_(live_states),
+            or_(Row.connection_name == "", Row.connection_name.in_(alive)),
+        )
+    )
+    ours = await records.count_where(
+        session,
+        models.Connection,
+        models.Connection.service == service.name,
+        models.Connection.delete_time.is_(None),
+    )
+    return max(int(observed.scalar_one()), ours)
