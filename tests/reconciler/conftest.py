@@ -74,6 +74,8 @@ def worker_settings(sim: sim_server.SimHandle, **overrides: Any) -> Settings:
         "resync_interval_seconds": 2.0,
         "lease_seconds": 5.0,
         "shutdown_grace_seconds": 1.0,
+        # Sweeps run when a test asks (test_garbage.py), not at a moment of the suite's timing.
+        "garbage_collection": False,
     }
     values.update(overrides)
     return Settings(**values)

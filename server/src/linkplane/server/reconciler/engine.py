@@ -93,14 +93,16 @@ class Engine:
         self._feed_task = asyncio.create_task(self._listen(), name="reconciler-wakeups")
         self._task = asyncio.create_task(self._loop(), name="reconciler-loop")
 
-    async def stop(self) -> None:
-        for task in (self._task, self._feed_task, *self._running.values()):
-            if task is not None:
-                task.cancel()
-        for task in (self._task, self._feed_task, *self._running.values()):
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Cancel every pass where it stands: a reconcile may stop at any line (the next
+        pass, here or on another replica, finds what it left in AWS by tag)."""
+        tasks = [t for t in (self._task, self._feed_task, *self._running.values()) if t]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=grace_seconds)
+            if stuck:
+                log.warning("reconciler.stop_timeout", tasks=len(stuck))
         self._running.clear()
 
     async def _listen(self) -> None:
@@ -165,7 +167,7 @@ class Engine:
                 row = await leases.load(session, reconciler.model, lease)
                 attempts = row.attempts
             try:
-                result = await asyncio.shield(reconciler.reconcile(lease))
+                result = await reconciler.reconcile(lease)
                 delay, attempts = result.requeue_after, 0
             except aws_errors.AwsError as error:
                 attempts += 1

@@ -16,7 +16,6 @@ orphans here. `LINKPLANE_GARBAGE_COLLECTION=false` turns the collector off.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -64,11 +63,10 @@ class Collector:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="garbage-collector")
 
-    async def stop(self) -> None:
+    async def stop(self, grace_seconds: float = 10.0) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task], timeout=grace_seconds)
 
     async def _loop(self) -> None:
         while True:
