@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import structlog
@@ -32,7 +32,6 @@ log = structlog.get_logger("linkplane.api")
 RPC_TOTAL = Counter("linkplane_rpc_total", "RPCs handled", ["method", "code"])
 RPC_SECONDS = Histogram("linkplane_rpc_seconds", "RPC latency", ["method"])
 
-P = ParamSpec("P")
 R = TypeVar("R")
 
 
@@ -65,9 +64,6 @@ def authenticate(deps: Dependencies, context: grpc.aio.ServicerContext[Any, Any]
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], status: grpc.Status) -> None:
     await context.abort(status.code, status.details, status.trailing_metadata)
-
-
-Handler = Callable[Concatenate[Any, Any, grpc.aio.ServicerContext[Any, Any], str, P], Awaitable[R]]
 
 
 def unary(

@@ -18,7 +18,7 @@ import structlog
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from linkplane.server.aws import calls, tags
+from linkplane.server.aws import calls, loadbalancers, tags
 from linkplane.server.aws import errors as aws_errors
 from linkplane.server.aws import services as aws_services
 from linkplane.server.domain import acceptance, specs, states
@@ -29,7 +29,6 @@ from linkplane.server.storage import audit, changes, leases, models
 log = structlog.get_logger("linkplane.reconciler.services")
 KIND = "service"
 LB_ACTIVE = "active"
-NOT_FOUND_LB = {"LoadBalancerNotFound", "TargetGroupNotFound", "ListenerNotFound"}
 
 
 class ServiceReconciler:
@@ -237,7 +236,7 @@ class ServiceReconciler:
             )
         name = tags.deterministic_name(snap.uid, "nlb")
         lb_tags = tags.tags(snap.uid, "load-balancer", snap.name, spec.labels)
-        lb = await _find_load_balancer(ctx, name)
+        lb = await loadbalancers.find_load_balancer_by_name(ctx, name)
         if lb is None:
             response = await ctx.call(
                 "elbv2",
@@ -296,7 +295,7 @@ class ServiceReconciler:
         snap.status["targets_generation"] = snap.generation
         state = lb.get("State", {}).get("Code", "")
         if state != LB_ACTIVE:
-            refreshed = await _find_load_balancer(ctx, name)
+            refreshed = await loadbalancers.find_load_balancer_by_name(ctx, name)
             state = (refreshed or lb).get("State", {}).get("Code", "")
         ready = state == LB_ACTIVE
         return [arn], ready, "the NLB is active" if ready else f"waiting for the NLB ({state})"
@@ -607,10 +606,10 @@ class ServiceReconciler:
                 return engine.Pass(transitional)
         if spec.load_balancer.managed is not None:
             name = tags.deterministic_name(snap.uid, "nlb")
-            lb = await _find_load_balancer(ctx, name)
+            lb = await loadbalancers.find_load_balancer_by_name(ctx, name)
             if lb is not None:
                 await ctx.call("elbv2", "DeleteLoadBalancer", LoadBalancerArn=lb["LoadBalancerArn"])
-                if await _find_load_balancer(ctx, name) is not None:
+                if await loadbalancers.find_load_balancer_by_name(ctx, name) is not None:
                     await self._note(lease, "Deleting", "waiting for the NLB to go")
                     return engine.Pass(transitional)
             for listener in spec.load_balancer.managed.listeners:
@@ -684,22 +683,11 @@ def _unsuccessful_of(result: Any) -> list[tuple[str, str, str]]:
     return out
 
 
-async def _find_load_balancer(ctx: calls.Context, name: str) -> dict[str, Any] | None:
-    try:
-        response = await ctx.call("elbv2", "DescribeLoadBalancers", Names=[name])
-    except aws_errors.AwsError as error:
-        if error.code in NOT_FOUND_LB or aws_errors.is_not_found(error):
-            return None
-        raise
-    found = response.get("LoadBalancers", [])
-    return found[0] if found else None
-
-
 async def _find_target_group(ctx: calls.Context, name: str) -> dict[str, Any] | None:
     try:
         response = await ctx.call("elbv2", "DescribeTargetGroups", Names=[name])
     except aws_errors.AwsError as error:
-        if error.code in NOT_FOUND_LB or aws_errors.is_not_found(error):
+        if aws_errors.is_not_found(error):
             return None
         raise
     found = response.get("TargetGroups", [])
