@@ -22,6 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import client_pb2 as google_dot_api_dot_client__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
@@ -32,7 +33,7 @@ from linkplane.v1 import common_pb2 as linkplane_dot_v1_dot_common__pb2
 from linkplane.v1 import service_pb2 as linkplane_dot_v1_dot_service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#linkplane/v1/provider_service.proto\x12\x0clinkplane.v1\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a#google/longrunning/operations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19linkplane/v1/common.proto\x1a\x1alinkplane/v1/service.proto\"\xac\x01\n\x15PublishServiceRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nservice_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12,\n\x07service\x18\x03 \x01(\x0b\x32\x15.linkplane.v1.ServiceB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rvalidate_only\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x01\"A\n\x11GetServiceRequest\x12,\n\x04name\x18\x01 \x01(\tB\x1e\xe2\x41\x01\x02\xfa\x41\x17\n\x15linkplane.dev/Service\"t\n\x13ListServicesRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06\x66ilter\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"X\n\x14ListServicesResponse\x12\'\n\x08services\x18\x01 \x03(\x0b\x32\x15.linkplane.v1.Service\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb2\x01\n\x14UpdateServiceRequest\x12,\n\x07service\x18\x01 \x01(\x0b\x32\x15.linkplane.v1.ServiceB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rvalidate_only\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01\"\xa4\x01\n\x14\x44\x65leteServiceRequest\x12,\n\x04name\x18\x01 \x01(\tB\x1e\xe2\x41\x01\x02\xfa\x41\x17\n\x15linkplane.dev/Service\x12\x12\n\x04\x65tag\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x13\n\x05\x66orce\x18\x03 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rvalidate_only\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x01\"\x98\x01\n\x1dListServiceConnectionsRequest\x12.\n\x06parent\x18\x01 \x01(\tB\x1e\xe2\x41\x01\x02\xfa\x41\x17\n\x15linkplane.dev/Service\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06\x66ilter\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"w\n\x1eListServiceConnectionsResponse\x12<\n\x13service_connections\x18\x01 \x03(\x0b\x32\x1f.linkplane.v1.ServiceConnection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xbb\x01\n\x1f\x41\x63\x63\x65ptServiceConnectionsRequest\x12/\n\x07service\x18\x01 \x01(\tB\x1e\xe2\x41\x01\x02\xfa\x41\x17\n\x15linkplane.dev/Service\x12\x1a\n\x0c\x65ndpoint_ids\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06reason\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rvalidate_only\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x01\"\x9b\x01\n AcceptServiceConnectionsResponse\x12<\n\x13service_connections\x18\x01 \x03(\x0b\x32\x1f.linkplane.v1.ServiceConnection\x12\x39\n\x08\x66\x61ilures\x18\x02 \x03(\x0b\x32\'.linkplane.v1.ConnectionDecisionFailure\"\xbb\x01\n\x1fRejectServiceConnectionsRequest\x12/\n\x07service\x18\x01 \x01(\tB\x1e\xe2\x41\x01\x02\xfa\x41\x17\n\x15linkplane.dev/Service\x12\x1a\n\x0c\x65ndpoint_ids\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06reason\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rvalidate_only\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x01\"\x9b\x01\n RejectServiceConnectionsResponse\x12<\n\x13service_connections\x18\x01 \x03(\x0b\x32\x1f.linkplane.v1.ServiceConnection\x12\x39\n\x08\x66\x61ilures\x18\x02 \x03(\x0b\x32\'.linkplane.v1.ConnectionDecisionFailure\"O\n\x19\x43onnectionDecisionFailure\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"^\n\x14WatchServicesRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06\x66ilter\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x0csend_initial\x18\x03 \x01(\x08\x42\x04\xe2\x41\x01\x01\"\x96\x01\n\x15WatchServicesResponse\x12%\n\x04type\x18\x01 \x01(\x0e\x32\x17.linkplane.v1.EventType\x12&\n\x07service\x18\x02 \x01(\x0b\x32\x15.linkplane.v1.Service\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xc1\t\n\x0fProviderService\x12\x91\x01\n\x0ePublishService\x12#.linkplane.v1.PublishServiceRequest\x1a\x1d.google.longrunning.Operation\";\xca\x41\x1c\n\x07Service\x12\x11OperationMetadata\xda\x41\x19parent,service,service_id\x12M\n\nGetService\x12\x1f.linkplane.v1.GetServiceRequest\x1a\x15.linkplane.v1.Service\"\x07\xda\x41\x04name\x12`\n\x0cListServices\x12!.linkplane.v1.ListServicesRequest\x1a\".linkplane.v1.ListServicesResponse\"\t\xda\x41\x06parent\x12\x89\x01\n\rUpdateService\x12\".linkplane.v1.UpdateServiceRequest\x1a\x1d.google.longrunning.Operation\"5\xca\x41\x1c\n\x07Service\x12\x11OperationMetadata\xda\x41\x13service,update_mask\x12\x88\x01\n\rDeleteService\x12\".linkplane.v1.DeleteServiceRequest\x1a\x1d.google.longrunning.Operation\"4\xca\x41*\n\x15google.protobuf.Empty\x12\x11OperationMetadata\xda\x41\x04name\x12~\n\x16ListServiceConnections\x12+.linkplane.v1.ListServiceConnectionsRequest\x1a,.linkplane.v1.ListServiceConnectionsResponse\"\t\xda\x41\x06parent\x12\xb9\x01\n\x18\x41\x63\x63\x65ptServiceConnections\x12-.linkplane.v1.AcceptServiceConnectionsRequest\x1a\x1d.google.longrunning.Operation\"O\xca\x41\x35\n AcceptServiceConnectionsResponse\x12\x11OperationMetadata\xda\x41\x14service,endpoint_ids\x12\xb9\x01\n\x18RejectServiceConnections\x12-.linkplane.v1.RejectServiceConnectionsRequest\x1a\x1d.google.longrunning.Operation\"O\xca\x41\x35\n RejectServiceConnectionsResponse\x12\x11OperationMetadata\xda\x41\x14service,endpoint_ids\x12Z\n\rWatchServices\x12\".linkplane.v1.WatchServicesRequest\x1a#.linkplane.v1.WatchServicesResponse0\x01\x42\x14\n\x10\x64\x65v.linkplane.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#linkplane/v1/provider_service.proto\x12\x0clinkplane.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a#google/longrunning/operations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19linkplane/v1/common.proto\x1a\x1alinkplane/v1/service.proto\"\xac\x01\n\x15PublishServiceRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nservice_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12,\n\x07service\x18\x03 \x01(\x0b\x32\x15.linkplane.v1.ServiceB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rvalidate_only\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x01\"A\n\x11GetServiceRequest\x12,\n\x04name\x18\x01 \x01(\tB\x1e\xe2\x41\x01\x02\xfa\x41\x17\n\x15linkplane.dev/Service\"t\n\x13ListServicesRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06\x66ilter\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"X\n\x14ListServicesResponse\x12\'\n\x08services\x18\x01 \x03(\x0b\x32\x15.linkplane.v1.Service\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb2\x01\n\x14UpdateServiceRequest\x12,\n\x07service\x18\x01 \x01(\x0b\x32\x15.linkplane.v1.ServiceB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rvalidate_only\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01\"\xa4\x01\n\x14\x44\x65leteServiceRequest\x12,\n\x04name\x18\x01 \x01(\tB\x1e\xe2\x41\x01\x02\xfa\x41\x17\n\x15linkplane.dev/Service\x12\x12\n\x04\x65tag\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x13\n\x05\x66orce\x18\x03 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rvalidate_only\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x01\"\x98\x01\n\x1dListServiceConnectionsRequest\x12.\n\x06parent\x18\x01 \x01(\tB\x1e\xe2\x41\x01\x02\xfa\x41\x17\n\x15linkplane.dev/Service\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06\x66ilter\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"w\n\x1eListServiceConnectionsResponse\x12<\n\x13service_connections\x18\x01 \x03(\x0b\x32\x1f.linkplane.v1.ServiceConnection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xbb\x01\n\x1f\x41\x63\x63\x65ptServiceConnectionsRequest\x12/\n\x07service\x18\x01 \x01(\tB\x1e\xe2\x41\x01\x02\xfa\x41\x17\n\x15linkplane.dev/Service\x12\x1a\n\x0c\x65ndpoint_ids\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06reason\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rvalidate_only\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x01\"\x9b\x01\n AcceptServiceConnectionsResponse\x12<\n\x13service_connections\x18\x01 \x03(\x0b\x32\x1f.linkplane.v1.ServiceConnection\x12\x39\n\x08\x66\x61ilures\x18\x02 \x03(\x0b\x32\'.linkplane.v1.ConnectionDecisionFailure\"\xbb\x01\n\x1fRejectServiceConnectionsRequest\x12/\n\x07service\x18\x01 \x01(\tB\x1e\xe2\x41\x01\x02\xfa\x41\x17\n\x15linkplane.dev/Service\x12\x1a\n\x0c\x65ndpoint_ids\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06reason\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rvalidate_only\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x01\"\x9b\x01\n RejectServiceConnectionsResponse\x12<\n\x13service_connections\x18\x01 \x03(\x0b\x32\x1f.linkplane.v1.ServiceConnection\x12\x39\n\x08\x66\x61ilures\x18\x02 \x03(\x0b\x32\'.linkplane.v1.ConnectionDecisionFailure\"O\n\x19\x43onnectionDecisionFailure\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x99\x01\n\x1eVerifyServicePrivateDnsRequest\x12,\n\x04name\x18\x01 \x01(\tB\x1e\xe2\x41\x01\x02\xfa\x41\x17\n\x15linkplane.dev/Service\x12\x12\n\x04\x65tag\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rvalidate_only\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01\"^\n\x14WatchServicesRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06\x66ilter\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x0csend_initial\x18\x03 \x01(\x08\x42\x04\xe2\x41\x01\x01\"\x96\x01\n\x15WatchServicesResponse\x12%\n\x04type\x18\x01 \x01(\x0e\x32\x17.linkplane.v1.EventType\x12&\n\x07service\x18\x02 \x01(\x0b\x32\x15.linkplane.v1.Service\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\x8e\x0b\n\x0fProviderService\x12\x91\x01\n\x0ePublishService\x12#.linkplane.v1.PublishServiceRequest\x1a\x1d.google.longrunning.Operation\";\xca\x41\x1c\n\x07Service\x12\x11OperationMetadata\xda\x41\x19parent,service,service_id\x12M\n\nGetService\x12\x1f.linkplane.v1.GetServiceRequest\x1a\x15.linkplane.v1.Service\"\x07\xda\x41\x04name\x12`\n\x0cListServices\x12!.linkplane.v1.ListServicesRequest\x1a\".linkplane.v1.ListServicesResponse\"\t\xda\x41\x06parent\x12\x89\x01\n\rUpdateService\x12\".linkplane.v1.UpdateServiceRequest\x1a\x1d.google.longrunning.Operation\"5\xca\x41\x1c\n\x07Service\x12\x11OperationMetadata\xda\x41\x13service,update_mask\x12\x88\x01\n\rDeleteService\x12\".linkplane.v1.DeleteServiceRequest\x1a\x1d.google.longrunning.Operation\"4\xca\x41*\n\x15google.protobuf.Empty\x12\x11OperationMetadata\xda\x41\x04name\x12~\n\x16ListServiceConnections\x12+.linkplane.v1.ListServiceConnectionsRequest\x1a,.linkplane.v1.ListServiceConnectionsResponse\"\t\xda\x41\x06parent\x12\xb9\x01\n\x18\x41\x63\x63\x65ptServiceConnections\x12-.linkplane.v1.AcceptServiceConnectionsRequest\x1a\x1d.google.longrunning.Operation\"O\xca\x41\x35\n AcceptServiceConnectionsResponse\x12\x11OperationMetadata\xda\x41\x14service,endpoint_ids\x12\xb9\x01\n\x18RejectServiceConnections\x12-.linkplane.v1.RejectServiceConnectionsRequest\x1a\x1d.google.longrunning.Operation\"O\xca\x41\x35\n RejectServiceConnectionsResponse\x12\x11OperationMetadata\xda\x41\x14service,endpoint_ids\x12\xca\x01\n\x17VerifyServicePrivateDns\x12,.linkplane.v1.VerifyServicePrivateDnsRequest\x1a\x1d.google.longrunning.Operation\"b\xca\x41\x1c\n\x07Service\x12\x11OperationMetadata\xda\x41\x04name\x82\xd3\xe4\x93\x02\x36\"1/v1/{name=projects/*/services/*}:verifyPrivateDns:\x01*\x12Z\n\rWatchServices\x12\".linkplane.v1.WatchServicesRequest\x1a#.linkplane.v1.WatchServicesResponse0\x01\x42\x14\n\x10\x64\x65v.linkplane.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -106,6 +107,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REJECTSERVICECONNECTIONSREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
   _globals['_REJECTSERVICECONNECTIONSREQUEST'].fields_by_name['validate_only']._loaded_options = None
   _globals['_REJECTSERVICECONNECTIONSREQUEST'].fields_by_name['validate_only']._serialized_options = b'\342A\001\001'
+  _globals['_VERIFYSERVICEPRIVATEDNSREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_VERIFYSERVICEPRIVATEDNSREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\027\n\025linkplane.dev/Service'
+  _globals['_VERIFYSERVICEPRIVATEDNSREQUEST'].fields_by_name['etag']._loaded_options = None
+  _globals['_VERIFYSERVICEPRIVATEDNSREQUEST'].fields_by_name['etag']._serialized_options = b'\342A\001\001'
+  _globals['_VERIFYSERVICEPRIVATEDNSREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_VERIFYSERVICEPRIVATEDNSREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
+  _globals['_VERIFYSERVICEPRIVATEDNSREQUEST'].fields_by_name['validate_only']._loaded_options = None
+  _globals['_VERIFYSERVICEPRIVATEDNSREQUEST'].fields_by_name['validate_only']._serialized_options = b'\342A\001\001'
   _globals['_WATCHSERVICESREQUEST'].fields_by_name['parent']._loaded_options = None
   _globals['_WATCHSERVICESREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
   _globals['_WATCHSERVICESREQUEST'].fields_by_name['filter']._loaded_options = None
@@ -128,36 +137,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROVIDERSERVICE'].methods_by_name['AcceptServiceConnections']._serialized_options = b'\312A5\n AcceptServiceConnectionsResponse\022\021OperationMetadata\332A\024service,endpoint_ids'
   _globals['_PROVIDERSERVICE'].methods_by_name['RejectServiceConnections']._loaded_options = None
   _globals['_PROVIDERSERVICE'].methods_by_name['RejectServiceConnections']._serialized_options = b'\312A5\n RejectServiceConnectionsResponse\022\021OperationMetadata\332A\024service,endpoint_ids'
-  _globals['_PUBLISHSERVICEREQUEST']._serialized_start=298
-  _globals['_PUBLISHSERVICEREQUEST']._serialized_end=470
-  _globals['_GETSERVICEREQUEST']._serialized_start=472
-  _globals['_GETSERVICEREQUEST']._serialized_end=537
-  _globals['_LISTSERVICESREQUEST']._serialized_start=539
-  _globals['_LISTSERVICESREQUEST']._serialized_end=655
-  _globals['_LISTSERVICESRESPONSE']._serialized_start=657
-  _globals['_LISTSERVICESRESPONSE']._serialized_end=745
-  _globals['_UPDATESERVICEREQUEST']._serialized_start=748
-  _globals['_UPDATESERVICEREQUEST']._serialized_end=926
-  _globals['_DELETESERVICEREQUEST']._serialized_start=929
-  _globals['_DELETESERVICEREQUEST']._serialized_end=1093
-  _globals['_LISTSERVICECONNECTIONSREQUEST']._serialized_start=1096
-  _globals['_LISTSERVICECONNECTIONSREQUEST']._serialized_end=1248
-  _globals['_LISTSERVICECONNECTIONSRESPONSE']._serialized_start=1250
-  _globals['_LISTSERVICECONNECTIONSRESPONSE']._serialized_end=1369
-  _globals['_ACCEPTSERVICECONNECTIONSREQUEST']._serialized_start=1372
-  _globals['_ACCEPTSERVICECONNECTIONSREQUEST']._serialized_end=1559
-  _globals['_ACCEPTSERVICECONNECTIONSRESPONSE']._serialized_start=1562
-  _globals['_ACCEPTSERVICECONNECTIONSRESPONSE']._serialized_end=1717
-  _globals['_REJECTSERVICECONNECTIONSREQUEST']._serialized_start=1720
-  _globals['_REJECTSERVICECONNECTIONSREQUEST']._serialized_end=1907
-  _globals['_REJECTSERVICECONNECTIONSRESPONSE']._serialized_start=1910
-  _globals['_REJECTSERVICECONNECTIONSRESPONSE']._serialized_end=2065
-  _globals['_CONNECTIONDECISIONFAILURE']._serialized_start=2067
-  _globals['_CONNECTIONDECISIONFAILURE']._serialized_end=2146
-  _globals['_WATCHSERVICESREQUEST']._serialized_start=2148
-  _globals['_WATCHSERVICESREQUEST']._serialized_end=2242
-  _globals['_WATCHSERVICESRESPONSE']._serialized_start=2245
-  _globals['_WATCHSERVICESRESPONSE']._serialized_end=2395
-  _globals['_PROVIDERSERVICE']._serialized_start=2398
-  _globals['_PROVIDERSERVICE']._serialized_end=3615
+  _globals['_PROVIDERSERVICE'].methods_by_name['VerifyServicePrivateDns']._loaded_options = None
+  _globals['_PROVIDERSERVICE'].methods_by_name['VerifyServicePrivateDns']._serialized_options = b'\312A\034\n\007Service\022\021OperationMetadata\332A\004name\202\323\344\223\0026\"1/v1/{name=projects/*/services/*}:verifyPrivateDns:\001*'
+  _globals['_PUBLISHSERVICEREQUEST']._serialized_start=328
+  _globals['_PUBLISHSERVICEREQUEST']._serialized_end=500
+  _globals['_GETSERVICEREQUEST']._serialized_start=502
+  _globals['_GETSERVICEREQUEST']._serialized_end=567
+  _globals['_LISTSERVICESREQUEST']._serialized_start=569
+  _globals['_LISTSERVICESREQUEST']._serialized_end=685
+  _globals['_LISTSERVICESRESPONSE']._serialized_start=687
+  _globals['_LISTSERVICESRESPONSE']._serialized_end=775
+  _globals['_UPDATESERVICEREQUEST']._serialized_start=778
+  _globals['_UPDATESERVICEREQUEST']._serialized_end=956
+  _globals['_DELETESERVICEREQUEST']._serialized_start=959
+  _globals['_DELETESERVICEREQUEST']._serialized_end=1123
+  _globals['_LISTSERVICECONNECTIONSREQUEST']._serialized_start=1126
+  _globals['_LISTSERVICECONNECTIONSREQUEST']._serialized_end=1278
+  _globals['_LISTSERVICECONNECTIONSRESPONSE']._serialized_start=1280
+  _globals['_LISTSERVICECONNECTIONSRESPONSE']._serialized_end=1399
+  _globals['_ACCEPTSERVICECONNECTIONSREQUEST']._serialized_start=1402
+  _globals['_ACCEPTSERVICECONNECTIONSREQUEST']._serialized_end=1589
+  _globals['_ACCEPTSERVICECONNECTIONSRESPONSE']._serialized_start=1592
+  _globals['_ACCEPTSERVICECONNECTIONSRESPONSE']._serialized_end=1747
+  _globals['_REJECTSERVICECONNECTIONSREQUEST']._serialized_start=1750
+  _globals['_REJECTSERVICECONNECTIONSREQUEST']._serialized_end=1937
+  _globals['_REJECTSERVICECONNECTIONSRESPONSE']._serialized_start=1940
+  _globals['_REJECTSERVICECONNECTIONSRESPONSE']._serialized_end=2095
+  _globals['_CONNECTIONDECISIONFAILURE']._serialized_start=2097
+  _globals['_CONNECTIONDECISIONFAILURE']._serialized_end=2176
+  _globals['_VERIFYSERVICEPRIVATEDNSREQUEST']._serialized_start=2179
+  _globals['_VERIFYSERVICEPRIVATEDNSREQUEST']._serialized_end=2332
+  _globals['_WATCHSERVICESREQUEST']._serialized_start=2334
+  _globals['_WATCHSERVICESREQUEST']._serialized_end=2428
+  _globals['_WATCHSERVICESRESPONSE']._serialized_start=2431
+  _globals['_WATCHSERVICESRESPONSE']._serialized_end=2581
+  _globals['_PROVIDERSERVICE']._serialized_start=2584
+  _globals['_PROVIDERSERVICE']._serialized_end=4006
 # @@protoc_insertion_point(module_scope)

@@ -462,6 +462,40 @@ class ConnectionDecisionFailure(_message.Message):
 Global___ConnectionDecisionFailure: _TypeAlias = ConnectionDecisionFailure  # noqa: Y015
 
 @_typing.final
+class VerifyServicePrivateDnsRequest(_message.Message):
+    """Request for VerifyServicePrivateDns."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The service, `projects/{project}/services/{service}`; it must have a `private_dns_name`."""
+    etag: _builtins.str
+    """If set, must match the service's current etag (else ABORTED)."""
+    request_id: _builtins.str
+    """Idempotency key (a UUID); a retry with the same id returns the same Operation."""
+    validate_only: _builtins.bool
+    """Validate only; change nothing."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        validate_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "name", b"name", "request_id", b"request_id", "validate_only", b"validate_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyServicePrivateDnsRequest: _TypeAlias = VerifyServicePrivateDnsRequest  # noqa: Y015
+
+@_typing.final
 class WatchServicesRequest(_message.Message):
     """Request for WatchServices."""
 

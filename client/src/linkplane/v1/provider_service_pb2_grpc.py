@@ -77,6 +77,11 @@ class ProviderServiceStub:
                 request_serializer=linkplane_dot_v1_dot_provider__service__pb2.RejectServiceConnectionsRequest.SerializeToString,
                 response_deserializer=google_dot_longrunning_dot_operations__pb2.Operation.FromString,
                 _registered_method=True)
+        self.VerifyServicePrivateDns = channel.unary_unary(
+                '/linkplane.v1.ProviderService/VerifyServicePrivateDns',
+                request_serializer=linkplane_dot_v1_dot_provider__service__pb2.VerifyServicePrivateDnsRequest.SerializeToString,
+                response_deserializer=google_dot_longrunning_dot_operations__pb2.Operation.FromString,
+                _registered_method=True)
         self.WatchServices = channel.unary_stream(
                 '/linkplane.v1.ProviderService/WatchServices',
                 request_serializer=linkplane_dot_v1_dot_provider__service__pb2.WatchServicesRequest.SerializeToString,
@@ -145,6 +150,17 @@ class ProviderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyServicePrivateDns(self, request, context):
+        """Asks AWS now to check the TXT record that proves ownership of the service's private DNS
+        name (AIP-136 custom method `:verifyPrivateDns`). linkplane also re-checks by itself while
+        verification is pending or failed, at a bounded rate; this is for "I just created the
+        record". The Operation completes with the Service once AWS has answered: it fails with
+        PRIVATE_DNS_NOT_VERIFIED (naming the TXT record) when AWS did not find the record.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchServices(self, request, context):
         """Streams every change of the services in a project.
         """
@@ -193,6 +209,11 @@ def add_ProviderServiceServicer_to_server(servicer, server):
             'RejectServiceConnections': grpc.unary_unary_rpc_method_handler(
                     servicer.RejectServiceConnections,
                     request_deserializer=linkplane_dot_v1_dot_provider__service__pb2.RejectServiceConnectionsRequest.FromString,
+                    response_serializer=google_dot_longrunning_dot_operations__pb2.Operation.SerializeToString,
+            ),
+            'VerifyServicePrivateDns': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyServicePrivateDns,
+                    request_deserializer=linkplane_dot_v1_dot_provider__service__pb2.VerifyServicePrivateDnsRequest.FromString,
                     response_serializer=google_dot_longrunning_dot_operations__pb2.Operation.SerializeToString,
             ),
             'WatchServices': grpc.unary_stream_rpc_method_handler(
@@ -417,6 +438,33 @@ class ProviderService:
             target,
             '/linkplane.v1.ProviderService/RejectServiceConnections',
             linkplane_dot_v1_dot_provider__service__pb2.RejectServiceConnectionsRequest.SerializeToString,
+            google_dot_longrunning_dot_operations__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyServicePrivateDns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkplane.v1.ProviderService/VerifyServicePrivateDns',
+            linkplane_dot_v1_dot_provider__service__pb2.VerifyServicePrivateDnsRequest.SerializeToString,
             google_dot_longrunning_dot_operations__pb2.Operation.FromString,
             options,
             channel_credentials,

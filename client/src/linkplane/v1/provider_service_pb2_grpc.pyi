@@ -53,6 +53,13 @@ class ProviderServiceStub:
     """Accepts pending connection requests; recorded in the audit log with who, when and why."""
     RejectServiceConnections: _grpc.UnaryUnaryMultiCallable[_provider_service_pb2.RejectServiceConnectionsRequest, _operations_pb2.Operation]
     """Rejects connection requests or live connections."""
+    VerifyServicePrivateDns: _grpc.UnaryUnaryMultiCallable[_provider_service_pb2.VerifyServicePrivateDnsRequest, _operations_pb2.Operation]
+    """Asks AWS now to check the TXT record that proves ownership of the service's private DNS
+    name (AIP-136 custom method `:verifyPrivateDns`). linkplane also re-checks by itself while
+    verification is pending or failed, at a bounded rate; this is for "I just created the
+    record". The Operation completes with the Service once AWS has answered: it fails with
+    PRIVATE_DNS_NOT_VERIFIED (naming the TXT record) when AWS did not find the record.
+    """
     WatchServices: _grpc.UnaryStreamMultiCallable[_provider_service_pb2.WatchServicesRequest, _provider_service_pb2.WatchServicesResponse]
     """Streams every change of the services in a project."""
 
@@ -79,6 +86,13 @@ class ProviderServiceAsyncStub(ProviderServiceStub):
     """Accepts pending connection requests; recorded in the audit log with who, when and why."""
     RejectServiceConnections: _aio.UnaryUnaryMultiCallable[_provider_service_pb2.RejectServiceConnectionsRequest, _operations_pb2.Operation]  # type: ignore[assignment]
     """Rejects connection requests or live connections."""
+    VerifyServicePrivateDns: _aio.UnaryUnaryMultiCallable[_provider_service_pb2.VerifyServicePrivateDnsRequest, _operations_pb2.Operation]  # type: ignore[assignment]
+    """Asks AWS now to check the TXT record that proves ownership of the service's private DNS
+    name (AIP-136 custom method `:verifyPrivateDns`). linkplane also re-checks by itself while
+    verification is pending or failed, at a bounded rate; this is for "I just created the
+    record". The Operation completes with the Service once AWS has answered: it fails with
+    PRIVATE_DNS_NOT_VERIFIED (naming the TXT record) when AWS did not find the record.
+    """
     WatchServices: _aio.UnaryStreamMultiCallable[_provider_service_pb2.WatchServicesRequest, _provider_service_pb2.WatchServicesResponse]  # type: ignore[assignment]
     """Streams every change of the services in a project."""
 
@@ -150,6 +164,19 @@ class ProviderServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_operations_pb2.Operation, _abc.Awaitable[_operations_pb2.Operation]]:
         """Rejects connection requests or live connections."""
+
+    @_abc_1.abstractmethod
+    def VerifyServicePrivateDns(
+        self,
+        request: _provider_service_pb2.VerifyServicePrivateDnsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operations_pb2.Operation, _abc.Awaitable[_operations_pb2.Operation]]:
+        """Asks AWS now to check the TXT record that proves ownership of the service's private DNS
+        name (AIP-136 custom method `:verifyPrivateDns`). linkplane also re-checks by itself while
+        verification is pending or failed, at a bounded rate; this is for "I just created the
+        record". The Operation completes with the Service once AWS has answered: it fails with
+        PRIVATE_DNS_NOT_VERIFIED (naming the TXT record) when AWS did not find the record.
+        """
 
     @_abc_1.abstractmethod
     def WatchServices(

@@ -581,6 +581,7 @@ class ConnectionCounts(_message.Message):
     REJECTED_FIELD_NUMBER: _builtins.int
     FAILED_FIELD_NUMBER: _builtins.int
     TOTAL_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
     pending_acceptance: _builtins.int
     """Waiting for a decision."""
     pending: _builtins.int
@@ -593,6 +594,10 @@ class ConnectionCounts(_message.Message):
     """Failed, expired or partial."""
     total: _builtins.int
     """Every connection AWS reports, whatever its state."""
+    deleted: _builtins.int
+    """Deleted by their owners, or being deleted. `pending_acceptance + pending + available +
+    rejected + failed + deleted = total`.
+    """
     def __init__(
         self,
         *,
@@ -602,10 +607,11 @@ class ConnectionCounts(_message.Message):
         rejected: _builtins.int = ...,
         failed: _builtins.int = ...,
         total: _builtins.int = ...,
+        deleted: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "failed", b"failed", "pending", b"pending", "pending_acceptance", b"pending_acceptance", "rejected", b"rejected", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "deleted", b"deleted", "failed", b"failed", "pending", b"pending", "pending_acceptance", b"pending_acceptance", "rejected", b"rejected", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
