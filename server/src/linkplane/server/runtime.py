@@ -15,7 +15,7 @@ import prometheus_client
 import structlog
 from grpc_health.v1 import health
 
-from linkplane.server.api import rpc
+from linkplane.server.api import identity, rpc
 from linkplane.server.api import server as api_server
 from linkplane.server.aws import sessions, throttlers
 from linkplane.server.config import Role, Settings
@@ -57,7 +57,7 @@ class Runtime:
         deps = rpc.Dependencies(
             db=self.db,
             feed=self.feed,
-            auth_tokens=dict(self.settings.auth_tokens),
+            authenticator=identity.Authenticator.from_settings(self.settings),
             page_secret=self.settings.page_token_secret.get_secret_value().encode(),
         )
         tls = None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import hmac
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,6 +21,7 @@ from google.protobuf.message import Message
 from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
+from linkplane.server.api import identity
 from linkplane.server.domain import errors
 from linkplane.server.protocol import statuses as api_errors
 from linkplane.server.storage import database, requests
@@ -41,7 +41,7 @@ class Dependencies:
 
     db: database.Database
     feed: ChangeFeed
-    auth_tokens: dict[str, str]
+    authenticator: identity.Authenticator
     page_secret: bytes
 
 
@@ -49,17 +49,9 @@ class HasDeps(Protocol):
     deps: Dependencies
 
 
-def authenticate(deps: Dependencies, context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    """The caller's principal; UNAUTHENTICATED when tokens are configured and none matches."""
-    if not deps.auth_tokens:
-        return "anonymous"
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
-            presented = value.removeprefix("Bearer ").strip()
-            for token, principal in deps.auth_tokens.items():
-                if hmac.compare_digest(token.encode(), presented.encode()):
-                    return principal
-    raise errors.Unauthenticated("missing or invalid bearer token", reason="INVALID_CREDENTIALS")
+async def authenticate(deps: Dependencies, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    """The caller's principal (api/identity.py); UNAUTHENTICATED without valid credentials."""
+    return await deps.authenticator.authenticate(context)
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], status: grpc.Status) -> None:
@@ -79,7 +71,7 @@ def unary(
         started = time.perf_counter()
         code = "OK"
         try:
-            actor = authenticate(self.deps, context)
+            actor = await authenticate(self.deps, context)
             return await method(self, request, context, actor)
         except errors.DomainError as error:
             code = api_errors.code_of(error).name
@@ -119,7 +111,7 @@ def streaming(
     ) -> AsyncIterator[R]:
         code = "OK"
         try:
-            actor = authenticate(self.deps, context)
+            actor = await authenticate(self.deps, context)
             async for item in method(self, request, context, actor):
                 yield item
         except errors.DomainError as error:
