@@ -23,7 +23,9 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class Connection(_message.Message):
-    """A consumer's interface VPC endpoint to an endpoint service."""
+    """A consumer's VPC endpoint to an endpoint service: an interface endpoint (ENIs in subnets),
+    or a gateway endpoint (routes in route tables; S3 and DynamoDB only).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -74,6 +76,35 @@ class Connection(_message.Message):
     STATE_EXPIRED: Connection.State.ValueType  # 8
     """The request expired before a decision."""
 
+    class _EndpointType:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _EndpointTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Connection._EndpointType.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        ENDPOINT_TYPE_UNSPECIFIED: Connection._EndpointType.ValueType  # 0
+        """Not set: an interface endpoint."""
+        ENDPOINT_TYPE_INTERFACE: Connection._EndpointType.ValueType  # 1
+        """An interface endpoint: one ENI with a private IP per subnet. Works with any service."""
+        ENDPOINT_TYPE_GATEWAY: Connection._EndpointType.ValueType  # 2
+        """A gateway endpoint: routes to the service in `route_table_ids`, no ENIs, no acceptance.
+        Only for `com.amazonaws.<region>.s3` and `com.amazonaws.<region>.dynamodb`, in the
+        service's own region.
+        """
+
+    class EndpointType(_EndpointType, metaclass=_EndpointTypeEnumTypeWrapper):
+        """The kind of VPC endpoint."""
+
+    ENDPOINT_TYPE_UNSPECIFIED: Connection.EndpointType.ValueType  # 0
+    """Not set: an interface endpoint."""
+    ENDPOINT_TYPE_INTERFACE: Connection.EndpointType.ValueType  # 1
+    """An interface endpoint: one ENI with a private IP per subnet. Works with any service."""
+    ENDPOINT_TYPE_GATEWAY: Connection.EndpointType.ValueType  # 2
+    """A gateway endpoint: routes to the service in `route_table_ids`, no ENIs, no acceptance.
+    Only for `com.amazonaws.<region>.s3` and `com.amazonaws.<region>.dynamodb`, in the
+    service's own region.
+    """
+
     @_typing.final
     class LabelsEntry(_message.Message):
         DESCRIPTOR: _descriptor.Descriptor
@@ -110,6 +141,8 @@ class Connection(_message.Message):
     POLICY_DOCUMENT_FIELD_NUMBER: _builtins.int
     REQUEST_MESSAGE_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    ENDPOINT_TYPE_FIELD_NUMBER: _builtins.int
+    ROUTE_TABLE_IDS_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     RECONCILING_FIELD_NUMBER: _builtins.int
     CONDITIONS_FIELD_NUMBER: _builtins.int
@@ -152,6 +185,8 @@ class Connection(_message.Message):
     """IAM endpoint policy (JSON, at most 20,480 characters). Empty means full access."""
     request_message: _builtins.str
     """A message to the provider shown with the connection request, at most 1024 characters."""
+    endpoint_type: Global___Connection.EndpointType.ValueType
+    """Interface (the default) or gateway endpoint."""
     state: Global___Connection.State.ValueType
     """Current lifecycle state."""
     reconciling: _builtins.bool
@@ -168,15 +203,25 @@ class Connection(_message.Message):
     """Opaque version for optimistic concurrency; send it back on update and delete."""
     @_builtins.property
     def subnet_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Subnets for the endpoint's ENIs, at most one per availability zone, `subnet-...`."""
+        """Subnets for the endpoint's ENIs, at most one per availability zone, `subnet-...`.
+        Required for an interface endpoint; empty for a gateway endpoint.
+        """
 
     @_builtins.property
     def security_group_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Security groups on the ENIs, `sg-...`. Empty means the VPC's default group."""
+        """Security groups on the ENIs, `sg-...`. Empty means the VPC's default group (interface
+        endpoints only).
+        """
 
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """User labels; they become AWS tags on the endpoint."""
+
+    @_builtins.property
+    def route_table_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Route tables of a gateway endpoint, `rtb-...`; required for a gateway endpoint and empty
+        for an interface endpoint.
+        """
 
     @_builtins.property
     def conditions(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Condition]:
@@ -225,6 +270,8 @@ class Connection(_message.Message):
         policy_document: _builtins.str = ...,
         request_message: _builtins.str = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        endpoint_type: Global___Connection.EndpointType.ValueType = ...,
+        route_table_ids: _abc.Iterable[_builtins.str] | None = ...,
         state: Global___Connection.State.ValueType = ...,
         reconciling: _builtins.bool = ...,
         conditions: _abc.Iterable[_common_pb2.Condition] | None = ...,
@@ -242,7 +289,7 @@ class Connection(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "delete_time", b"delete_time", "last_aws_error", b"last_aws_error", "service", b"service", "service_name", b"service_name", "target", b"target", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "consumer_account", b"consumer_account", "create_time", b"create_time", "delete_time", b"delete_time", "display_name", b"display_name", "dns_entries", b"dns_entries", "endpoint_id", b"endpoint_id", "etag", b"etag", "generation", b"generation", "ip_address_type", b"ip_address_type", "labels", b"labels", "last_aws_error", b"last_aws_error", "name", b"name", "network_interfaces", b"network_interfaces", "observed_generation", b"observed_generation", "policy_document", b"policy_document", "private_dns_enabled", b"private_dns_enabled", "reconciling", b"reconciling", "region", b"region", "request_message", b"request_message", "resolved_service_name", b"resolved_service_name", "security_group_ids", b"security_group_ids", "service", b"service", "service_name", b"service_name", "service_region", b"service_region", "state", b"state", "subnet_ids", b"subnet_ids", "target", b"target", "uid", b"uid", "update_time", b"update_time", "vpc_id", b"vpc_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "consumer_account", b"consumer_account", "create_time", b"create_time", "delete_time", b"delete_time", "display_name", b"display_name", "dns_entries", b"dns_entries", "endpoint_id", b"endpoint_id", "endpoint_type", b"endpoint_type", "etag", b"etag", "generation", b"generation", "ip_address_type", b"ip_address_type", "labels", b"labels", "last_aws_error", b"last_aws_error", "name", b"name", "network_interfaces", b"network_interfaces", "observed_generation", b"observed_generation", "policy_document", b"policy_document", "private_dns_enabled", b"private_dns_enabled", "reconciling", b"reconciling", "region", b"region", "request_message", b"request_message", "resolved_service_name", b"resolved_service_name", "route_table_ids", b"route_table_ids", "security_group_ids", b"security_group_ids", "service", b"service", "service_name", b"service_name", "service_region", b"service_region", "state", b"state", "subnet_ids", b"subnet_ids", "target", b"target", "uid", b"uid", "update_time", b"update_time", "vpc_id", b"vpc_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_target: _TypeAlias = _typing.Literal["service", "service_name"]  # noqa: Y015
     _WhichOneofArgType_target: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015
