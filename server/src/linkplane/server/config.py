@@ -49,6 +49,40 @@ class Settings(BaseSettings):
         default=None, description="PEM certificate chain; with tls_key_file, serve gRPC over TLS."
     )
     tls_key_file: Path | None = Field(default=None, description="PEM private key of the cert.")
+    tls_client_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA bundle: require TLS client certificates signed by it (mTLS); the "
+        "caller is the certificate's SPIFFE ID, else its subject common name.",
+    )
+    oidc_issuer: str | None = Field(
+        default=None, description="Accept OIDC/JWT bearer tokens whose `iss` is exactly this."
+    )
+    oidc_audience: str | None = Field(
+        default=None, description="The `aud` value OIDC tokens must carry (required with issuer)."
+    )
+    oidc_jwks: str | None = Field(
+        default=None,
+        description="The issuer's signing keys: a JWKS file path or https URL (required with "
+        "issuer).",
+    )
+    oidc_principal_claim: str = Field(
+        default="sub", description="The token claim whose value is the caller's principal."
+    )
+    oidc_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "ES256"],
+        description="Accepted JWS algorithms (asymmetric only: RS*, PS*, ES*, EdDSA).",
+    )
+    oidc_leeway_seconds: int = Field(
+        default=30, ge=0, le=300, description="Clock skew tolerated on exp, nbf and iat."
+    )
+    oidc_jwks_ttl_seconds: float = Field(
+        default=300.0, gt=0, description="How long fetched signing keys are used before refetch."
+    )
+    oidc_jwks_min_refresh_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="At most one JWKS refetch per this interval for tokens with an unknown kid.",
+    )
     shutdown_grace_seconds: float = Field(
         default=10.0, ge=0, description="How long in-flight calls may drain on SIGTERM."
     )

@@ -43,6 +43,7 @@ class Runtime:
         self.engine: engine.Engine | None = None
         self._clients: sessions.AwsClients | None = None
         self.collector: garbage.Collector | None = None
+        self.deps: rpc.Dependencies | None = None
 
     async def start(self) -> int:
         if self.settings.metrics_listen:
@@ -66,7 +67,13 @@ class Runtime:
                 self.settings.tls_key_file.read_bytes(),
                 self.settings.tls_cert_file.read_bytes(),
             )
-        server, self._health, self.port = api_server.build(deps, self.settings.listen, tls)
+        self.deps = deps
+        client_ca = None
+        if self.settings.tls_client_ca_file is not None:
+            client_ca = self.settings.tls_client_ca_file.read_bytes()
+        server, self._health, self.port = api_server.build(
+            deps, self.settings.listen, tls, client_ca
+        )
         self._server = server
         await server.start()
         serving = await self.db.ping()

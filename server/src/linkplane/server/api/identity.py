@@ -14,17 +14,43 @@ With nothing configured, every caller is `LOCAL_PRINCIPAL` (dev mode: the local 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from collections.abc import Mapping
+import ipaddress
+import json
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
+import structlog
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from joserfc import errors as jose_errors
+from joserfc import jws, jwt
+from joserfc.jwk import ECKey, Key, KeySet, OKPKey, RSAKey
 
 from linkplane.server.config import Settings
 from linkplane.server.domain import errors
 
+log = structlog.get_logger("linkplane.identity")
+
 LOCAL_PRINCIPAL = "local"
 """The principal of every caller when authentication is off (dev mode treats it as an admin)."""
+
+# Which key type verifies which JWS algorithm. Only asymmetric algorithms: an HMAC algorithm
+# would let anyone holding the (public) JWKS forge tokens, and `none` verifies nothing.
+KEY_TYPES_BY_ALGORITHM = {
+    **dict.fromkeys(("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"), "RSA"),
+    **dict.fromkeys(("ES256", "ES384", "ES512", "ES256K"), "EC"),
+    **dict.fromkeys(("EdDSA", "Ed25519"), "OKP"),
+}
+MAX_JWKS_BYTES = 1024 * 1024
+JWKS_FETCH_TIMEOUT_SECONDS = 5.0
 
 
 def bearer_token(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
@@ -53,33 +79,320 @@ def bearer_token(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
     return credentials
 
 
+def invalid_token(message: str, reason: str = "INVALID_TOKEN") -> errors.Unauthenticated:
+    return errors.Unauthenticated(message, reason=reason)
+
+
+@dataclass(frozen=True)
+class OidcConfig:
+    """How OIDC/JWT bearer tokens are verified (`LINKPLANE_OIDC_*`)."""
+
+    issuer: str
+    """Exact `iss` every token must carry."""
+    audience: str
+    """A value the token's `aud` must contain: this linkplane installation."""
+    jwks: str
+    """Where the issuer's public keys are: a file path, an https URL (http only on loopback)."""
+    principal_claim: str = "sub"
+    """The claim whose (string) value is the caller's principal."""
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    """Accepted JWS algorithms; asymmetric only."""
+    leeway_seconds: int = 30
+    """Clock skew tolerated on exp, nbf and iat."""
+    jwks_ttl_seconds: float = 300.0
+    """How long fetched keys are used before they are fetched again."""
+    jwks_min_refresh_seconds: float = 10.0
+    """At most one refetch per this interval for tokens naming an unknown `kid`."""
+
+    def __post_init__(self) -> None:
+        unsupported = [a for a in self.algorithms if a not in KEY_TYPES_BY_ALGORITHM]
+        if unsupported or not self.algorithms:
+            raise ValueError(
+                f"LINKPLANE_OIDC_ALGORITHMS: unsupported {unsupported or 'empty list'}; "
+                f"allowed: {sorted(KEY_TYPES_BY_ALGORITHM)} (never `none` or HS*)"
+            )
+        if not self.audience:
+            raise ValueError("LINKPLANE_OIDC_AUDIENCE is required with LINKPLANE_OIDC_ISSUER")
+        if not self.jwks:
+            raise ValueError("LINKPLANE_OIDC_JWKS is required with LINKPLANE_OIDC_ISSUER")
+        if not self.principal_claim:
+            raise ValueError("LINKPLANE_OIDC_PRINCIPAL_CLAIM must name a claim")
+        jwks_source(self.jwks)  # refuse a bad location at start-up, not at the first call
+
+
+def jwks_source(location: str) -> str | Path:
+    """A JWKS location as a URL (str) or a file (Path); plain http only on loopback."""
+    parsed = urllib.parse.urlsplit(location)
+    if parsed.scheme == "https":
+        return location
+    if parsed.scheme == "http":
+        host = parsed.hostname or ""
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError(
+                f"LINKPLANE_OIDC_JWKS {location!r}: keys must come over https "
+                "(plain http is accepted only on loopback)"
+            )
+        return location
+    if parsed.scheme in {"", "file"}:
+        return Path(parsed.path if parsed.scheme == "file" else location)
+    raise ValueError(f"LINKPLANE_OIDC_JWKS {location!r}: use a file path or an https URL")
+
+
+def read_jwks(source: str | Path) -> bytes:
+    """The JWKS document's bytes (blocking: run in a thread)."""
+    if isinstance(source, Path):
+        with source.open("rb") as file:
+            return file.read(MAX_JWKS_BYTES + 1)[:MAX_JWKS_BYTES]
+    request = urllib.request.Request(source, headers={"Accept": "application/json"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=JWKS_FETCH_TIMEOUT_SECONDS) as response:  # noqa: S310
+        body: bytes = response.read(MAX_JWKS_BYTES + 1)
+    return body[:MAX_JWKS_BYTES]
+
+
+def public_signing_keys(document: bytes) -> dict[str, Key]:
+    """Keys by `kid` from a JWKS: asymmetric, for signatures, public parts only.
+
+    Symmetric (`oct`) keys are dropped: a verifier must never accept an HMAC made with key
+    material that is published. Keys without a `kid` are indexed under "" (usable only when the
+    set holds exactly one key).
+    """
+    data = json.loads(document)
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        raise ValueError("not a JWKS: expected an object with a `keys` list")  # noqa: TRY004
+    keys: dict[str, Key] = {}
+    for entry in data["keys"]:
+        if not isinstance(entry, dict) or entry.get("kty") not in {"RSA", "EC", "OKP"}:
+            continue
+        if entry.get("use", "sig") != "sig":
+            continue
+        public = {k: v for k, v in entry.items() if k not in {"d", "p", "q", "dp", "dq", "qi"}}
+        key: Key = KeySet.registry_cls.import_key(public)
+        keys[str(entry.get("kid", ""))] = key
+    if not keys:
+        raise ValueError("the JWKS holds no public signing key")
+    return keys
+
+
+class JwksCache:
+    """The issuer's signing keys, refetched when stale or when a token names an unknown key.
+
+    Identity providers rotate keys by publishing the new key first and signing with it later,
+    so an unknown `kid` means "fetch again" — but at most once per `min_refresh_seconds`, so a
+    flood of tokens with made-up kids cannot turn linkplane into a load generator against the IdP.
+    """
+
+    def __init__(self, config: OidcConfig) -> None:
+        self._config = config
+        self._source = jwks_source(config.jwks)
+        self._keys: dict[str, Key] = {}
+        self._fetched_at = float("-inf")  # last successful fetch (monotonic)
+        self._attempted_at = float("-inf")  # last attempt, successful or not
+        self._lock = asyncio.Lock()
+        self.fetches = 0
+
+    async def key(self, kid: str) -> Key | None:
+        now = time.monotonic()
+        if now - self._fetched_at >= self._config.jwks_ttl_seconds:
+            await self._refresh(force=False)
+        found = self._lookup(kid)
+        if found is None and await self._refresh(force=True):
+            found = self._lookup(kid)
+        return found
+
+    def _lookup(self, kid: str) -> Key | None:
+        if kid:
+            return self._keys.get(kid)
+        return next(iter(self._keys.values())) if len(self._keys) == 1 else None
+
+    async def _refresh(self, *, force: bool) -> bool:
+        """Fetch the keys; False when rate-limited. Stale keys stay in use if a fetch fails."""
+        attempted = self._attempted_at
+        async with self._lock:
+            if self._attempted_at != attempted:
+                return True  # another caller fetched while this one waited
+            now = time.monotonic()
+            recently = now - self._attempted_at < self._config.jwks_min_refresh_seconds
+            if not self._keys and recently:
+                raise self._unavailable()
+            if force and recently:
+                return False
+            if not force and (recently or now - self._fetched_at < self._config.jwks_ttl_seconds):
+                return True
+            self._attempted_at = now
+            self.fetches += 1
+            try:
+                document = await asyncio.to_thread(read_jwks, self._source)
+                self._keys = public_signing_keys(document)
+            except (OSError, ValueError, jose_errors.JoseError) as error:
+                log.warning("oidc.jwks_unavailable", jwks=self._config.jwks, error=str(error))
+                if not self._keys:
+                    raise self._unavailable() from None
+                return True
+            self._fetched_at = now
+            log.info("oidc.jwks_fetched", jwks=self._config.jwks, keys=sorted(self._keys))
+            return True
+
+    @staticmethod
+    def _unavailable() -> errors.Unavailable:
+        return errors.Unavailable(
+            "cannot read the identity provider's signing keys (JWKS); retry later",
+            reason="JWKS_UNAVAILABLE",
+        )
+
+
+class OidcVerifier:
+    """Verifies OIDC/JWT bearer tokens: signature, algorithm, issuer, audience and times."""
+
+    def __init__(self, config: OidcConfig) -> None:
+        self.config = config
+        self.keys = JwksCache(config)
+        self._claims = jwt.JWTClaimsRegistry(
+            leeway=config.leeway_seconds,
+            iss={"essential": True, "value": config.issuer},
+            aud={"essential": True, "value": config.audience},
+            exp={"essential": True},
+        )
+
+    @staticmethod
+    def looks_like_jwt(token: str) -> bool:
+        return token.count(".") == 2
+
+    async def principal(self, token: str) -> str:
+        try:
+            header = jws.extract_compact(token.encode()).headers()
+        except (jose_errors.JoseError, ValueError):
+            raise invalid_token("the bearer token is not a valid JWT") from None
+        algorithm = header.get("alg")
+        if algorithm not in self.config.algorithms:
+            raise invalid_token(f"JWT algorithm {algorithm!r} is not accepted")
+        kid = header.get("kid", "")
+        key = await self.keys.key(kid if isinstance(kid, str) else "")
+        if key is None:
+            raise invalid_token(
+                "the JWT is signed with an unknown key", reason="UNKNOWN_SIGNING_KEY"
+            )
+        if key.key_type != KEY_TYPES_BY_ALGORITHM[algorithm] or not isinstance(
+            key, RSAKey | ECKey | OKPKey
+        ):
+            raise invalid_token("the JWT's algorithm does not match its key")
+        try:
+            decoded = jwt.decode(token, key, algorithms=[algorithm])
+            self._claims.validate(decoded.claims)
+        except jose_errors.ExpiredTokenError:
+            raise invalid_token("the JWT has expired", reason="TOKEN_EXPIRED") from None
+        except jose_errors.BadSignatureError:
+            raise invalid_token("the JWT's signature does not verify") from None
+        except jose_errors.ClaimError as error:
+            raise invalid_token(f"the JWT's {error.claim!r} claim is missing or invalid") from None
+        except (jose_errors.JoseError, ValueError):
+            raise invalid_token("the bearer token is not a valid JWT") from None
+        principal = decoded.claims.get(self.config.principal_claim)
+        if not isinstance(principal, str) or not principal:
+            raise invalid_token(
+                f"the JWT has no string {self.config.principal_claim!r} claim to name the caller"
+            )
+        return principal
+
+
+def certificate_principal(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+    """The principal of a verified TLS client certificate: its SPIFFE ID, else its subject CN.
+
+    Called only when the server requires client certificates, so gRPC has already verified the
+    chain against LINKPLANE_TLS_CLIENT_CA_FILE; None when the connection has no certificate.
+    """
+    pems = list(context.auth_context().get("x509_pem_cert") or [])
+    if not pems:
+        return None
+    certificate = x509.load_pem_x509_certificate(pems[0])
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        uris = names.value.get_values_for_type(x509.UniformResourceIdentifier)
+    except x509.ExtensionNotFound:
+        uris = []
+    spiffe = [uri for uri in uris if uri.lower().startswith("spiffe://")]
+    if len(spiffe) > 1:
+        # The SPIFFE X.509-SVID spec allows exactly one; several would be ambiguous.
+        raise errors.Unauthenticated(
+            "the client certificate has several SPIFFE IDs", reason="INVALID_CREDENTIALS"
+        )
+    if spiffe:
+        return spiffe[0]
+    common_names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if common_names:
+        value = common_names[0].value
+        text = value.decode() if isinstance(value, bytes) else str(value)
+        if text:
+            return text
+    raise errors.Unauthenticated(
+        "the client certificate names no SPIFFE ID and no common name",
+        reason="INVALID_CREDENTIALS",
+    )
+
+
 class Authenticator:
     """Verifies callers' credentials; built once per process from the settings."""
 
-    def __init__(self, *, tokens: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        tokens: Mapping[str, str] | None = None,
+        oidc: OidcConfig | None = None,
+        client_certificates: bool = False,
+    ) -> None:
         self._tokens = {token.encode(): principal for token, principal in (tokens or {}).items()}
+        self.oidc = OidcVerifier(oidc) if oidc is not None else None
+        self.client_certificates = client_certificates
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
-        return cls(tokens=settings.auth_tokens)
+        oidc = None
+        if settings.oidc_issuer:
+            oidc = OidcConfig(
+                issuer=settings.oidc_issuer,
+                audience=settings.oidc_audience or "",
+                jwks=settings.oidc_jwks or "",
+                principal_claim=settings.oidc_principal_claim,
+                algorithms=tuple(settings.oidc_algorithms),
+                leeway_seconds=settings.oidc_leeway_seconds,
+                jwks_ttl_seconds=settings.oidc_jwks_ttl_seconds,
+                jwks_min_refresh_seconds=settings.oidc_jwks_min_refresh_seconds,
+            )
+        return cls(
+            tokens=settings.auth_tokens,
+            oidc=oidc,
+            client_certificates=settings.tls_client_ca_file is not None,
+        )
 
     @property
     def enabled(self) -> bool:
         """False in dev mode: every caller is `LOCAL_PRINCIPAL`."""
-        return bool(self._tokens)
+        return bool(self._tokens) or self.oidc is not None or self.client_certificates
 
     async def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
         """The caller's principal, or `errors.Unauthenticated`."""
         if not self.enabled:
             return LOCAL_PRINCIPAL
         token = bearer_token(context)
-        if token is None:
-            raise errors.Unauthenticated(
-                "this call needs credentials: a bearer token", reason="MISSING_CREDENTIALS"
-            )
+        if token is not None:
+            return await self._token_principal(token)
+        if self.client_certificates:
+            principal = certificate_principal(context)
+            if principal is not None:
+                return principal
+        raise errors.Unauthenticated(
+            f"this call needs credentials: {self._accepted()}", reason="MISSING_CREDENTIALS"
+        )
+
+    async def _token_principal(self, token: str) -> str:
         principal = self._static_principal(token)
         if principal is not None:
             return principal
+        if self.oidc is not None and OidcVerifier.looks_like_jwt(token):
+            return await self.oidc.principal(token)
         raise errors.Unauthenticated("invalid bearer token", reason="INVALID_CREDENTIALS")
 
     def _static_principal(self, token: str) -> str | None:
@@ -90,3 +403,14 @@ class Authenticator:
             if hmac.compare_digest(known, presented):
                 found = principal
         return found
+
+    def _accepted(self) -> str:
+        kinds: Sequence[str] = [
+            kind
+            for kind, on in (
+                ("a bearer token", bool(self._tokens) or self.oidc is not None),
+                ("a TLS client certificate", self.client_certificates),
+            )
+            if on
+        ]
+        return " or ".join(kinds)

@@ -26,13 +26,20 @@ SERVICE_NAMES = (
 
 
 def build(
-    deps: rpc.Dependencies, listen: str, tls: tuple[bytes, bytes] | None = None
+    deps: rpc.Dependencies,
+    listen: str,
+    tls: tuple[bytes, bytes] | None = None,
+    client_ca: bytes | None = None,
 ) -> tuple[grpc.aio.Server, health.HealthServicer, int]:
     """The server (not started), its health servicer, and the bound port.
 
     `tls` is (private key, certificate chain) in PEM; without it the port is plaintext, as
-    behind a TLS-terminating proxy or on loopback in dev mode.
+    behind a TLS-terminating proxy or on loopback in dev mode. `client_ca` (PEM) makes the TLS
+    handshake require a client certificate signed by it (mTLS; api/identity.py reads the
+    principal from the verified certificate).
     """
+    if client_ca is not None and tls is None:
+        raise ValueError("TLS client authentication needs a server certificate and key")
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),
@@ -64,7 +71,10 @@ def build(
     )
     if tls is not None:
         key, chain = tls
-        port = server.add_secure_port(listen, grpc.ssl_server_credentials([(key, chain)]))
+        credentials = grpc.ssl_server_credentials(
+            [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+        )
+        port = server.add_secure_port(listen, credentials)
     else:
         port = server.add_insecure_port(listen)
     if port == 0:
