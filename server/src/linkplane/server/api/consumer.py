@@ -28,8 +28,17 @@ WRITABLE = {
     "policy_document",
     "request_message",
     "labels",
+    "route_table_ids",
 }
-IMMUTABLE = {"service", "service_name", "consumer_account", "region", "service_region", "vpc_id"}
+IMMUTABLE = {
+    "service",
+    "service_name",
+    "consumer_account",
+    "region",
+    "service_region",
+    "vpc_id",
+    "endpoint_type",
+}
 OUTPUT_ONLY = {
     "uid",
     "state",

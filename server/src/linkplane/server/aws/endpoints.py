@@ -7,6 +7,7 @@ batches, and normalise the state strings AWS reports in varying case.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -38,6 +39,113 @@ def normalize_state(state: str | None) -> str:
     if not state:
         return "Unknown"
     return _BY_LOWER.get(state.lower().replace("-", "").replace("_", ""), state)
+
+
+@dataclasses.dataclass(frozen=True)
+class DnsEntry:
+    """One DNS name AWS created for an interface endpoint."""
+
+    dns_name: str
+    hosted_zone_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class LastError:
+    """Why AWS failed an endpoint (``LastError`` of a Failed endpoint)."""
+
+    code: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """A VPC endpoint as DescribeVpcEndpoints/CreateVpcEndpoint report it, typed.
+
+    ``raw`` keeps AWS's answer for the few callers that need its shape (tags).
+    """
+
+    endpoint_id: str
+    endpoint_type: str
+    """``Interface`` or ``Gateway`` (``GatewayLoadBalancer`` is never created by linkplane)."""
+    state: str
+    """The reference's spelling (see :func:`normalize_state`)."""
+    service_name: str
+    subnet_ids: tuple[str, ...]
+    security_group_ids: tuple[str, ...]
+    route_table_ids: tuple[str, ...]
+    private_dns_enabled: bool
+    ip_address_type: str
+    """``ipv4``, ``dualstack`` or ``ipv6``; empty when AWS does not say (gateway endpoints)."""
+    dns_record_ip_type: str
+    """``DnsOptions.DnsRecordIpType``: which records the endpoint's DNS names have."""
+    policy_document: str
+    dns_entries: tuple[DnsEntry, ...]
+    network_interface_ids: tuple[str, ...]
+    last_error: LastError | None
+    raw: Mapping[str, Any]
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> Endpoint:
+        error = data.get("LastError") or {}
+        return cls(
+            endpoint_id=str(data["VpcEndpointId"]),
+            endpoint_type=str(data.get("VpcEndpointType") or "Interface"),
+            state=normalize_state(data.get("State")),
+            service_name=str(data.get("ServiceName", "")),
+            subnet_ids=tuple(data.get("SubnetIds") or ()),
+            security_group_ids=tuple(
+                str(g.get("GroupId", "")) for g in data.get("Groups") or () if g.get("GroupId")
+            ),
+            route_table_ids=tuple(data.get("RouteTableIds") or ()),
+            private_dns_enabled=data.get("PrivateDnsEnabled") is True,
+            ip_address_type=str(data.get("IpAddressType") or ""),
+            dns_record_ip_type=str((data.get("DnsOptions") or {}).get("DnsRecordIpType") or ""),
+            policy_document=str(data.get("PolicyDocument") or ""),
+            dns_entries=tuple(
+                DnsEntry(str(d.get("DnsName", "")), str(d.get("HostedZoneId", "")))
+                for d in data.get("DnsEntries") or ()
+            ),
+            network_interface_ids=tuple(data.get("NetworkInterfaceIds") or ()),
+            last_error=(
+                LastError(str(error.get("Code", "")), str(error.get("Message", "")))
+                if error
+                else None
+            ),
+            raw=data,
+        )
+
+
+async def create_gateway_endpoint(
+    ctx: calls.Context,
+    *,
+    uid: str,
+    generation: int,
+    name: str,
+    vpc_id: str,
+    service_name: str,
+    route_table_ids: Sequence[str],
+    labels: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """CreateVpcEndpoint for a *gateway* endpoint (S3, DynamoDB); returns the ``VpcEndpoint``.
+
+    Gateway endpoints have route tables instead of subnets, no ENIs, security groups, private
+    DNS or acceptance. The type is sent explicitly (it is AWS's default, but relying on a
+    default for the kind of object created is how interface endpoints go wrong). ClientToken
+    and ownership tag as for :func:`create_endpoint`; ``extra`` passes PolicyDocument.
+    """
+    params: dict[str, Any] = {
+        "VpcEndpointType": "Gateway",
+        "VpcId": vpc_id,
+        "ServiceName": service_name,
+        "RouteTableIds": list(route_table_ids),
+        "ClientToken": tags.deterministic_client_token(uid, generation, "endpoint"),
+        "TagSpecifications": tags.linkplane_tags(uid, "endpoint", name, labels),
+    }
+    params = calls.merge_params(params, extra)
+    response = await ctx.call("ec2", "CreateVpcEndpoint", **params)
+    endpoint: dict[str, Any] = response["VpcEndpoint"]
+    return endpoint
 
 
 async def create_endpoint(

@@ -49,6 +49,7 @@ ELBV2_PLACEMENT = "elbv2:load-balancer-placement"
 ELBV2_TARGETS = "elbv2:targets"
 ELBV2_MUTATING = "elbv2:mutating"
 ROUTE53_ACCOUNT = "route53:account"
+SERVICE_QUOTAS_ACCOUNT = "service-quotas:account"
 
 AWS_RATES: Mapping[str, Rate] = {
     EC2_NON_MUTATING: Rate(burst=100, refill=20),
@@ -62,6 +63,9 @@ AWS_RATES: Mapping[str, Rate] = {
     ELBV2_MUTATING: Rate(burst=20, refill=3),
     # Route 53's API allows five requests per second per account (all Regions: it is global).
     ROUTE53_ACCOUNT: Rate(burst=5, refill=5),
+    # Service Quotas publishes no bucket sizes; linkplane reads one quota per account and
+    # Region an hour (aws/quotas.py), so a small bucket costs nothing and stays well clear.
+    SERVICE_QUOTAS_ACCOUNT: Rate(burst=5, refill=2),
 }
 
 FULL_REFILL_FAMILIES = frozenset({EC2_ENDPOINT_MUTATION})
@@ -121,6 +125,8 @@ def families(service: str, action: str) -> tuple[str, ...]:
         return (ELBV2_MUTATING, ELBV2_ACCOUNT)
     if service == "route53":
         return (ROUTE53_ACCOUNT,)
+    if service == "service-quotas":
+        return (SERVICE_QUOTAS_ACCOUNT,)
     # STS (AssumeRole once an hour per account) and anything else: no documented bucket that
     # linkplane could approach, so no client-side limit.
     return ()

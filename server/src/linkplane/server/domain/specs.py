@@ -83,7 +83,7 @@ class ServiceSpec:
 
 @dataclass
 class ConnectionSpec:
-    """A consumer's interface endpoint."""
+    """A consumer's VPC endpoint: interface (ENIs in subnets) or gateway (route tables)."""
 
     consumer_account: str = ""
     region: str = ""
@@ -99,6 +99,18 @@ class ConnectionSpec:
     request_message: str = ""
     display_name: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    endpoint_type: str = ""  # "" (interface), interface, gateway
+    route_table_ids: list[str] = field(default_factory=list)
+
+    @property
+    def gateway(self) -> bool:
+        """A gateway endpoint (route tables, no ENIs); anything else is an interface one."""
+        return self.endpoint_type == "gateway"
+
+    @property
+    def cross_region(self) -> bool:
+        """The service lives in another region than the consumer VPC."""
+        return bool(self.service_region) and self.service_region != self.region
 
 
 def to_json(spec: AccountSpec | ServiceSpec | ConnectionSpec) -> dict[str, Any]:

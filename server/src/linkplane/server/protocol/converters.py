@@ -28,6 +28,12 @@ IP_TYPES_IN: dict[Any, str] = {
     common_pb2.IP_ADDRESS_TYPE_DUALSTACK: "dualstack",
 }
 IP_TYPES_OUT: dict[str, Any] = {v: k for k, v in IP_TYPES_IN.items()}
+ENDPOINT_TYPES_IN: dict[Any, str] = {
+    connection_pb2.Connection.ENDPOINT_TYPE_UNSPECIFIED: "",
+    connection_pb2.Connection.ENDPOINT_TYPE_INTERFACE: "interface",
+    connection_pb2.Connection.ENDPOINT_TYPE_GATEWAY: "gateway",
+}
+ENDPOINT_TYPES_OUT: dict[str, Any] = {v: k for k, v in ENDPOINT_TYPES_IN.items()}
 PROTOCOLS_IN: dict[Any, str] = {
     service_pb2.Listener.PROTOCOL_UNSPECIFIED: "TCP",
     service_pb2.Listener.PROTOCOL_TCP: "TCP",
@@ -318,6 +324,8 @@ def connection_spec(message: connection_pb2.Connection) -> specs.ConnectionSpec:
         request_message=message.request_message,
         display_name=message.display_name,
         labels=dict(message.labels),
+        endpoint_type=_enum_in(ENDPOINT_TYPES_IN, message.endpoint_type),
+        route_table_ids=list(message.route_table_ids),
     )
 
 
@@ -339,6 +347,8 @@ def connection(row: models.Connection) -> connection_pb2.Connection:
         policy_document=spec.policy_document,
         request_message=spec.request_message,
         labels=spec.labels,
+        endpoint_type=ENDPOINT_TYPES_OUT.get(spec.endpoint_type, 0),
+        route_table_ids=spec.route_table_ids,
         state=connection_pb2.Connection.State.Value(f"STATE_{row.state}"),
         reconciling=row.reconciling,
         conditions=_conditions(status),

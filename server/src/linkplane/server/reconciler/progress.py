@@ -171,7 +171,16 @@ async def settle_connection(session: AsyncSession, row: models.Connection) -> No
             continue
         if row.observed_generation < operation.target_generation:
             continue
-        if row.state in CONNECTION_SETTLED:
+        stalled = _stalled_condition(row.status or {})
+        if stalled is not None:
+            # AWS accepted a change but does not reflect it (reconciler/stalls.py): the
+            # reconciler keeps retrying with backoff, but the caller learns now, not in hours.
+            await operations.finish(
+                session,
+                operation.id,
+                error=failure_status("STALLED", stalled, state=row.state),
+            )
+        elif row.state in CONNECTION_SETTLED:
             await operations.finish(
                 session, operation.id, response=converters.pack(converters.connection(row))
             )
@@ -186,6 +195,14 @@ async def settle_connection(session: AsyncSession, row: models.Connection) -> No
                 operation.id,
                 error=failure_status(f"CONNECTION_{row.state}", message, state=row.state),
             )
+
+
+def _stalled_condition(status: dict[str, Any]) -> str | None:
+    """The message of a true ``Stalled`` condition, None when there is none."""
+    for condition in status.get("conditions", []):
+        if condition.get("type") == "Stalled" and condition.get("status") == "TRUE":
+            return str(condition.get("message", "a change is not reflected by AWS"))
+    return None
 
 
 async def finish_deletion(session: AsyncSession, row: Any, kind: str) -> None:
