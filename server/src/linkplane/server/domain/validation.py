@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Iterable
 
-from linkplane.server.domain import names
+from linkplane.server.domain import endpoints, names
 from linkplane.server.domain.errors import FieldViolation
 from linkplane.server.domain.specs import AccountSpec, ConnectionSpec, ServiceSpec
 
@@ -134,8 +134,10 @@ def check_connection(spec: ConnectionSpec, prefix: str) -> list[FieldViolation]:
     out += _region(spec.service_region, f"{prefix}.service_region", required=False)
     if not VPC_ID.match(spec.vpc_id):
         out.append(_v(prefix, "vpc_id", "must be a VPC id, vpc-…"))
+    # How many subnets (and route tables) are needed depends on the endpoint kind.
+    out += endpoints.check_kind(spec, prefix)
     out += _ids(
-        spec.subnet_ids, SUBNET_ID, f"{prefix}.subnet_ids", "subnet-…", least=1, most=MAX_SUBNETS
+        spec.subnet_ids, SUBNET_ID, f"{prefix}.subnet_ids", "subnet-…", least=0, most=MAX_SUBNETS
     )
     out += _ids(
         spec.security_group_ids,
