@@ -18,7 +18,9 @@ TOKENS = {"alice-token": "alice", "bob-token": "bob"}
 @pytest.fixture(scope="module")
 async def token_server(database_url: str) -> AsyncIterator[Runtime]:
     runtime = Runtime(
-        Settings(listen="127.0.0.1:0", role=Role.API, auth_tokens=TOKENS), database_url
+        # alice administers everything, so these calls test authentication, not authorization.
+        Settings(listen="127.0.0.1:0", role=Role.API, auth_tokens=TOKENS, admins=["alice"]),
+        database_url,
     )
     await runtime.start()
     try:

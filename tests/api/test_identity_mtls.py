@@ -143,7 +143,11 @@ async def who(
                 timeout=10,
             )
     except grpc.aio.AioRpcError as error:
-        return error.code()
+        # Authenticated callers without a role here are refused by authorization (7) after
+        # authentication saw them: the principal is what this helper reports.
+        return (
+            seen[-1] if seen and error.code() == grpc.StatusCode.PERMISSION_DENIED else error.code()
+        )
     finally:
         del authenticator.authenticate
     return seen[-1]

@@ -296,6 +296,7 @@ async def oidc_server(database_url: str, module_jwks: Path) -> AsyncIterator[Run
         listen="127.0.0.1:0",
         role=Role.API,
         auth_tokens={"static-token": "robot"},
+        admins=["alice", "robot"],  # authentication is under test here, not authorization
         oidc_issuer=ISSUER,
         oidc_audience=AUDIENCE,
         oidc_jwks=str(path),

@@ -27,7 +27,7 @@ from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alinkplane/v1/account.proto\x12\x0clinkplane.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfc\x03\n\x07\x41\x63\x63ount\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x11\n\x03uid\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x61ws_account_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x64isplay_name\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08role_arn\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12\x19\n\x0b\x65xternal_id\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1d\n\x0f\x61llowed_regions\x18\x07 \x03(\tB\x04\xe2\x41\x01\x01\x12\x37\n\x06labels\x18\x08 \x03(\x0b\x32!.linkplane.v1.Account.LabelsEntryB\x04\xe2\x41\x01\x01\x12\x35\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x12\n\x04\x65tag\x18\x0b \x01(\tB\x04\xe2\x41\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01:T\xea\x41Q\n\x15linkplane.dev/Account\x12%projects/{project}/accounts/{account}*\x08\x61\x63\x63ounts2\x07\x61\x63\x63ountB\x14\n\x10\x64\x65v.linkplane.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alinkplane/v1/account.proto\x12\x0clinkplane.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc0\x04\n\x07\x41\x63\x63ount\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x11\n\x03uid\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x61ws_account_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x64isplay_name\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08role_arn\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x0b\x65xternal_id\x18\x06 \x01(\tB\x05\xe2\x41\x02\x01\x04\x12\x1d\n\x0f\x61llowed_regions\x18\x07 \x03(\tB\x04\xe2\x41\x01\x01\x12\x37\n\x06labels\x18\x08 \x03(\x0b\x32!.linkplane.v1.Account.LabelsEntryB\x04\xe2\x41\x01\x01\x12\x35\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x12\n\x04\x65tag\x18\x0b \x01(\tB\x04\xe2\x41\x01\x01\x12\x1d\n\x0f\x65xternal_id_set\x18\x0c \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\"\n\x14shared_with_projects\x18\r \x03(\tB\x04\xe2\x41\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01:T\xea\x41Q\n\x15linkplane.dev/Account\x12%projects/{project}/accounts/{account}*\x08\x61\x63\x63ounts2\x07\x61\x63\x63ountB\x14\n\x10\x64\x65v.linkplane.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,7 +48,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACCOUNT'].fields_by_name['role_arn']._loaded_options = None
   _globals['_ACCOUNT'].fields_by_name['role_arn']._serialized_options = b'\342A\001\001'
   _globals['_ACCOUNT'].fields_by_name['external_id']._loaded_options = None
-  _globals['_ACCOUNT'].fields_by_name['external_id']._serialized_options = b'\342A\001\001'
+  _globals['_ACCOUNT'].fields_by_name['external_id']._serialized_options = b'\342A\002\001\004'
   _globals['_ACCOUNT'].fields_by_name['allowed_regions']._loaded_options = None
   _globals['_ACCOUNT'].fields_by_name['allowed_regions']._serialized_options = b'\342A\001\001'
   _globals['_ACCOUNT'].fields_by_name['labels']._loaded_options = None
@@ -59,10 +59,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACCOUNT'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
   _globals['_ACCOUNT'].fields_by_name['etag']._loaded_options = None
   _globals['_ACCOUNT'].fields_by_name['etag']._serialized_options = b'\342A\001\001'
+  _globals['_ACCOUNT'].fields_by_name['external_id_set']._loaded_options = None
+  _globals['_ACCOUNT'].fields_by_name['external_id_set']._serialized_options = b'\342A\001\003'
+  _globals['_ACCOUNT'].fields_by_name['shared_with_projects']._loaded_options = None
+  _globals['_ACCOUNT'].fields_by_name['shared_with_projects']._serialized_options = b'\342A\001\001'
   _globals['_ACCOUNT']._loaded_options = None
   _globals['_ACCOUNT']._serialized_options = b'\352AQ\n\025linkplane.dev/Account\022%projects/{project}/accounts/{account}*\010accounts2\007account'
   _globals['_ACCOUNT']._serialized_start=138
-  _globals['_ACCOUNT']._serialized_end=646
-  _globals['_ACCOUNT_LABELSENTRY']._serialized_start=515
-  _globals['_ACCOUNT_LABELSENTRY']._serialized_end=560
+  _globals['_ACCOUNT']._serialized_end=714
+  _globals['_ACCOUNT_LABELSENTRY']._serialized_start=583
+  _globals['_ACCOUNT_LABELSENTRY']._serialized_end=628
 # @@protoc_insertion_point(module_scope)

@@ -56,6 +56,8 @@ class Account(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    EXTERNAL_ID_SET_FIELD_NUMBER: _builtins.int
+    SHARED_WITH_PROJECTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """`projects/{project}/accounts/{aws_account_id}`."""
     uid: _builtins.str
@@ -69,9 +71,15 @@ class Account(_message.Message):
     Empty means the server's own credentials already act in this account.
     """
     external_id: _builtins.str
-    """External id presented on AssumeRole (2 to 1224 characters of `[\\w+=,.@:/-]`)."""
+    """External id presented on AssumeRole (2 to 1224 characters of `[\\w+=,.@:/-]`).
+    Write-only: never returned (see `external_id_set`). On an update replacing every field
+    (no mask or `*`), an empty value keeps the current one; name it in the mask to clear it.
+    `role_arn` is returned only to callers who may update the account (admins).
+    """
     etag: _builtins.str
     """Opaque version for optimistic concurrency; send it back on update and delete."""
+    external_id_set: _builtins.bool
+    """Whether an external id is set (the external id itself is write-only)."""
     @_builtins.property
     def allowed_regions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Regions linkplane may act in for this account, for example `us-east-1`. Empty means any."""
@@ -88,6 +96,12 @@ class Account(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the account was last changed."""
 
+    @_builtins.property
+    def shared_with_projects(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Other projects (`projects/{project}`) that may register this same AWS account too. Only
+        this project's admins can grant it; removing a project later does not unregister it there.
+        """
+
     def __init__(
         self,
         *,
@@ -102,10 +116,12 @@ class Account(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
+        external_id_set: _builtins.bool = ...,
+        shared_with_projects: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_regions", b"allowed_regions", "aws_account_id", b"aws_account_id", "create_time", b"create_time", "display_name", b"display_name", "etag", b"etag", "external_id", b"external_id", "labels", b"labels", "name", b"name", "role_arn", b"role_arn", "uid", b"uid", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_regions", b"allowed_regions", "aws_account_id", b"aws_account_id", "create_time", b"create_time", "display_name", b"display_name", "etag", b"etag", "external_id", b"external_id", "external_id_set", b"external_id_set", "labels", b"labels", "name", b"name", "role_arn", b"role_arn", "shared_with_projects", b"shared_with_projects", "uid", b"uid", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

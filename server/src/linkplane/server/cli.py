@@ -10,6 +10,7 @@ import typer
 from pydantic import SecretStr
 
 from linkplane.server import devmode, logs
+from linkplane.server.api import identity
 from linkplane.server.config import Role, Settings
 from linkplane.server.runtime import Runtime
 from linkplane.server.storage import migrations
@@ -46,6 +47,14 @@ def serve(
     settings = _settings(listen=listen, role=role)
     if settings.database_url is None:
         typer.echo("error: set LINKPLANE_DATABASE_URL (or use `linkplane-server dev`)", err=True)
+        raise typer.Exit(2)
+    if settings.page_token_secret is None and settings.role != Role.WORKER:
+        # Replicas must agree on the key, and a built-in one would let anyone forge tokens.
+        typer.echo(
+            "error: set LINKPLANE_PAGE_TOKEN_SECRET to a random value shared by every replica, "
+            "e.g. $(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')",
+            err=True,
+        )
         raise typer.Exit(2)
     url = settings.database_url.get_secret_value()
     asyncio.run(_serve(settings, url))
@@ -119,9 +128,10 @@ async def _dev(settings: Settings, time_scale: float | None) -> None:
         port = await runtime.start()
         host = settings.listen.rsplit(":", 1)[0]
         address = f"{host}:{port}"
-        if networks:
+        auth_enabled = identity.Authenticator.from_settings(settings).enabled
+        if networks and not auth_enabled:
             await devmode.register_accounts(address, networks)
-        typer.echo(devmode.walkthrough(address, networks, simulator))
+        typer.echo(devmode.walkthrough(address, networks, simulator, auth_enabled=auth_enabled))
         await runtime.run_until_signalled()
     finally:
         if simulator is not None:

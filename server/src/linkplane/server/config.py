@@ -5,6 +5,7 @@ One class, read once at start-up by the CLI and passed down; nothing else reads 
 
 from __future__ import annotations
 
+import secrets
 from enum import StrEnum
 from pathlib import Path
 
@@ -36,10 +37,19 @@ class Settings(BaseSettings):
     database_timeout_seconds: float = Field(
         default=5.0, gt=0, description="Connect and statement timeout towards Postgres."
     )
-    page_token_secret: SecretStr = Field(
-        default=SecretStr("linkplane-page-tokens"),
+    page_token_secret: SecretStr | None = Field(
+        default=None,
         description="HMAC key that makes page tokens opaque and tamper-evident. Set the same "
-        "value on every replica.",
+        "value on every replica. `serve` refuses to start without one; `dev` and tests use a "
+        "random key per process.",
+    )
+    admins: list[str] = Field(
+        default_factory=list,
+        description='Bootstrap administrators: principals (JSON list, e.g. ["alice"]) holding '
+        "roles/linkplane.admin on every project, whatever the projects' IAM policies say.",
+    )
+    reflection: bool = Field(
+        default=True, description="Serve gRPC server reflection (generic clients need it)."
     )
     auth_tokens: dict[str, str] = Field(
         default_factory=dict,
@@ -122,3 +132,14 @@ class Settings(BaseSettings):
     garbage_interval_seconds: float = Field(
         default=600.0, gt=0, description="How often the garbage collector sweeps."
     )
+
+    def page_token_key(self) -> bytes:
+        """The configured page-token key, or this process's random one (dev mode and tests)."""
+        if self.page_token_secret is not None:
+            return self.page_token_secret.get_secret_value().encode()
+        return _PROCESS_PAGE_KEY
+
+
+# Without a configured key, page tokens stay valid only within this process: what `dev` and
+# the tests need, and why `serve` (several replicas behind a balancer) refuses to run without one.
+_PROCESS_PAGE_KEY = secrets.token_bytes(32)

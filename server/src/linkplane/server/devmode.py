@@ -56,7 +56,9 @@ async def register_accounts(address: str, networks: dict[str, dict[str, Any]]) -
                 await stub.UpdateAccount(account_service_pb2.UpdateAccountRequest(account=account))
 
 
-def walkthrough(address: str, networks: dict[str, dict[str, Any]], simulator: Any) -> str:
+def walkthrough(
+    address: str, networks: dict[str, dict[str, Any]], simulator: Any, *, auth_enabled: bool = False
+) -> str:
     lines = [
         "",
         f"linkplane is serving on {address} (dev mode).",
@@ -87,5 +89,19 @@ def walkthrough(address: str, networks: dict[str, dict[str, Any]], simulator: An
         ]
     else:
         lines += [f"  export LINKPLANE_ADDRESS={address}", "  lpctl accounts list"]
-    lines += ["", "Stop with Ctrl-C.", ""]
+    notice = AUTH_ON_NOTICE if auth_enabled else AUTH_OFF_NOTICE
+    lines += ["", *notice, "", "Stop with Ctrl-C.", ""]
     return "\n".join(lines)
+
+
+AUTH_OFF_NOTICE = (
+    "Authentication is off: every caller is the local administrator (docs/security.md).",
+    "To turn it on, give each user a token and name the administrators, e.g.:",
+    '  export LINKPLANE_AUTH_TOKENS=\'{"<random token>": "alice"}\'',
+    "  export LINKPLANE_ADMINS='[\"alice\"]'",
+    "then grant others roles per project: lpctl iam add-binding (google.iam.v1.IAMPolicy).",
+)
+AUTH_ON_NOTICE = (
+    "Authentication is on: callers need credentials; LINKPLANE_ADMINS administer every project.",
+    "The dev accounts were not registered (that needs an administrator's credentials).",
+)

@@ -15,7 +15,7 @@ import prometheus_client
 import structlog
 from grpc_health.v1 import health
 
-from linkplane.server.api import identity, rpc
+from linkplane.server.api import authz, identity, rpc
 from linkplane.server.api import server as api_server
 from linkplane.server.aws import sessions, throttlers
 from linkplane.server.config import Role, Settings
@@ -55,11 +55,16 @@ class Runtime:
             await self._start_workers()
         if self.settings.role == Role.WORKER:
             return 0
+        authenticator = identity.Authenticator.from_settings(self.settings)
         deps = rpc.Dependencies(
             db=self.db,
             feed=self.feed,
-            authenticator=identity.Authenticator.from_settings(self.settings),
-            page_secret=self.settings.page_token_secret.get_secret_value().encode(),
+            authenticator=authenticator,
+            page_secret=self.settings.page_token_key(),
+            # Without authentication (dev mode) every caller is the local administrator.
+            authorizer=authz.Authorizer(
+                self.db, admins=self.settings.admins, enabled=authenticator.enabled
+            ),
         )
         tls = None
         if self.settings.tls_cert_file and self.settings.tls_key_file:
@@ -72,7 +77,7 @@ class Runtime:
         if self.settings.tls_client_ca_file is not None:
             client_ca = self.settings.tls_client_ca_file.read_bytes()
         server, self._health, self.port = api_server.build(
-            deps, self.settings.listen, tls, client_ca
+            deps, self.settings.listen, tls, client_ca, reflection_enabled=self.settings.reflection
         )
         self._server = server
         await server.start()

@@ -1,4 +1,11 @@
-"""AccountService: registers the AWS accounts linkplane acts in. Answers directly (no AWS)."""
+"""AccountService: registers the AWS accounts linkplane acts in. Answers directly (no AWS).
+
+Tenancy: an AWS account id is registered in one project, unless an admin of a project holding
+it lists another project in `shared_with_projects` (or registers it there while being admin of
+both: someone entitled to share it). Registering it elsewhere is ALREADY_EXISTS without saying
+where. The external id is write-only (responses carry `external_id_set`), stays out of the audit
+log and the request-id records, and the role ARN is shown only to the project's admins.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +14,25 @@ from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
-from sqlalchemy import func, or_
+from sqlalchemy import func, or_, select, text
 
-from linkplane.server.api import fields, rpc
+from linkplane.server.api import authz, fields, rpc
 from linkplane.server.domain import errors, filters, names, pagination, specs, validation
 from linkplane.server.protocol import converters
 from linkplane.server.storage import audit, models, records
 from linkplane.v1 import account_pb2, account_service_pb2, account_service_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
-WRITABLE = {"display_name", "role_arn", "external_id", "allowed_regions", "labels"}
-OUTPUT_ONLY = {"aws_account_id", "create_time", "update_time"}
+WRITABLE = {
+    "display_name",
+    "role_arn",
+    "external_id",
+    "allowed_regions",
+    "labels",
+    "shared_with_projects",
+}
+OUTPUT_ONLY = {"aws_account_id", "create_time", "update_time", "external_id_set"}
+MAX_SHARED_PROJECTS = 100
 FILTER_FIELDS = {"display_name", "aws_account_id", "labels"}
 
 
@@ -29,9 +44,75 @@ def _columns() -> dict[str, Any]:
     }
 
 
+def present(row: models.Account, *, show_role_arn: bool) -> account_pb2.Account:
+    """The Account as a caller may see it: never the external id; the role ARN to admins."""
+    message = converters.account(row)
+    message.external_id_set = bool(message.external_id)
+    message.ClearField("external_id")
+    if not show_role_arn:
+        message.ClearField("role_arn")
+    message.shared_with_projects.extend(row.shared_with_projects or [])
+    return message
+
+
+def audited_spec(spec: specs.AccountSpec) -> dict[str, Any]:
+    """The spec for the audit log: whether an external id is set, never its value."""
+    data = specs.to_json(spec)
+    data["external_id"] = "(set)" if spec.external_id else ""
+    return data
+
+
+def check_shared(values: list[str], own_project: str, path: str) -> list[errors.FieldViolation]:
+    out = []
+    if len(values) > MAX_SHARED_PROJECTS:
+        out.append(errors.FieldViolation(path, f"at most {MAX_SHARED_PROJECTS} projects"))
+    for i, value in enumerate(values):
+        project = names.parse_parent(value)
+        if project is None:
+            out.append(errors.FieldViolation(f"{path}[{i}]", "must be projects/{project}"))
+        elif project == own_project:
+            out.append(errors.FieldViolation(f"{path}[{i}]", "is this account's own project"))
+        elif values.index(value) != i:
+            out.append(errors.FieldViolation(f"{path}[{i}]", "is listed twice"))
+    return out
+
+
 class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
     def __init__(self, deps: rpc.Dependencies) -> None:
         self.deps = deps
+
+    async def _shows_role_arn(self, actor: str, project: str) -> bool:
+        return await self.deps.authorizer.has(actor, project, authz.SEE_ROLE_ARN)
+
+    async def _check_registrable(
+        self, session: Any, actor: str, project: str, aws_account_id: str
+    ) -> None:
+        """ALREADY_EXISTS when another project holds the AWS account and did not share it.
+
+        Serialized per AWS account id (a transaction-scoped advisory lock), so two projects
+        registering the same account at once cannot both succeed.
+        """
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext('linkplane-account:' || :id))"),
+            {"id": aws_account_id},
+        )
+        holders = (
+            await session.execute(
+                select(models.Account.project, models.Account.shared_with_projects).where(
+                    models.Account.aws_account_id == aws_account_id,
+                    models.Account.project != project,
+                )
+            )
+        ).all()
+        for holder, shared in holders:
+            if names.project_name(project) in (shared or []):
+                return
+            if await self.deps.authorizer.has(actor, holder, "linkplane.accounts.update"):
+                return
+        if holders:
+            raise errors.AlreadyExists(
+                f"projects/{project}/accounts/{aws_account_id}", kind="account"
+            ) from None
 
     @rpc.unary
     async def RegisterAccount(
@@ -47,6 +128,8 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
             violations.append(errors.FieldViolation("account", "is required"))
         spec = converters.account_spec(request.account)
         violations += validation.check_account(spec, "account", request.account_id)
+        shared = list(request.account.shared_with_projects)
+        violations += check_shared(shared, project, "account.shared_with_projects")
         rpc.check_request_id(request.request_id)
         if violations:
             raise errors.InvalidArgument(violations)
@@ -55,12 +138,14 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
             if request.validate_only:
                 if await records.get(session, models.Account, name) is not None:
                     raise errors.AlreadyExists(name, kind="account")
+                await self._check_registrable(session, actor, project, request.account_id)
                 return account_pb2.Account(name=name, aws_account_id=request.account_id)
             earlier = await rpc.replay(session, "RegisterAccount", request)
             if earlier is not None and earlier.response is not None:
                 return account_pb2.Account.FromString(earlier.response)
             if await records.get(session, models.Account, name) is not None:
                 raise errors.AlreadyExists(name, kind="account")
+            await self._check_registrable(session, actor, project, request.account_id)
             row = models.Account(
                 uid=uuid.uuid4(),
                 name=name,
@@ -70,11 +155,13 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
                 labels=spec.labels,
                 spec=specs.to_json(spec),
                 revision=1,
+                shared_with_projects=shared,
             )
             session.add(row)
             await session.flush()
             await session.refresh(row)
-            result = converters.account(row)
+            # Registering takes admin rights, which include seeing the role ARN.
+            result = present(row, show_role_arn=True)
             await audit.record(
                 session,
                 actor=actor,
@@ -82,7 +169,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
                 resource=name,
                 resource_uid=row.uid,
                 request_id=request.request_id,
-                details={"spec": specs.to_json(spec)},
+                details={"spec": audited_spec(spec), "shared_with_projects": shared},
             )
             await rpc.remember(
                 session, "RegisterAccount", request, response=result.SerializeToString()
@@ -93,12 +180,14 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
     async def GetAccount(
         self, request: account_service_pb2.GetAccountRequest, context: Context, actor: str
     ) -> account_pb2.Account:
-        name = str(fields.name_of(request.name, "accounts"))
+        parsed = fields.name_of(request.name, "accounts")
+        name = str(parsed)
+        show_role_arn = await self._shows_role_arn(actor, parsed.project)
         async with self.deps.db.transaction() as session:
             row = await records.get(session, models.Account, name)
             if row is None:
                 raise errors.NotFound(name, kind="account")
-            return converters.account(row)
+            return present(row, show_role_arn=show_role_arn)
 
     @rpc.unary
     async def ListAccounts(
@@ -120,18 +209,30 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
                 limit=size,
             )
         token = pagination.encode(self.deps.page_secret, context_key, rows[-1].name) if more else ""
+        show_role_arn = await self._shows_role_arn(actor, project)
         return account_service_pb2.ListAccountsResponse(
-            accounts=[converters.account(r) for r in rows], next_page_token=token
+            accounts=[present(r, show_role_arn=show_role_arn) for r in rows],
+            next_page_token=token,
         )
 
     @rpc.unary
     async def UpdateAccount(
         self, request: account_service_pb2.UpdateAccountRequest, context: Context, actor: str
     ) -> account_pb2.Account:
-        name = str(fields.name_of(request.account.name, "accounts", "account.name"))
+        parsed = fields.name_of(request.account.name, "accounts", "account.name")
+        name = str(parsed)
         paths = fields.mask_paths(request.update_mask, WRITABLE, OUTPUT_ONLY)
         rpc.check_request_id(request.request_id)
         incoming = converters.account_spec(request.account)
+        shared = list(request.account.shared_with_projects)
+        if "shared_with_projects" in paths:
+            violations = check_shared(shared, parsed.project, "account.shared_with_projects")
+            if violations:
+                raise errors.InvalidArgument(violations)
+        # Write-only: a read-modify-write of the whole resource sends it back empty.
+        replace_all = not request.update_mask.paths or list(request.update_mask.paths) == ["*"]
+        if replace_all and not incoming.external_id:
+            paths.discard("external_id")
         async with self.deps.db.transaction() as session:
             earlier = (
                 None
@@ -145,13 +246,15 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
                 raise errors.NotFound(name, kind="account")
             fields.check_etag(request.account.etag, row.uid, row.revision, name)
             spec = specs.account_from_json(row.spec)
-            for path in paths:
+            for path in paths - {"shared_with_projects"}:
                 setattr(spec, path, getattr(incoming, path))
             violations = validation.check_account(spec, "account", row.aws_account_id)
             if violations:
                 raise errors.InvalidArgument(violations)
             if request.validate_only:
-                return converters.account(row)
+                return present(row, show_role_arn=True)
+            if "shared_with_projects" in paths:
+                row.shared_with_projects = shared
             row.spec = specs.to_json(spec)
             row.display_name = spec.display_name
             row.labels = spec.labels
@@ -159,7 +262,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
             row.update_time = func.now()
             await session.flush()
             await session.refresh(row)
-            result = converters.account(row)
+            result = present(row, show_role_arn=True)
             await audit.record(
                 session,
                 actor=actor,
@@ -167,7 +270,11 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
                 resource=name,
                 resource_uid=row.uid,
                 request_id=request.request_id,
-                details={"paths": sorted(paths), "spec": specs.to_json(spec)},
+                details={
+                    "paths": sorted(paths),
+                    "spec": audited_spec(spec),
+                    "shared_with_projects": list(row.shared_with_projects or []),
+                },
             )
             await rpc.remember(
                 session, "UpdateAccount", request, response=result.SerializeToString()

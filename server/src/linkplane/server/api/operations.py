@@ -1,4 +1,9 @@
-"""google.longrunning.Operations: read, list, wait for and delete linkplane operations."""
+"""google.longrunning.Operations: read, list, wait for and delete linkplane operations.
+
+An operation belongs to its target's project. api/authz.py checks Get/Wait/Cancel/Delete
+against that project (NOT_FOUND when the caller may not see it, as for a missing one);
+ListOperations lists only the operations of projects where the caller may list them.
+"""
 
 from __future__ import annotations
 
@@ -73,11 +78,13 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):  # type: ignor
             request.filter, fields=FILTER_FIELDS, enums={"done": {"true", "false"}}
         )
         done, target = _simple_filter(node)
-        key = [request.name, request.filter]
+        # Bound to the caller too: a page token is no way to read past someone else's filter.
+        key = [request.name, request.filter, actor]
         after = pagination.decode(self.deps.page_secret, key, request.page_token)
+        projects = await self.deps.authorizer.visible_projects(actor, "linkplane.operations.list")
         async with self.deps.db.transaction() as session:
             rows, more = await operations.page(
-                session, done=done, target=target, after=after, limit=size
+                session, done=done, target=target, after=after, limit=size, projects=projects
             )
         token = pagination.encode(self.deps.page_secret, key, rows[-1].id) if more else ""
         return operations_pb2.ListOperationsResponse(

@@ -1,12 +1,15 @@
-"""What every RPC handler shares: authentication, metrics, logs, and error mapping.
+"""What every RPC handler shares: authentication, authorization, metrics, logs, error mapping.
 
 `@unary` and `@streaming` wrap servicer methods so that a domain error becomes its gRPC status
 with details (api/errors.py), and an unexpected exception is logged with its traceback and
 reported as INTERNAL — which is always a bug to fix, never a way to report bad input.
+Right after authentication, the wrappers ask api/authz.py whether the caller holds the method's
+permission on the request's project: the one place where authorization is enforced.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import time
@@ -21,7 +24,7 @@ from google.protobuf.message import Message
 from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
-from linkplane.server.api import identity
+from linkplane.server.api import authz, identity
 from linkplane.server.domain import errors
 from linkplane.server.protocol import statuses as api_errors
 from linkplane.server.storage import database, requests
@@ -43,10 +46,15 @@ class Dependencies:
     feed: ChangeFeed
     authenticator: identity.Authenticator
     page_secret: bytes
+    authorizer: authz.Authorizer
 
 
 class HasDeps(Protocol):
     deps: Dependencies
+
+
+CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("linkplane_caller", default="")
+"""The authenticated principal of the RPC being handled (request ids are scoped by it)."""
 
 
 async def authenticate(deps: Dependencies, context: grpc.aio.ServicerContext[Any, Any]) -> str:
@@ -72,6 +80,8 @@ def unary(
         code = "OK"
         try:
             actor = await authenticate(self.deps, context)
+            CALLER.set(actor)
+            await self.deps.authorizer.check(authz.method_name(self, name), request, actor)
             return await method(self, request, context, actor)
         except errors.DomainError as error:
             code = api_errors.code_of(error).name
@@ -112,6 +122,8 @@ def streaming(
         code = "OK"
         try:
             actor = await authenticate(self.deps, context)
+            CALLER.set(actor)
+            await self.deps.authorizer.check(authz.method_name(self, name), request, actor)
             async for item in method(self, request, context, actor):
                 yield item
         except errors.DomainError as error:
@@ -145,12 +157,14 @@ def check_request_id(request_id: str, path: str = "request_id") -> None:
 
 
 async def replay(session: Any, method: str, request: Message) -> requests.Replay | None:
-    """Reserve the request's `request_id`, or return the first result of an earlier use."""
+    """Reserve the caller's `request_id`, or return the first result of the caller's earlier use."""
     request_id: str = getattr(request, "request_id", "")
     if not request_id:
         return None
     digest = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
-    earlier = await requests.claim(session, method=method, request_id=request_id, digest=digest)
+    earlier = await requests.claim(
+        session, method=method, request_id=request_id, digest=digest, principal=CALLER.get()
+    )
     if earlier is not None and earlier.digest != digest:
         raise errors.InvalidArgument(
             [errors.FieldViolation("request_id", "was already used for a different request")],
@@ -173,6 +187,7 @@ async def remember(
             session,
             method=method,
             request_id=request_id,
+            principal=CALLER.get(),
             operation_id=operation_id,
             response=response,
         )

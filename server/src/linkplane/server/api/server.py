@@ -1,13 +1,18 @@
-"""Builds the grpc.aio server: linkplane services, Operations, health and reflection."""
+"""Builds the grpc.aio server: linkplane services, Operations, IAMPolicy, health, reflection.
+
+SERVICE_NAMES lists every service whose RPCs need a permission (api/authz.py); health and
+reflection are the explicit exceptions (authz.EXEMPT_SERVICES).
+"""
 
 from __future__ import annotations
 
 import grpc
+from google.iam.v1 import iam_policy_pb2, iam_policy_pb2_grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from linkplane.server.api import accounts, consumer, operations, provider, rpc
+from linkplane.server.api import accounts, consumer, iam, operations, provider, rpc
 from linkplane.v1 import (
     account_service_pb2,
     account_service_pb2_grpc,
@@ -22,6 +27,7 @@ SERVICE_NAMES = (
     consumer_service_pb2.DESCRIPTOR.services_by_name["ConsumerService"].full_name,
     account_service_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
     operations_pb2.DESCRIPTOR.services_by_name["Operations"].full_name,
+    iam_policy_pb2.DESCRIPTOR.services_by_name["IAMPolicy"].full_name,
 )
 
 
@@ -30,6 +36,8 @@ def build(
     listen: str,
     tls: tuple[bytes, bytes] | None = None,
     client_ca: bytes | None = None,
+    *,
+    reflection_enabled: bool = True,
 ) -> tuple[grpc.aio.Server, health.HealthServicer, int]:
     """The server (not started), its health servicer, and the bound port.
 
@@ -59,16 +67,18 @@ def build(
     operations_pb2_grpc.add_OperationsServicer_to_server(
         operations.OperationsServicer(deps), server
     )
+    iam_policy_pb2_grpc.add_IAMPolicyServicer_to_server(iam.IamPolicyServicer(deps), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (
-            *SERVICE_NAMES,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
-    )
+    if reflection_enabled:
+        reflection.enable_server_reflection(
+            (
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
     if tls is not None:
         key, chain = tls
         credentials = grpc.ssl_server_credentials(

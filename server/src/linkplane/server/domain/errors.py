@@ -93,3 +93,9 @@ class Unauthenticated(DomainError):
     """No valid credentials were presented."""
 
     reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(DomainError):
+    """The caller may not do this here; `metadata` names the permission and the resource."""
+
+    reason = "IAM_PERMISSION_DENIED"

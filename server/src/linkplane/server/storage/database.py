@@ -49,6 +49,9 @@ class Database:
             pool_pre_ping=True,
             pool_timeout=timeout,
             connect_args=connect_args,
+            # Statement parameters hold secrets (external ids) and user data: errors and logs
+            # show the SQL only.
+            hide_parameters=True,
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 

@@ -91,8 +91,10 @@ class Account(Base):
     revision: Mapped[int] = mapped_column(BigInteger, default=1)
     create_time: Mapped[datetime] = mapped_column(server_default=_now())
     update_time: Mapped[datetime] = mapped_column(server_default=_now())
+    # Projects (`projects/{id}`) this project's admins allow to register the same AWS account.
+    shared_with_projects: Mapped[list[str]] = mapped_column(JSONB, default=list)
 
-    __table_args__ = (Index(None, "project", "name"),)
+    __table_args__ = (Index(None, "project", "name"), Index(None, "aws_account_id"))
 
 
 class Service(ReconciledMixin, Base):
@@ -183,6 +185,8 @@ class Operation(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     target: Mapped[str] = mapped_column(String(200))
+    # The target's project: an operation is visible to whoever may see its project.
+    project: Mapped[str] = mapped_column(String(63), default="")
     verb: Mapped[str] = mapped_column(String(32))
     resource_kind: Mapped[str] = mapped_column(String(32))
     resource_uid: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
@@ -200,6 +204,7 @@ class Operation(Base):
     __table_args__ = (
         Index(None, "resource_uid", "done"),
         Index(None, "create_time"),
+        Index(None, "project", "id"),
     )
 
 
@@ -209,6 +214,8 @@ class RequestRecord(Base):
     __tablename__ = "request_ids"
 
     method: Mapped[str] = mapped_column(String(100), primary_key=True)
+    # Request ids are the caller's: another principal reusing one gets no replay of this one.
+    principal: Mapped[str] = mapped_column(String(200), primary_key=True)
     request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     request_digest: Mapped[str] = mapped_column(String(64))
     operation_id: Mapped[str | None] = mapped_column(String(64), default=None)
@@ -236,3 +243,15 @@ class AuditEntry(Base):
         Index(None, "resource", "time"),
         Index(None, "time"),
     )
+
+
+class IamPolicy(Base):
+    """A project's IAM policy (google.iam.v1.Policy): role bindings; no row means none."""
+
+    __tablename__ = "iam_policies"
+
+    project: Mapped[str] = mapped_column(String(63), primary_key=True)
+    # [{"role": "roles/linkplane.viewer", "members": ["user:alice"]}, …]
+    bindings: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    revision: Mapped[int] = mapped_column(BigInteger, default=1)
+    update_time: Mapped[datetime] = mapped_column(server_default=_now())

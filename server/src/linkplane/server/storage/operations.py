@@ -1,11 +1,14 @@
-"""Long-running operation rows: created by the API with each mutation, finished by workers."""
+"""Long-running operation rows: created by the API with each mutation, finished by workers.
+
+Each row carries its target's project: who may see the project may see its operations.
+"""
 
 from __future__ import annotations
 
 import secrets
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -33,6 +36,7 @@ async def create(
     operation = models.Operation(
         id=new_id(),
         target=target,
+        project=project_of(target),
         verb=verb,
         resource_kind=resource_kind,
         resource_uid=resource_uid,
@@ -48,15 +52,39 @@ async def create(
     return operation
 
 
+def project_of(target: str) -> str:
+    """`projects/{project}/…` → project; targets are always project-scoped resource names."""
+    parts = target.split("/")
+    return parts[1] if len(parts) > 1 and parts[0] == "projects" else ""
+
+
 async def get(session: AsyncSession, operation_id: str) -> models.Operation | None:
     return await session.get(models.Operation, operation_id)
 
 
+async def project_of_operation(session: AsyncSession, operation_id: str) -> str | None:
+    """The project an operation belongs to, None when there is no such operation."""
+    query = select(models.Operation.project).where(models.Operation.id == operation_id)
+    project: str | None = (await session.execute(query)).scalar_one_or_none()
+    return project
+
+
 async def page(
-    session: AsyncSession, *, done: bool | None, target: str | None, after: str | None, limit: int
+    session: AsyncSession,
+    *,
+    done: bool | None,
+    target: str | None,
+    after: str | None,
+    limit: int,
+    projects: Collection[str] | None = None,
 ) -> tuple[Sequence[models.Operation], bool]:
-    """Newest first; `after` is the id of the previous page's last operation."""
+    """Newest first; `after` is the id of the previous page's last operation.
+
+    `projects` limits the page to those projects' operations (None: every project).
+    """
     query = select(models.Operation)
+    if projects is not None:
+        query = query.where(models.Operation.project.in_(list(projects)))
     if done is not None:
         query = query.where(models.Operation.done == done)
     if target is not None:

@@ -1,7 +1,8 @@
 """Request-id records (AIP-155): a retried mutation replays its first result.
 
 `claim` runs first in the mutation's transaction. Postgres makes a concurrent duplicate wait on
-the first one's uncommitted row, so two racing retries still produce a single resource.
+the first one's uncommitted row, so two racing retries still produce a single resource. Ids are
+scoped per principal: a caller can only ever replay its own requests.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ class Replay:
 
 
 async def claim(
-    session: AsyncSession, *, method: str, request_id: str, digest: str
+    session: AsyncSession, *, method: str, request_id: str, digest: str, principal: str = ""
 ) -> Replay | None:
     """Reserve the id for this request; return the earlier result when it was used before."""
     inserted = await session.execute(
         insert(models.RequestRecord)
-        .values(method=method, request_id=request_id, request_digest=digest)
+        .values(method=method, principal=principal, request_id=request_id, request_digest=digest)
         .on_conflict_do_nothing()
         .returning(models.RequestRecord.request_id)
     )
@@ -41,6 +42,7 @@ async def claim(
         await session.execute(
             select(models.RequestRecord).where(
                 models.RequestRecord.method == method,
+                models.RequestRecord.principal == principal,
                 models.RequestRecord.request_id == request_id,
             )
         )
@@ -53,12 +55,17 @@ async def complete(
     *,
     method: str,
     request_id: str,
+    principal: str = "",
     operation_id: str | None = None,
     response: bytes | None = None,
 ) -> None:
     await session.execute(
         update(models.RequestRecord)
-        .where(models.RequestRecord.method == method, models.RequestRecord.request_id == request_id)
+        .where(
+            models.RequestRecord.method == method,
+            models.RequestRecord.principal == principal,
+            models.RequestRecord.request_id == request_id,
+        )
         .values(operation_id=operation_id, response=response)
     )
 
