@@ -83,6 +83,15 @@ def delete_service(
     )
 
 
+def verify_service_private_dns(
+    name: str, etag: str, rid: str | None, validate_only: bool
+) -> provider_service_pb2.VerifyServicePrivateDnsRequest:
+    """VerifyServicePrivateDnsRequest."""
+    return provider_service_pb2.VerifyServicePrivateDnsRequest(
+        name=name, etag=etag, request_id=request_id(rid), validate_only=validate_only
+    )
+
+
 def accept_service_connections(
     service: str, endpoint_ids: Sequence[str], reason: str, rid: str | None, validate_only: bool
 ) -> provider_service_pb2.AcceptServiceConnectionsRequest:

@@ -159,6 +159,25 @@ class AsyncClient:
         proto = await self._call(self._provider.DeleteService, request, timeout)
         return AsyncOperation[None](self, proto)
 
+    async def verify_service_private_dns(
+        self,
+        *,
+        name: str,
+        etag: str = "",
+        request_id: str | None = None,
+        validate_only: bool = False,
+        timeout: float | None = None,
+    ) -> AsyncOperation[service_pb2.Service]:
+        """Ask AWS now to look for the TXT record proving the service's private DNS name.
+
+        `await op.result()` gives the Service once AWS found the record, and raises
+        `OperationFailed` (a FailedPrecondition, reason PRIVATE_DNS_NOT_VERIFIED) when it did
+        not. linkplane also asks again by itself, less and less often, while it is unverified.
+        """
+        request = _requests.verify_service_private_dns(name, etag, request_id, validate_only)
+        proto = await self._call(self._provider.VerifyServicePrivateDns, request, timeout)
+        return AsyncOperation[service_pb2.Service](self, proto)
+
     def list_service_connections(
         self,
         *,

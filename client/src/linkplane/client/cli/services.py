@@ -1,8 +1,10 @@
 """`lpctl services ...`: the provider side (publish, inspect, change, delete, decide).
 
 Flags map onto the `Service` message: `--subnet/--listener/--target` build a managed NLB,
-`--nlb-arn` adopts existing NLBs, `--accept/--reject/--mode` the acceptance policy. A
-`--from-file` spec is the starting point and flags override it.
+`--nlb-arn` adopts existing NLBs, `--accept/--reject/--mode` the acceptance policy,
+`--ip-type` and `--supported-region` what consumers may connect with and from. A
+`--from-file` spec is the starting point and flags override it. `verify-dns` asks AWS to check
+the private DNS name's TXT record now.
 """
 
 # PLR0917: typer turns each parameter of a command into a flag, so commands take many.
@@ -18,7 +20,7 @@ import typer
 from linkplane.client import _requests, names
 from linkplane.client.cli import common, output
 from linkplane.client.cli.state import state_of
-from linkplane.v1 import service_pb2
+from linkplane.v1 import common_pb2, service_pb2
 
 app = typer.Typer(
     help="Publish and manage endpoint services (the provider side).",
@@ -39,6 +41,18 @@ class Mode(enum.StrEnum):
     manual = "manual"
     automatic = "automatic"
 
+
+class IpType(enum.StrEnum):
+    """An IP address type a service offers (IPv6 needs a dual-stack NLB)."""
+
+    ipv4 = "ipv4"
+    ipv6 = "ipv6"
+
+
+_IP_TYPES = {
+    IpType.ipv4: common_pb2.IP_ADDRESS_TYPE_IPV4,
+    IpType.ipv6: common_pb2.IP_ADDRESS_TYPE_IPV6,
+}
 
 _PROTOCOLS = {
     "tcp": service_pb2.Listener.PROTOCOL_TCP,
@@ -121,6 +135,25 @@ PrivateDns = Annotated[
     str | None, typer.Option("--private-dns-name", help="Private DNS name, e.g. api.example.com.")
 ]
 DisplayName = Annotated[str | None, typer.Option("--display-name", help="Human-readable name.")]
+IpTypes = Annotated[
+    list[IpType] | None,
+    typer.Option(
+        "--ip-type",
+        help="IP address type consumers may use: ipv4|ipv6 (repeatable; ipv6 needs a dual-stack "
+        "NLB, which linkplane makes for a managed one).",
+    ),
+]
+SupportedRegions = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--supported-region",
+        help="Another region consumers may connect from (repeatable; cross-region PrivateLink).",
+    ),
+]
+ClearRegions = Annotated[
+    bool,
+    typer.Option("--clear-supported-regions", help="Remove every other supported region."),
+]
 
 
 def _apply_flags(
@@ -140,6 +173,9 @@ def _apply_flags(
     private_dns_name: str | None,
     display_name: str | None,
     labels: list[str] | None,
+    ip_types: list[IpType] | None = None,
+    supported_regions: list[str] | None = None,
+    clear_regions: bool = False,
 ) -> list[str]:
     """Write the given flags into `service`; returns the update-mask paths they touch."""
     paths: list[str] = []
@@ -186,6 +222,14 @@ def _apply_flags(
     if display_name is not None:
         service.display_name = display_name
         paths.append("display_name")
+    if ip_types:
+        service.supported_ip_address_types[:] = [_IP_TYPES[t] for t in ip_types]
+        paths.append("supported_ip_address_types")
+    if supported_regions and clear_regions:
+        raise typer.BadParameter("--clear-supported-regions excludes --supported-region")
+    if supported_regions or clear_regions:
+        service.supported_regions[:] = supported_regions or []
+        paths.append("supported_regions")
     if labels:
         service.labels.clear()
         service.labels.update(common.parse_labels(labels))
@@ -212,6 +256,8 @@ def publish(
     mode: ModeOpt = None,
     allow: Allow = None,
     private_dns_name: PrivateDns = None,
+    ip_type: IpTypes = None,
+    supported_region: SupportedRegions = None,
     display_name: DisplayName = None,
     label: common.Labels = None,
     from_file: common.FromFile = None,
@@ -239,6 +285,8 @@ def publish(
         private_dns_name=private_dns_name,
         display_name=display_name,
         labels=label,
+        ip_types=ip_type,
+        supported_regions=supported_region,
     )
     op = state.client().publish_service(
         parent=state.parent,
@@ -303,6 +351,9 @@ def update(
     mode: ModeOpt = None,
     allow: Allow = None,
     private_dns_name: PrivateDns = None,
+    ip_type: IpTypes = None,
+    supported_region: SupportedRegions = None,
+    clear_supported_regions: ClearRegions = False,
     display_name: DisplayName = None,
     label: common.Labels = None,
     etag: common.Etag = "",
@@ -330,6 +381,9 @@ def update(
         private_dns_name=private_dns_name,
         display_name=display_name,
         labels=label,
+        ip_types=ip_type,
+        supported_regions=supported_region,
+        clear_regions=clear_supported_regions,
     )
     if not paths:
         raise typer.BadParameter("nothing to update: give at least one field flag")
@@ -367,6 +421,36 @@ def delete(
         timeout=state.timeout,
     )
     common.finish(state, op, wait=wait, timeout=wait_timeout, verb=f"delete {name}")
+
+
+@app.command(
+    name="verify-dns",
+    epilog="Example: lpctl services verify-dns payments --wait (after creating the TXT record "
+    "shown by `lpctl services get payments`)",
+)
+def verify_dns(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Service id or full name.")],
+    etag: common.Etag = "",
+    wait: common.Wait = False,
+    wait_timeout: common.WaitTimeout = None,
+    validate_only: common.ValidateOnly = False,
+    request_id: common.RequestId = None,
+) -> None:
+    """Ask AWS now to verify the TXT record of the service's private DNS name.
+
+    linkplane re-checks by itself while the name is unverified (less and less often); this is
+    for right after the record was created. With --wait, fails when AWS did not find it.
+    """
+    state = state_of(ctx)
+    op = state.client().verify_service_private_dns(
+        name=names.service_name(state.project, name),
+        etag=etag,
+        request_id=request_id,
+        validate_only=validate_only,
+        timeout=state.timeout,
+    )
+    common.finish(state, op, wait=wait, timeout=wait_timeout, verb=f"verify the DNS name of {name}")
 
 
 @connections_app.command(

@@ -15,7 +15,7 @@ import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import empty_pb2
 
-from linkplane.server.api import rpc
+from linkplane.server.api import fields, rpc
 from linkplane.server.domain import errors, filters, pagination
 from linkplane.server.protocol import converters
 from linkplane.server.storage import operations
@@ -99,7 +99,7 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):  # type: ignor
         operation_id = _operation_id(request.name)
         budget = MAX_WAIT_SECONDS
         if request.HasField("timeout"):
-            budget = min(budget, max(request.timeout.ToTimedelta().total_seconds(), 0.0))
+            budget = fields.clamped_seconds(request.timeout, budget)
         remaining = context.time_remaining()
         if remaining is not None:
             budget = min(budget, max(remaining - 0.2, 0.0))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,6 +68,33 @@ def columns() -> dict[str, Any]:
     }
 
 
+def check_service(spec: specs.ServiceSpec, prefix: str) -> list[errors.FieldViolation]:
+    """The domain's checks, plus: adopted NLBs belong to the provider account and Region
+    (AWS would refuse another account's NLB only later, on the worker)."""
+    violations = validation.check_service(spec, prefix)
+    if violations or spec.load_balancer.managed is not None:
+        return violations
+    account = spec.provider_account.rsplit("/", 1)[-1]
+    for i, arn in enumerate(spec.load_balancer.adopted_arns):
+        parts = arn.split(":")
+        path = f"{prefix}.load_balancer.adopted.network_load_balancer_arns[{i}]"
+        if len(parts) < 6:
+            continue
+        if parts[4] != account:
+            violations.append(
+                errors.FieldViolation(
+                    path,
+                    f"belongs to account {parts[4]}; an endpoint service can only use NLBs of "
+                    f"its provider account {account}",
+                )
+            )
+        elif parts[3] != spec.region:
+            violations.append(
+                errors.FieldViolation(path, f"is in {parts[3]}; the service is in {spec.region}")
+            )
+    return violations
+
+
 SERVICES = standard.Kind(
     name=KIND,
     collection="services",
@@ -75,7 +103,7 @@ SERVICES = standard.Kind(
     to_message=converters.service,
     spec_of=converters.service_spec,
     load_spec=specs.service_from_json,
-    check=validation.check_service,
+    check=check_service,
     writable=frozenset(WRITABLE),
     immutable=frozenset(IMMUTABLE),
     output_only=frozenset(OUTPUT_ONLY),
@@ -100,7 +128,7 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
         if not request.HasField("service"):
             raise errors.InvalidArgument([errors.FieldViolation("service", "is required")])
         spec = converters.service_spec(request.service)
-        violations = validation.check_service(spec, "service")
+        violations = check_service(spec, "service")
         if violations:
             raise errors.InvalidArgument(violations)
         rpc.check_request_id(request.request_id)
@@ -306,7 +334,6 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
         if violations:
             raise errors.InvalidArgument(violations)
         rpc.check_request_id(request.request_id)
-        allowed = states.DECIDABLE[verdict]
         async with self.deps.db.transaction() as session:
             if not request.validate_only:
                 earlier = await rpc.replay(session, method, request)
@@ -322,24 +349,17 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
                     metadata={"name": name},
                 )
             known = await inventory.by_endpoint(session, service.uid, request.endpoint_ids)
-            for endpoint_id in request.endpoint_ids:
-                row = known.get(endpoint_id)
-                if row is None:
-                    raise errors.NotFound(
-                        f"{name}/serviceConnections/{endpoint_id}", kind="service connection"
-                    )
-                if row.state not in allowed:
-                    raise errors.FailedPrecondition(
-                        f"connection {endpoint_id} is {row.state}; cannot set {verdict}",
-                        reason="CONNECTION_STATE",
-                        metadata={"endpoint_id": endpoint_id, "state": row.state},
-                    )
+            refused = _refusals(name, request.endpoint_ids, known, verdict)
+            if len(refused) == len(request.endpoint_ids):
+                # Nothing to apply: answer at once, as for a single id.
+                raise refused[request.endpoint_ids[0]].error
             if request.validate_only:
                 response = (
                     provider_service_pb2.AcceptServiceConnectionsResponse()
                     if verdict == "ACCEPTED"
                     else provider_service_pb2.RejectServiceConnectionsResponse()
                 )
+                response.failures.extend(r.failure for r in refused.values())
                 return resources.preview(converters.pack(response), name, verdict.lower())
             operation = await resources.start_operation(
                 session,
@@ -354,6 +374,9 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
             )
             operation_id = operation.name.split("/")[1]
             for endpoint_id in request.endpoint_ids:
+                refusal = refused.get(endpoint_id)
+                # A refused id is recorded as already applied, with its failure: the
+                # Operation reports it next to the outcome of the others.
                 session.add(
                     models.ConnectionDecision(
                         service_uid=service.uid,
@@ -362,7 +385,8 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
                         actor=actor,
                         reason=request.reason,
                         operation_id=operation_id,
-                        outcome={},
+                        outcome=refusal.outcome() if refusal else {},
+                        applied_at=func.now() if refusal else None,
                     )
                 )
             service.next_reconcile_at = func.now()
@@ -378,6 +402,54 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
             await rpc.remember(session, method, request, operation_id=operation_id)
             return operation
 
+    @rpc.unary
+    async def VerifyServicePrivateDns(
+        self,
+        request: provider_service_pb2.VerifyServicePrivateDnsRequest,
+        context: Context,
+        actor: str,
+    ) -> operations_pb2.Operation:
+        name = str(fields.name_of(request.name, "services"))
+        rpc.check_request_id(request.request_id)
+        method = "VerifyServicePrivateDns"
+        async with self.deps.db.transaction() as session:
+            if not request.validate_only:
+                earlier = await rpc.replay(session, method, request)
+                if earlier is not None:
+                    return await resources.replayed_operation(session, earlier.operation_id)
+            row = await records.get(session, models.Service, name, for_update=True)
+            if row is None:
+                raise errors.NotFound(name, kind="service")
+            fields.check_etag(request.etag, row.uid, row.revision, name)
+            if row.delete_time is not None:
+                raise errors.FailedPrecondition(
+                    f"service {name} is being deleted",
+                    reason="RESOURCE_DELETING",
+                    metadata={"name": name},
+                )
+            if not specs.service_from_json(row.spec).private_dns_name:
+                raise errors.FailedPrecondition(
+                    f"service {name} has no private_dns_name to verify",
+                    reason="NO_PRIVATE_DNS_NAME",
+                    metadata={"name": name},
+                )
+            if request.validate_only:
+                return resources.preview(
+                    converters.pack(converters.service(row)), name, "verify-dns"
+                )
+            row.next_reconcile_at = func.now()
+            return await standard.conclude(
+                session,
+                kind=SERVICES,
+                row=row,
+                # The verb reconciler/services.py settles (VERIFY_DNS) once AWS answers.
+                verb="verify-dns",
+                method=method,
+                request=request,
+                actor=actor,
+                progress="waiting for a worker to ask AWS to verify the TXT record",
+            )
+
     @rpc.streaming
     async def WatchServices(
         self, request: provider_service_pb2.WatchServicesRequest, context: Context, actor: str
@@ -389,6 +461,55 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
             yield provider_service_pb2.WatchServicesResponse(
                 type=event_type, service=message, event_time=watches.now()
             )
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """Why one endpoint of a bulk decision cannot be decided: its own failure, not the
+    batch's."""
+
+    endpoint_id: str
+    code: str
+    error: errors.DomainError
+
+    @property
+    def failure(self) -> provider_service_pb2.ConnectionDecisionFailure:
+        return provider_service_pb2.ConnectionDecisionFailure(
+            endpoint_id=self.endpoint_id, code=self.code, message=str(self.error)
+        )
+
+    def outcome(self) -> dict[str, str]:
+        return {"code": self.code, "message": str(self.error)}
+
+
+def _refusals(
+    name: str, endpoint_ids: Sequence[str], known: Mapping[str, Any], verdict: str
+) -> dict[str, _Refusal]:
+    """Endpoints of a bulk accept/reject that are unknown or in a state the verdict does not
+    apply to (the codes the reconciler uses for the same refusals)."""
+    allowed = states.DECIDABLE[verdict]
+    refused: dict[str, _Refusal] = {}
+    for endpoint_id in endpoint_ids:
+        row = known.get(endpoint_id)
+        if row is None:
+            refused[endpoint_id] = _Refusal(
+                endpoint_id,
+                "EndpointNotFound",
+                errors.NotFound(
+                    f"{name}/serviceConnections/{endpoint_id}", kind="service connection"
+                ),
+            )
+        elif row.state not in allowed:
+            refused[endpoint_id] = _Refusal(
+                endpoint_id,
+                "IncorrectState",
+                errors.FailedPrecondition(
+                    f"connection {endpoint_id} is {row.state}; cannot set {verdict}",
+                    reason="CONNECTION_STATE",
+                    metadata={"endpoint_id": endpoint_id, "state": row.state},
+                ),
+            )
+    return refused
 
 
 def _transient(row: models.Service) -> models.Service:

@@ -12,7 +12,7 @@ from google.longrunning import operations_pb2, operations_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from linkplane.server.api import accounts, consumer, iam, operations, provider, rpc
+from linkplane.server.api import accounts, boundary, consumer, iam, operations, provider, rpc
 from linkplane.v1 import (
     account_service_pb2,
     account_service_pb2_grpc,
@@ -49,6 +49,7 @@ def build(
     if client_ca is not None and tls is None:
         raise ValueError("TLS client authentication needs a server certificate and key")
     server = grpc.aio.server(
+        interceptors=[boundary.Boundary()],
         options=[
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),
             ("grpc.keepalive_time_ms", 60_000),

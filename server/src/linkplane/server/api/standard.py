@@ -15,7 +15,7 @@ from typing import Any
 from google.longrunning import operations_pb2
 from google.protobuf import field_mask_pb2
 from google.protobuf.message import Message
-from sqlalchemy import func
+from sqlalchemy import func, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkplane.server.api import fields, resources, rpc, watches
@@ -164,7 +164,7 @@ async def update(
 ) -> operations_pb2.Operation:
     """Apply the masked fields, bump the generation if the spec changed, return an Operation."""
     name = str(fields.name_of(resource.name, kind.collection, f"{kind.field}.name"))
-    paths = fields.mask_paths(mask, kind.writable | kind.immutable, kind.output_only)
+    paths = fields.mask_paths(mask, kind.writable, kind.output_only, immutable=kind.immutable)
     rpc.check_request_id(request.request_id)
     validate_only = bool(request.validate_only)
     incoming = kind.spec_of(resource)
@@ -201,7 +201,8 @@ async def update(
             raise errors.InvalidArgument(violations)
         changed = specs.to_json(spec) != row.spec
         if validate_only:
-            return resources.preview(converters.pack(kind.to_message(row)), name, "update")
+            would_be = _would_be(kind, row, spec) if changed else row
+            return resources.preview(converters.pack(kind.to_message(would_be)), name, "update")
         if changed:
             row.spec = specs.to_json(spec)
             row.display_name = spec.display_name
@@ -222,3 +223,19 @@ async def update(
             progress="waiting for a worker to apply the change" if changed else "no change",
             details={"paths": sorted(paths), "changed": changed, "spec": specs.to_json(spec)},
         )
+
+
+def _would_be(kind: Kind, row: Any, spec: Any) -> Any:
+    """A detached copy of `row` as the update would leave it (for validate_only): the new
+    spec, generation and state; nothing is written."""
+    copy = kind.model(
+        **{column.key: getattr(row, column.key) for column in inspect(kind.model).column_attrs}
+    )
+    copy.spec = specs.to_json(spec)
+    copy.display_name = spec.display_name
+    copy.labels = spec.labels
+    copy.generation = row.generation + 1
+    copy.state = kind.state_on_update(row.state)
+    copy.reconciling = True
+    copy.revision = row.revision + 1
+    return copy

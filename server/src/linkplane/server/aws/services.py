@@ -8,9 +8,12 @@ demands (reject live connections, then delete the service, then the NLB).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from linkplane.server.aws import calls, errors, tags
+from linkplane.server.domain import states
 
 EXISTING_CONNECTIONS = "ExistingVpcEndpointConnections"
 """The code DeleteVpcEndpointServiceConfigurations reports while connections are live."""
@@ -173,3 +176,176 @@ def live_connection_ids(connections: Iterable[Mapping[str, Any]]) -> list[str]:
         for c in connections
         if str(c.get("VpcEndpointState", "")).lower() in LIVE_CONNECTION_STATES
     ]
+
+
+GONE_REGION_STATES = frozenset({"deleting", "deleted", "closed"})
+"""Supported-region states (lower-cased) that no longer count as supported."""
+
+
+@dataclass(frozen=True)
+class PrivateDnsRecord:
+    """The TXT record proving ownership of a service's private DNS name, and its state."""
+
+    name: str
+    value: str
+    state: str
+    """``PENDING_VERIFICATION``, ``VERIFIED``, ``FAILED`` or ``UNSPECIFIED``."""
+
+    @property
+    def verified(self) -> bool:
+        return self.state == "VERIFIED"
+
+
+@dataclass(frozen=True)
+class EndpointServiceConfiguration:
+    """An endpoint service as DescribeVpcEndpointServiceConfigurations reports it.
+
+    IP address types are lower-cased (AWS answers ``ipv4``/``ipv6``) and default to ipv4 when
+    absent; ``supported_regions`` leaves out the home Region and Regions AWS is removing or
+    has closed, so both compare directly with the spec.
+    """
+
+    service_id: str
+    service_name: str
+    state: str
+    acceptance_required: bool
+    network_load_balancer_arns: frozenset[str]
+    private_dns_name: str
+    private_dns: PrivateDnsRecord | None
+    supported_ip_address_types: frozenset[str]
+    supported_regions: frozenset[str]
+    base_endpoint_dns_names: tuple[str, ...]
+    availability_zones: tuple[str, ...]
+    raw: Mapping[str, Any]
+    """The AWS answer, for what reads tags (reconciler/labels.py)."""
+
+    @classmethod
+    def from_aws(cls, data: Mapping[str, Any], home_region: str) -> EndpointServiceConfiguration:
+        dns = data.get("PrivateDnsNameConfiguration") or {}
+        regions = frozenset(
+            str(r.get("Region", ""))
+            for r in data.get("SupportedRegions") or []
+            if r.get("Region")
+            and r.get("Region") != home_region
+            and str(r.get("ServiceState", "")).lower() not in GONE_REGION_STATES
+        )
+        return cls(
+            service_id=str(data.get("ServiceId", "")),
+            service_name=str(data.get("ServiceName", "")),
+            state=str(data.get("ServiceState", "")).lower(),
+            acceptance_required=bool(data.get("AcceptanceRequired")),
+            network_load_balancer_arns=frozenset(data.get("NetworkLoadBalancerArns") or []),
+            private_dns_name=str(data.get("PrivateDnsName") or ""),
+            private_dns=PrivateDnsRecord(
+                name=str(dns.get("Name", "")),
+                value=str(dns.get("Value", "")),
+                state=dns_state(str(dns.get("State", ""))),
+            )
+            if dns
+            else None,
+            supported_ip_address_types=frozenset(
+                str(t).lower() for t in data.get("SupportedIpAddressTypes") or ["ipv4"]
+            ),
+            supported_regions=regions,
+            base_endpoint_dns_names=tuple(data.get("BaseEndpointDnsNames") or []),
+            availability_zones=tuple(sorted(data.get("AvailabilityZones") or [])),
+            raw=data,
+        )
+
+    @property
+    def available(self) -> bool:
+        return self.state == "available"
+
+
+def dns_state(value: str) -> str:
+    """AWS's ``pendingVerification``/``verified``/``failed`` as linkplane's enum names."""
+    return {
+        "pendingverification": "PENDING_VERIFICATION",
+        "verified": "VERIFIED",
+        "failed": "FAILED",
+    }.get(value.lower().replace("-", "").replace("_", ""), "UNSPECIFIED")
+
+
+@dataclass(frozen=True)
+class EndpointConnection:
+    """One consumer endpoint's connection to a service (DescribeVpcEndpointConnections).
+
+    AWS does not report the consumer's VPC here; linkplane knows it only for its own
+    Connections (from their spec).
+    """
+
+    endpoint_id: str
+    owner: str
+    state: str
+    """Normalised: ``PENDING_ACCEPTANCE``, ``AVAILABLE``, … (domain/states.py)."""
+    region: str
+    create_time: datetime | None
+    dns_entries: tuple[tuple[str, str], ...]
+    """(DNS name, hosted zone id) pairs."""
+
+    @classmethod
+    def from_aws(cls, data: Mapping[str, Any]) -> EndpointConnection:
+        created = data.get("CreationTimestamp")
+        return cls(
+            endpoint_id=str(data["VpcEndpointId"]),
+            owner=str(data.get("VpcEndpointOwner", "")),
+            state=states.normalise_endpoint_state(str(data.get("VpcEndpointState", ""))),
+            region=str(data.get("VpcEndpointRegion") or ""),
+            create_time=created if isinstance(created, datetime) else None,
+            dns_entries=tuple(
+                (str(d.get("DnsName", "")), str(d.get("HostedZoneId", "")))
+                for d in data.get("DnsEntries") or []
+            ),
+        )
+
+
+async def find_configuration(ctx: calls.Context, uid: str) -> EndpointServiceConfiguration | None:
+    """:func:`find_endpoint_service_by_uid`, typed."""
+    found = await find_endpoint_service_by_uid(ctx, uid)
+    return EndpointServiceConfiguration.from_aws(found, ctx.region) if found else None
+
+
+async def describe_connections(ctx: calls.Context, service_id: str) -> list[EndpointConnection]:
+    """:func:`describe_endpoint_connections`, typed."""
+    return [
+        EndpointConnection.from_aws(c) for c in await describe_endpoint_connections(ctx, service_id)
+    ]
+
+
+async def modify_configuration(ctx: calls.Context, service_id: str, **params: Any) -> None:
+    """ModifyVpcEndpointServiceConfiguration with only the changed parameters.
+
+    Respects: AcceptanceRequired, Add/Remove NLBs, PrivateDnsName/RemovePrivateDnsName,
+    Add/RemoveSupportedIpAddressTypes (``ipv6`` needs a dual-stack NLB) and
+    Add/RemoveSupportedRegions are all one action; callers guard repeats.
+    """
+    await ctx.call("ec2", "ModifyVpcEndpointServiceConfiguration", ServiceId=service_id, **params)
+
+
+async def allowed_principals(ctx: calls.Context, service_id: str) -> frozenset[str]:
+    """The principals DescribeVpcEndpointServicePermissions reports, all pages."""
+    found = await ctx.collect(
+        "ec2", "DescribeVpcEndpointServicePermissions", "AllowedPrincipals", ServiceId=service_id
+    )
+    return frozenset(str(p["Principal"]) for p in found)
+
+
+async def modify_permissions(
+    ctx: calls.Context, service_id: str, *, add: Sequence[str], remove: Sequence[str]
+) -> None:
+    """ModifyVpcEndpointServicePermissions. Removing a principal does not disconnect its
+    endpoints: reject them (:func:`reject_connections`) for that."""
+    params: dict[str, Any] = {"ServiceId": service_id}
+    if add:
+        params["AddAllowedPrincipals"] = list(add)
+    if remove:
+        params["RemoveAllowedPrincipals"] = list(remove)
+    await ctx.call("ec2", "ModifyVpcEndpointServicePermissions", **params)
+
+
+async def start_private_dns_verification(ctx: calls.Context, service_id: str) -> None:
+    """StartVpcEndpointServicePrivateDnsVerification: AWS looks for the TXT record now.
+
+    Respects: the record must exist first, or the state ends ``failed``; asking again later
+    is how a failed verification is retried (callers bound the rate)."""
+    await ctx.call("ec2", "StartVpcEndpointServicePrivateDnsVerification", ServiceId=service_id)

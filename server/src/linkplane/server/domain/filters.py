@@ -24,6 +24,11 @@ from dataclasses import dataclass
 from linkplane.server.domain.errors import FieldViolation, InvalidArgument
 
 MAX_FILTER_LENGTH = 2048
+# Parentheses and NOT nest the tree; the parser, the SQL compiler and Postgres all recurse
+# over it, so its depth is bounded here with a clear error instead of a RecursionError.
+MAX_FILTER_DEPTH = 32
+# Fields that hold a map: they compare one entry (`labels.team = x`), never the whole map.
+MAP_FIELDS = frozenset({"labels"})
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,7 @@ class _Parser:
         self.path = path
         self.fields = fields
         self.enums = enums
+        self.depth = 0
 
     def peek(self) -> tuple[str, str] | None:
         return self.tokens[self.position] if self.position < len(self.tokens) else None
@@ -145,9 +151,13 @@ class _Parser:
     def primary(self) -> Node:
         kind, value = self.take()
         if kind == "lparen":
+            self.depth += 1
+            if self.depth > MAX_FILTER_DEPTH:
+                raise _bad(self.path, f"nests parentheses deeper than {MAX_FILTER_DEPTH} levels")
             node = self.and_expr()
             if self.take()[0] != "rparen":
                 raise _bad(self.path, "missing ')'")
+            self.depth -= 1
             return node
         if kind != "word" or value in {"AND", "OR", "NOT"}:
             raise _bad(self.path, f"expected a field name, got {value!r}")
@@ -157,6 +167,8 @@ class _Parser:
         ):
             known = ", ".join(sorted(self.fields))
             raise _bad(self.path, f"unknown field {field!r}; filterable fields: {known}")
+        if field in MAP_FIELDS:
+            raise _bad(self.path, f"{field} is a map: compare one entry, e.g. {field}.team = x")
         op_kind, op = self.take()
         if op_kind != "op":
             raise _bad(self.path, f"expected = or != after {field!r}")

@@ -12,6 +12,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from linkplane.server.domain import endpoints, names
 from linkplane.server.domain.errors import FieldViolation
@@ -45,6 +46,9 @@ DNS_NAME = re.compile(
 )
 LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+# C0 and C1 control characters; free text keeps tab, newline and carriage return.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 MAX_DISPLAY_NAME = 63
 MAX_LABELS = 64
@@ -55,6 +59,58 @@ MAX_SUBNETS = 16
 MAX_SECURITY_GROUPS = 5
 MAX_LISTENERS = 50
 MAX_TARGETS = 500
+MAX_JSON_DEPTH = 32  # IAM policies nest about five deep; this bounds the parser's recursion
+MAX_STRING = 4096  # any request string without its own entry in FIELD_LIMITS
+
+
+@dataclass(frozen=True)
+class FieldLimit:
+    """The longest value of a request string field, and the columns the value is stored in.
+
+    Every column listed must hold `max_length` characters (a test compares this table with
+    `storage.models`), so a value that passes validation never overflows its column.
+    """
+
+    max_length: int
+    columns: tuple[str, ...] = ()  # "table.column"; () when stored only in JSONB or Text
+    multiline: bool = False  # free text: tab, newline and carriage return are allowed
+
+
+# Request string fields by name, wherever they appear in a request. Formats (regular
+# expressions) are checked by the `check_*` functions; this table bounds every length first.
+FIELD_LIMITS: dict[str, FieldLimit] = {
+    "name": FieldLimit(200, ("services.name", "connections.name", "accounts.name")),
+    "parent": FieldLimit(200),
+    "service": FieldLimit(200, ("connections.service", "audit_log.resource")),
+    "provider_account": FieldLimit(200, ("services.provider_account",)),
+    "consumer_account": FieldLimit(200, ("connections.consumer_account",)),
+    "display_name": FieldLimit(
+        MAX_DISPLAY_NAME,
+        ("accounts.display_name", "services.display_name", "connections.display_name"),
+    ),
+    "region": FieldLimit(32, ("services.region", "connections.region")),
+    "service_region": FieldLimit(32),
+    "allowed_regions": FieldLimit(32),
+    "supported_regions": FieldLimit(32),
+    "account_id": FieldLimit(12, ("accounts.aws_account_id",)),
+    "vpc_id": FieldLimit(32, ("connections.vpc_id",)),
+    "endpoint_ids": FieldLimit(32, ("connection_decisions.endpoint_id",)),
+    "service_name": FieldLimit(255, ("connections.service_name",)),
+    "service_id": FieldLimit(63),
+    "connection_id": FieldLimit(63),
+    "request_id": FieldLimit(36, ("request_ids.request_id", "audit_log.request_id")),
+    "etag": FieldLimit(64),
+    "filter": FieldLimit(2048),
+    "page_token": FieldLimit(1024),
+    "policy_document": FieldLimit(MAX_POLICY_DOCUMENT, multiline=True),
+    "request_message": FieldLimit(MAX_REQUEST_MESSAGE, multiline=True),
+    "reason": FieldLimit(1024, multiline=True),
+    "role_arn": FieldLimit(2048),
+    "external_id": FieldLimit(1224),
+    "private_dns_name": FieldLimit(255),
+    "paths": FieldLimit(100),
+}
+
 LISTENER_PROTOCOLS = {"TCP", "TLS", "UDP", "TCP_UDP"}
 SERVICE_IP_TYPES = {"ipv4", "ipv6"}
 ENDPOINT_IP_TYPES = {"", "ipv4", "ipv6", "dualstack"}
@@ -152,6 +208,8 @@ def check_connection(spec: ConnectionSpec, prefix: str) -> list[FieldViolation]:
     if spec.policy_document:
         if len(spec.policy_document) > MAX_POLICY_DOCUMENT:
             out.append(_v(prefix, "policy_document", f"at most {MAX_POLICY_DOCUMENT} characters"))
+        elif json_depth(spec.policy_document) > MAX_JSON_DEPTH:
+            out.append(_v(prefix, "policy_document", f"nests deeper than {MAX_JSON_DEPTH} levels"))
         elif not _is_json_object(spec.policy_document):
             out.append(_v(prefix, "policy_document", "must be a JSON object (an IAM policy)"))
     if len(spec.request_message) > MAX_REQUEST_MESSAGE:
@@ -322,3 +380,39 @@ def _is_json_object(text: str) -> bool:
         return isinstance(json.loads(text), dict)
     except ValueError:
         return False
+
+
+def json_depth(text: str) -> int:
+    """How deeply `text`'s arrays and objects nest, counted without parsing (no recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def string_problem(value: str, limit: FieldLimit) -> str | None:
+    """Why a request string is unacceptable whatever its field means, or None.
+
+    NUL cannot be stored by Postgres, and no field has a use for other control characters
+    (free text may hold tab, newline and carriage return).
+    """
+    if len(value) > limit.max_length:
+        return f"at most {limit.max_length} characters"
+    found = (_CONTROL_IN_TEXT if limit.multiline else _CONTROL).search(value)
+    if found:
+        return f"must not contain control characters (found U+{ord(found.group()):04X})"
+    return None

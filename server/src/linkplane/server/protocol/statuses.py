@@ -7,7 +7,7 @@ INVALID_ARGUMENT also google.rpc.BadRequest with one field violation per bad fie
 from __future__ import annotations
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -43,6 +43,11 @@ def to_status(error: errors.DomainError) -> status_pb2.Status:
         error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
     )
     details.append(info)
+    if isinstance(error, errors.Unavailable):
+        # Clients (and linkplane.client) back off by this hint instead of retrying at once.
+        retry = any_pb2.Any()
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=1)))
+        details.append(retry)
     if isinstance(error, errors.InvalidArgument):
         bad_request = error_details_pb2.BadRequest(
             field_violations=[

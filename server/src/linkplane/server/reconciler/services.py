@@ -5,30 +5,336 @@ due, idempotently: objects are found by their `linkplane:uid` tag (or by their d
 ELBv2 name) before anything is created, and created with a deterministic ClientToken and the
 tag in the same call. Teardown follows AWS's order: reject live connections, delete the
 endpoint service, wait until it is gone, then delete the managed NLB and its target groups.
+
+No mutation is re-issued blindly: every Modify (service configuration, permissions, the NLB's
+IP address type) is planned as typed `Change`s and asked of a `stalls.MutationGuard` first, so
+a change AWS accepts but never reflects stalls with a `Stalled` condition and backs off instead
+of looping. Private DNS verification is asked again at a bounded, growing interval while the
+name is not verified, and at once when a provider calls VerifyServicePrivateDns.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from linkplane.server.aws import calls, loadbalancers, tags
+from linkplane.server.aws import calls, loadbalancers
 from linkplane.server.aws import errors as aws_errors
 from linkplane.server.aws import services as aws_services
 from linkplane.server.domain import acceptance, specs, states
-from linkplane.server.reconciler import engine, labels, progress
+from linkplane.server.protocol import converters
+from linkplane.server.reconciler import engine, labels, progress, stalls
 from linkplane.server.reconciler.workspace import Workspace
-from linkplane.server.storage import audit, changes, leases, models
+from linkplane.server.storage import audit, changes, leases, models, operations
 
 log = structlog.get_logger("linkplane.reconciler.services")
 KIND = "service"
-LB_ACTIVE = "active"
+
+VERIFY_DNS = "verify-dns"
+"""The Operation verb of VerifyServicePrivateDns (api/provider.py starts it, this settles it)."""
+
+DNS_RECHECK_BASE = 12.0
+"""First automatic DNS re-check after this many transitional intervals (5 s → 1 min)."""
+
+DNS_RECHECK_CAP = 12.0
+"""Re-checks grow to at most this many resync intervals apart (300 s → 1 h)."""
+
+
+# ---- typed working data ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a pass read from the Service row before talking to AWS."""
+
+    uid: str
+    name: str
+    generation: int
+    deleting: bool
+    force: bool
+
+
+@dataclass
+class DnsSchedule:
+    """When linkplane asks AWS to verify the private DNS name again (kept in the status)."""
+
+    generation: int | None = None
+    """The spec generation of the last request; a new generation asks at once."""
+    attempts: int = 0
+    """Automatic re-checks since the last generation change or person's request."""
+    next_at: float = 0.0
+    """Epoch seconds of the next automatic re-check."""
+    sent: list[str] = field(default_factory=list)
+    """VerifyServicePrivateDns operations whose request went to AWS (open ones only)."""
+
+    @classmethod
+    def load(cls, status: Mapping[str, Any]) -> DnsSchedule:
+        raw = status.get("dns_verification")
+        if not isinstance(raw, Mapping):
+            # Rows written before the schedule existed kept only the generation asked for.
+            earlier = status.get("dns_verification_requested")
+            return cls(generation=int(earlier) if earlier is not None else None)
+        generation = raw.get("generation")
+        return cls(
+            generation=int(generation) if generation is not None else None,
+            attempts=int(raw.get("attempts", 0)),
+            next_at=float(raw.get("next_at", 0.0)),
+            sent=[str(s) for s in raw.get("sent", [])],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "generation": self.generation,
+            "attempts": self.attempts,
+            "next_at": self.next_at,
+            "sent": list(self.sent),
+        }
+
+
+@dataclass
+class Bookkeeping:
+    """The reconciler's private memory between passes, stored in the status JSON (the API
+    does not show it)."""
+
+    targets_generation: int | None
+    """The generation whose targets were last registered with the managed NLB."""
+    dns: DnsSchedule
+    guard: stalls.MutationGuard
+
+    @classmethod
+    def load(cls, status: Mapping[str, Any]) -> Bookkeeping:
+        targets = status.get("targets_generation")
+        return cls(
+            targets_generation=int(targets) if targets is not None else None,
+            dns=DnsSchedule.load(status),
+            guard=stalls.MutationGuard.load(status),
+        )
+
+    def save(self, status: dict[str, Any]) -> None:
+        if self.targets_generation is not None:
+            status["targets_generation"] = self.targets_generation
+        status.pop("dns_verification_requested", None)
+        if self.dns.generation is None and not self.dns.sent:
+            status.pop("dns_verification", None)
+        else:
+            status["dns_verification"] = self.dns.to_json()
+        self.guard.save(status)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the spec asks of AWS, in AWS's terms (lower-case IP types, permission ARNs)."""
+
+    acceptance_required: bool
+    private_dns_name: str
+    supported_ip_address_types: frozenset[str]
+    supported_regions: frozenset[str]
+    """Other Regions only: the home Region is always supported."""
+    allowed_principals: frozenset[str]
+
+    @classmethod
+    def of(cls, spec: specs.ServiceSpec, home_region: str) -> Target:
+        principals = {acceptance.permission_principal(p) for p in spec.allowed_principals}
+        # Consumers named in accept rules must be able to see the service too.
+        principals |= {
+            acceptance.permission_principal(r.principal)
+            for r in spec.acceptance_policy.accept_rules
+            if acceptance.account_of(r.principal) is not None
+        }
+        return cls(
+            acceptance_required=acceptance.acceptance_required(spec),
+            private_dns_name=spec.private_dns_name,
+            supported_ip_address_types=frozenset(
+                t.lower() for t in spec.supported_ip_address_types or ["ipv4"]
+            ),
+            supported_regions=frozenset(spec.supported_regions) - {home_region},
+            allowed_principals=frozenset(principals),
+        )
+
+    @property
+    def wants_ipv6(self) -> bool:
+        return "ipv6" in self.supported_ip_address_types
+
+    @property
+    def load_balancer_ip_address_type(self) -> str:
+        """An endpoint service can offer IPv6 only from a dual-stack NLB."""
+        return loadbalancers.DUALSTACK if self.wants_ipv6 else loadbalancers.IPV4
+
+
+@dataclass(frozen=True)
+class Change:
+    """One field of a planned mutation: what AWS reports, what the spec wants, and the
+    parameters of the call that moves it."""
+
+    field: str
+    wanted: object
+    observed: object
+    params: Mapping[str, Any]
+
+
+CONFIGURATION_FIELDS = (
+    "configuration.acceptance_required",
+    "configuration.network_load_balancer_arns",
+    "configuration.private_dns_name",
+    "configuration.supported_ip_address_types",
+    "configuration.supported_regions",
+)
+PERMISSIONS_FIELD = "permissions.allowed_principals"
+LB_IP_TYPE_FIELD = "load_balancer.ip_address_type"
+
+
+def plan_configuration(
+    target: Target, arns: Sequence[str], observed: aws_services.EndpointServiceConfiguration
+) -> list[Change]:
+    """The ModifyVpcEndpointServiceConfiguration changes that make AWS match the target."""
+    planned: list[Change] = []
+    if observed.acceptance_required != target.acceptance_required:
+        planned.append(
+            Change(
+                CONFIGURATION_FIELDS[0],
+                target.acceptance_required,
+                observed.acceptance_required,
+                {"AcceptanceRequired": target.acceptance_required},
+            )
+        )
+    planned += _set_change(
+        CONFIGURATION_FIELDS[1],
+        frozenset(arns),
+        observed.network_load_balancer_arns,
+        "AddNetworkLoadBalancerArns",
+        "RemoveNetworkLoadBalancerArns",
+    )
+    if target.private_dns_name != observed.private_dns_name:
+        planned.append(
+            Change(
+                CONFIGURATION_FIELDS[2],
+                target.private_dns_name,
+                observed.private_dns_name,
+                {"PrivateDnsName": target.private_dns_name}
+                if target.private_dns_name
+                else {"RemovePrivateDnsName": True},
+            )
+        )
+    planned += _set_change(
+        CONFIGURATION_FIELDS[3],
+        target.supported_ip_address_types,
+        observed.supported_ip_address_types,
+        "AddSupportedIpAddressTypes",
+        "RemoveSupportedIpAddressTypes",
+    )
+    planned += _set_change(
+        CONFIGURATION_FIELDS[4],
+        target.supported_regions,
+        observed.supported_regions,
+        "AddSupportedRegions",
+        "RemoveSupportedRegions",
+    )
+    return planned
+
+
+def _set_change(
+    name: str, wanted: frozenset[str], observed: frozenset[str], add_key: str, remove_key: str
+) -> list[Change]:
+    if wanted == observed:
+        return []
+    params: dict[str, Any] = {}
+    if add := sorted(wanted - observed):
+        params[add_key] = add
+    if remove := sorted(observed - wanted):
+        params[remove_key] = remove
+    return [Change(name, sorted(wanted), sorted(observed), params)]
+
+
+@dataclass(frozen=True)
+class LoadBalancers:
+    """The outcome of the load-balancer step."""
+
+    arns: list[str]
+    ready: bool
+    message: str
+    managed: loadbalancers.LoadBalancer | None
+
+
+@dataclass(frozen=True)
+class DnsOutcome:
+    """The outcome of the private DNS step."""
+
+    asked: bool
+    """StartVpcEndpointServicePrivateDnsVerification went out this pass."""
+    recheck_in: float | None
+    """Seconds until the next automatic re-check; None when none is due (verified, or no
+    private DNS name)."""
+    answered: list[str]
+    """VerifyServicePrivateDns operations to settle from the state AWS reports now."""
+    unanswerable: list[str]
+    """VerifyServicePrivateDns operations for a service that no longer has a private name."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A verdict on one endpoint connection, to send to AWS and record."""
+
+    endpoint_id: str
+    verdict: str
+    actor: str
+    reason: str
+    automatic: bool
+    request_row: int | None = None
+    """The ConnectionDecision row of a person's request; None for the policy's own."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Why AWS (or linkplane) refused a decision on one endpoint."""
+
+    code: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass
+class Work:
+    """What one converge pass learned along the way."""
+
+    status: dict[str, Any]
+    book: Bookkeeping
+    now: float
+    stalled: list[stalls.Stalled] = field(default_factory=list)
+
+    def allowed(self, action: str, change: Change) -> bool:
+        """Ask the guard; a stalled change is remembered for the condition and the requeue."""
+        decision = self.book.guard.before(
+            action=action,
+            field=change.field,
+            wanted=change.wanted,
+            observed=change.observed,
+            now=self.now,
+        )
+        if isinstance(decision, stalls.Stalled):
+            self.stalled.append(decision)
+            log.warning(
+                "service.mutation_stalled",
+                field=change.field,
+                wanted=decision.wanted,
+                observed=decision.observed,
+                attempts=decision.attempts,
+            )
+            return False
+        return True
+
+
+# ---- the reconciler ---------------------------------------------------------------------------
 
 
 class ServiceReconciler:
@@ -83,324 +389,364 @@ class ServiceReconciler:
         async with self.ws.db.transaction() as session:
             row = await leases.load(session, models.Service, lease)
             spec = specs.service_from_json(row.spec)
-            snapshot = _Snapshot(
+            snapshot = Snapshot(
                 uid=str(row.uid),
                 name=row.name,
                 generation=row.generation,
                 deleting=row.delete_time is not None,
                 force=row.force_delete,
-                status=dict(row.status or {}),
             )
+            status = dict(row.status or {})
+            verify_requests = [
+                op.id for op in await operations.open_for(session, row.uid) if op.verb == VERIFY_DNS
+            ]
         account = await self.ws.account(spec.provider_account)
         ctx = self.ws.context(account, spec.region)
         if snapshot.deleting:
             return await self._teardown(lease, ctx, spec, snapshot)
-        return await self._converge(lease, ctx, spec, snapshot)
+        work = Work(status=status, book=Bookkeeping.load(status), now=time.time())
+        return await self._converge(lease, ctx, spec, snapshot, work, verify_requests)
 
     # ---- converge --------------------------------------------------------------------------
 
     async def _converge(
-        self, lease: leases.Lease, ctx: calls.Context, spec: specs.ServiceSpec, snap: _Snapshot
+        self,
+        lease: leases.Lease,
+        ctx: calls.Context,
+        spec: specs.ServiceSpec,
+        snap: Snapshot,
+        work: Work,
+        verify_requests: list[str],
     ) -> engine.Pass:
-        status = snap.status
+        status = work.status
         transitional = self.ws.timing.transitional_seconds
-        arns, lb_ready, lb_message = await self._ensure_load_balancers(ctx, spec, snap)
-        status["network_load_balancer_arns"] = arns
+        target = Target.of(spec, ctx.region)
+        lbs = await self._ensure_load_balancers(ctx, spec, snap, target, work)
+        status["network_load_balancer_arns"] = lbs.arns
         progress.set_condition(
             status,
             "LoadBalancerReady",
-            lb_ready,
-            "Active" if lb_ready else "Provisioning",
-            lb_message,
+            lbs.ready,
+            "Active" if lbs.ready else "Provisioning",
+            lbs.message,
             snap.generation,
         )
-        if not lb_ready:
+        if not lbs.ready:
+            stalls.set_stalled_condition(status, work.stalled, snap.generation)
+            work.book.save(status)
             await self._write(
-                lease, status, state=None, converged=False, progress_message=lb_message
+                lease,
+                status,
+                state=None,
+                converged=False,
+                progress_message=lbs.message,
+                stalled=work.stalled,
             )
-            return engine.Pass(transitional)
+            return engine.Pass(stalls.soonest_retry(work.stalled, transitional))
 
-        config = await aws_services.find_endpoint_service_by_uid(ctx, snap.uid)
-        if config is None:
-            extra: dict[str, Any] = {}
-            if spec.private_dns_name:
-                extra["PrivateDnsName"] = spec.private_dns_name
-            if spec.supported_ip_address_types:
-                extra["SupportedIpAddressTypes"] = spec.supported_ip_address_types
-            if spec.supported_regions:
-                extra["SupportedRegions"] = spec.supported_regions
-            config = await aws_services.create_endpoint_service(
-                ctx,
-                uid=snap.uid,
-                generation=snap.generation,
-                name=snap.name,
-                network_load_balancer_arns=arns,
-                acceptance_required=acceptance.acceptance_required(spec),
-                labels=spec.labels,
-                **extra,
-            )
-        service_id = config["ServiceId"]
-        await labels.sync_ec2_tags(ctx, service_id, config, spec.labels)
-        changed = await self._apply_configuration(ctx, spec, config, arns)
-        changed |= await self._apply_permissions(ctx, spec, service_id)
+        observed = await aws_services.find_configuration(ctx, snap.uid)
+        if observed is None:
+            observed = await self._create_endpoint_service(ctx, spec, snap, target, lbs.arns)
+        service_id = observed.service_id
+        await labels.sync_ec2_tags(ctx, service_id, observed.raw, spec.labels)
+        changed = await self._apply_configuration(ctx, target, lbs.arns, observed, work)
+        changed |= await self._apply_permissions(ctx, target, service_id, work)
         if changed:
-            config = await aws_services.find_endpoint_service_by_uid(ctx, snap.uid) or config
-        await self._verify_private_dns(ctx, spec, config, status, snap)
+            observed = await aws_services.find_configuration(ctx, snap.uid) or observed
+        changed |= await self._settle_load_balancer_ip_type(ctx, target, lbs, observed, work)
+        dns = await self._verify_private_dns(ctx, spec, observed, snap, work, verify_requests)
+        if dns.asked:
+            observed = await aws_services.find_configuration(ctx, snap.uid) or observed
+        self._describe_private_dns(spec, observed, status, snap)
 
-        aws_state = str(config.get("ServiceState", "")).lower()
-        available = aws_state == "available"
         status.update(
             service_id=service_id,
-            service_name=config.get("ServiceName", ""),
-            base_endpoint_dns_names=list(config.get("BaseEndpointDnsNames", [])),
-            availability_zones=sorted(config.get("AvailabilityZones", [])),
+            service_name=observed.service_name,
+            base_endpoint_dns_names=list(observed.base_endpoint_dns_names),
+            availability_zones=list(observed.availability_zones),
         )
-        dns = config.get("PrivateDnsNameConfiguration") or {}
-        if spec.private_dns_name and dns:
-            status["private_dns_verification"] = {
-                "txt_record_name": dns.get("Name", ""),
-                "txt_record_value": dns.get("Value", ""),
-                "state": _dns_state(dns.get("State", "")),
-            }
-        else:
-            status.pop("private_dns_verification", None)
-
         connections = (
-            await aws_services.describe_endpoint_connections(ctx, service_id) if available else []
+            await aws_services.describe_connections(ctx, service_id) if observed.available else []
         )
-        decided = await self._decide(lease, ctx, spec, service_id, connections)
-        if decided:
-            connections = await aws_services.describe_endpoint_connections(ctx, service_id)
-        counts = Counter(
-            states.normalise_endpoint_state(c.get("VpcEndpointState", "")) for c in connections
-        )
-        status["connection_counts"] = {
-            "pending_acceptance": counts["PENDING_ACCEPTANCE"],
-            "pending": counts["PENDING"],
-            "available": counts["AVAILABLE"],
-            "rejected": counts["REJECTED"],
-            "failed": counts["FAILED"] + counts["EXPIRED"] + counts["PARTIAL"],
-            "total": len(connections),
-        }
+        if await self._decide(lease, ctx, spec, service_id, connections):
+            connections = await aws_services.describe_connections(ctx, service_id)
+        counts = _connection_counts(connections)
+        status["connection_counts"] = counts
         status.pop("last_aws_error", None)
-        converged = available and not changed
-        progress.set_condition(
-            status,
-            "Ready",
-            converged,
-            "Available" if converged else "Converging",
-            "the endpoint service matches the spec"
-            if converged
-            else f"endpoint service is {aws_state or 'being created'}",
-            snap.generation,
-        )
+        stalls.set_stalled_condition(status, work.stalled, snap.generation)
+        converged = observed.available and not changed and not work.stalled
+        if converged:
+            reason, message = "Available", "the endpoint service matches the spec"
+        elif work.stalled:
+            reason, message = "Stalled", "; ".join(s.message() for s in work.stalled)
+        else:
+            reason = "Converging"
+            message = f"endpoint service is {observed.state or 'being created'}"
+        progress.set_condition(status, "Ready", converged, reason, message, snap.generation)
+        work.book.save(status)
         await self._write(
             lease,
             status,
             state="ACTIVE" if converged else None,
             converged=converged,
-            progress_message="active" if converged else f"endpoint service is {aws_state}",
+            progress_message="active" if converged else message,
             service_id=service_id,
-            service_name=config.get("ServiceName", ""),
+            service_name=observed.service_name,
             connections=connections,
+            dns_answered=dns.answered,
+            dns_unanswerable=dns.unanswerable,
+            stalled=work.stalled,
         )
-        pending_people = counts["PENDING_ACCEPTANCE"] + counts["PENDING"]
-        if not converged or pending_people:
-            return engine.Pass(transitional)
-        return engine.Pass(self.ws.timing.resync_seconds)
+        if not converged or counts["pending_acceptance"] + counts["pending"]:
+            delay = transitional
+        else:
+            delay = self.ws.timing.resync_seconds
+        if dns.answered and (dns.recheck_in is not None):
+            # A person waits on VerifyServicePrivateDns: follow AWS's answer closely.
+            delay = min(delay, transitional)
+        if dns.recheck_in is not None:
+            delay = min(delay, max(dns.recheck_in, transitional))
+        return engine.Pass(stalls.soonest_retry(work.stalled, delay))
+
+    async def _create_endpoint_service(
+        self,
+        ctx: calls.Context,
+        spec: specs.ServiceSpec,
+        snap: Snapshot,
+        target: Target,
+        arns: list[str],
+    ) -> aws_services.EndpointServiceConfiguration:
+        extra: dict[str, Any] = {}
+        if target.private_dns_name:
+            extra["PrivateDnsName"] = target.private_dns_name
+        if spec.supported_ip_address_types:
+            extra["SupportedIpAddressTypes"] = sorted(target.supported_ip_address_types)
+        if target.supported_regions:
+            extra["SupportedRegions"] = sorted(target.supported_regions)
+        created = await aws_services.create_endpoint_service(
+            ctx,
+            uid=snap.uid,
+            generation=snap.generation,
+            name=snap.name,
+            network_load_balancer_arns=arns,
+            acceptance_required=target.acceptance_required,
+            labels=spec.labels,
+            **extra,
+        )
+        return aws_services.EndpointServiceConfiguration.from_aws(created, ctx.region)
 
     async def _ensure_load_balancers(
-        self, ctx: calls.Context, spec: specs.ServiceSpec, snap: _Snapshot
-    ) -> tuple[list[str], bool, str]:
-        """The NLB ARNs, whether all are active, and a progress message."""
+        self,
+        ctx: calls.Context,
+        spec: specs.ServiceSpec,
+        snap: Snapshot,
+        target: Target,
+        work: Work,
+    ) -> LoadBalancers:
         managed = spec.load_balancer.managed
         if managed is None:
-            response = await ctx.call(
-                "elbv2", "DescribeLoadBalancers", LoadBalancerArns=spec.load_balancer.adopted_arns
+            return await self._check_adopted(ctx, spec.load_balancer.adopted_arns, target)
+        lb = await loadbalancers.ensure_managed_load_balancer(
+            ctx,
+            uid=snap.uid,
+            resource_name=snap.name,
+            spec=managed,
+            labels=spec.labels,
+            ip_address_type=target.load_balancer_ip_address_type,
+            register_targets=work.book.targets_generation != snap.generation,
+        )
+        work.book.targets_generation = snap.generation
+        if target.wants_ipv6 and not lb.dual_stack:
+            # Before the endpoint service is asked for IPv6, which AWS refuses otherwise.
+            change = Change(
+                LB_IP_TYPE_FIELD,
+                loadbalancers.DUALSTACK,
+                lb.ip_address_type,
+                {"IpAddressType": loadbalancers.DUALSTACK},
             )
-            lbs = response.get("LoadBalancers", [])
-            not_network = [lb["LoadBalancerArn"] for lb in lbs if lb.get("Type") != "network"]
-            if not_network:
-                raise aws_errors.AwsError(
-                    "NotANetworkLoadBalancer",
-                    f"endpoint services need Network Load Balancers: {', '.join(not_network)}",
-                    kind=aws_errors.Kind.INVALID,
-                    retryable=False,
-                    action="DescribeLoadBalancers",
-                )
-            ready = all(lb.get("State", {}).get("Code") == LB_ACTIVE for lb in lbs)
-            return (
-                list(spec.load_balancer.adopted_arns),
-                ready,
-                ("adopted load balancers are active" if ready else "waiting for adopted NLBs"),
+            if work.allowed("SetIpAddressType", change):
+                await loadbalancers.set_ip_address_type(ctx, lb.arn, loadbalancers.DUALSTACK)
+                lb = await loadbalancers.find_network_load_balancer(ctx, lb.name) or lb
+        elif target.wants_ipv6:
+            work.book.guard.clear(LB_IP_TYPE_FIELD)
+        ready = lb.active and (lb.dual_stack or not target.wants_ipv6)
+        if ready:
+            message = "the NLB is active"
+        elif not lb.active:
+            message = f"waiting for the NLB ({lb.state})"
+        else:
+            message = "waiting for the NLB to become dual-stack"
+        return LoadBalancers([lb.arn], ready, message, lb)
+
+    async def _check_adopted(
+        self, ctx: calls.Context, arns: list[str], target: Target
+    ) -> LoadBalancers:
+        lbs = await loadbalancers.describe_load_balancers(ctx, arns)
+        not_network = [lb.arn for lb in lbs if lb.type != "network"]
+        if not_network:
+            raise aws_errors.AwsError(
+                "NotANetworkLoadBalancer",
+                f"endpoint services need Network Load Balancers: {', '.join(not_network)}",
+                kind=aws_errors.Kind.INVALID,
+                retryable=False,
+                action="DescribeLoadBalancers",
             )
-        name = tags.deterministic_name(snap.uid, "nlb")
-        lb_tags = tags.tags(snap.uid, "load-balancer", snap.name, spec.labels)
-        lb = await loadbalancers.find_load_balancer_by_name(ctx, name)
-        if lb is None:
-            response = await ctx.call(
-                "elbv2",
-                "CreateLoadBalancer",
-                Name=name,
-                Subnets=managed.subnet_ids,
-                Scheme="internal",
-                Type="network",
-                Tags=lb_tags,
+        ipv4_only = [lb.arn for lb in lbs if not lb.dual_stack]
+        if target.wants_ipv6 and ipv4_only:
+            # linkplane never changes an adopted NLB; AWS would refuse the IPv6 Modify.
+            raise aws_errors.AwsError(
+                "LoadBalancerNotDualStack",
+                "supported_ip_address_types asks for IPV6, which needs dual-stack NLBs, but "
+                f"these adopted NLBs are IPv4-only: {', '.join(ipv4_only)}; make them "
+                "dual-stack (SetIpAddressType dualstack) or drop IPV6",
+                kind=aws_errors.Kind.INVALID,
+                retryable=False,
+                action="DescribeLoadBalancers",
             )
-            lb = response["LoadBalancers"][0]
-        arn = lb["LoadBalancerArn"]
-        vpc_id = lb.get("VpcId", "")
-        listeners = {
-            existing["Port"]: existing
-            for existing in (await ctx.call("elbv2", "DescribeListeners", LoadBalancerArn=arn)).get(
-                "Listeners", []
-            )
-        }
-        for listener in managed.listeners:
-            target_port = listener.target_port or listener.port
-            group_name = tags.deterministic_name(snap.uid, f"tg{listener.port}")
-            group = await _find_target_group(ctx, group_name)
-            if group is None:
-                target_type = (
-                    "instance" if any(t.id.startswith("i-") for t in managed.targets) else "ip"
-                )
-                group = (
-                    await ctx.call(
-                        "elbv2",
-                        "CreateTargetGroup",
-                        Name=group_name,
-                        Protocol=listener.protocol,
-                        Port=target_port,
-                        VpcId=vpc_id,
-                        TargetType=target_type,
-                        Tags=tags.tags(snap.uid, "target-group", snap.name, spec.labels),
-                    )
-                )["TargetGroups"][0]
-            if managed.targets and snap.status.get("targets_generation") != snap.generation:
-                await ctx.call(
-                    "elbv2",
-                    "RegisterTargets",
-                    TargetGroupArn=group["TargetGroupArn"],
-                    Targets=[{"Id": t.id, "Port": t.port or target_port} for t in managed.targets],
-                )
-            if listener.port not in listeners:
-                await ctx.call(
-                    "elbv2",
-                    "CreateListener",
-                    LoadBalancerArn=arn,
-                    Protocol=listener.protocol,
-                    Port=listener.port,
-                    DefaultActions=[{"Type": "forward", "TargetGroupArn": group["TargetGroupArn"]}],
-                )
-        snap.status["targets_generation"] = snap.generation
-        state = lb.get("State", {}).get("Code", "")
-        if state != LB_ACTIVE:
-            refreshed = await loadbalancers.find_load_balancer_by_name(ctx, name)
-            state = (refreshed or lb).get("State", {}).get("Code", "")
-        ready = state == LB_ACTIVE
-        return [arn], ready, "the NLB is active" if ready else f"waiting for the NLB ({state})"
+        ready = all(lb.active for lb in lbs)
+        return LoadBalancers(
+            list(arns),
+            ready,
+            "adopted load balancers are active" if ready else "waiting for adopted NLBs",
+            None,
+        )
 
     async def _apply_configuration(
-        self, ctx: calls.Context, spec: specs.ServiceSpec, config: dict[str, Any], arns: list[str]
+        self,
+        ctx: calls.Context,
+        target: Target,
+        arns: Sequence[str],
+        observed: aws_services.EndpointServiceConfiguration,
+        work: Work,
     ) -> bool:
+        planned = plan_configuration(target, arns, observed)
+        pending = {c.field for c in planned}
+        for name in CONFIGURATION_FIELDS:
+            if name not in pending:
+                work.book.guard.clear(name)
         params: dict[str, Any] = {}
-        required = acceptance.acceptance_required(spec)
-        if bool(config.get("AcceptanceRequired")) != required:
-            params["AcceptanceRequired"] = required
-        current_arns = set(config.get("NetworkLoadBalancerArns", []))
-        if add := sorted(set(arns) - current_arns):
-            params["AddNetworkLoadBalancerArns"] = add
-        if remove := sorted(current_arns - set(arns)):
-            params["RemoveNetworkLoadBalancerArns"] = remove
-        current_dns = config.get("PrivateDnsName") or ""
-        if spec.private_dns_name and spec.private_dns_name != current_dns:
-            params["PrivateDnsName"] = spec.private_dns_name
-        elif not spec.private_dns_name and current_dns:
-            params["RemovePrivateDnsName"] = True
-        wanted_ip = set(spec.supported_ip_address_types or ["ipv4"])
-        current_ip = set(config.get("SupportedIpAddressTypes") or ["ipv4"])
-        if add := sorted(wanted_ip - current_ip):
-            params["AddSupportedIpAddressTypes"] = add
-        if remove := sorted(current_ip - wanted_ip):
-            params["RemoveSupportedIpAddressTypes"] = remove
-        current_regions = {
-            r.get("Region")
-            for r in config.get("SupportedRegions", [])
-            if r.get("Region") != ctx.region
-        }
-        wanted_regions = set(spec.supported_regions) - {ctx.region}
-        if add := sorted(wanted_regions - current_regions):
-            params["AddSupportedRegions"] = add
-        if remove := sorted(r for r in current_regions - wanted_regions if r):
-            params["RemoveSupportedRegions"] = remove
+        for change in planned:
+            if work.allowed("ModifyVpcEndpointServiceConfiguration", change):
+                params.update(change.params)
         if not params:
             return False
-        await ctx.call(
-            "ec2", "ModifyVpcEndpointServiceConfiguration", ServiceId=config["ServiceId"], **params
-        )
+        await aws_services.modify_configuration(ctx, observed.service_id, **params)
         return True
 
     async def _apply_permissions(
-        self, ctx: calls.Context, spec: specs.ServiceSpec, service_id: str
+        self, ctx: calls.Context, target: Target, service_id: str, work: Work
     ) -> bool:
-        current = {
-            p["Principal"]
-            for p in await ctx.collect(
-                "ec2",
-                "DescribeVpcEndpointServicePermissions",
-                "AllowedPrincipals",
-                ServiceId=service_id,
-            )
-        }
-        wanted = {acceptance.permission_principal(p) for p in spec.allowed_principals}
-        # Consumers named in accept rules must be able to see the service too.
-        wanted |= {
-            acceptance.permission_principal(r.principal)
-            for r in spec.acceptance_policy.accept_rules
-            if acceptance.account_of(r.principal) is not None
-        }
-        add, remove = sorted(wanted - current), sorted(current - wanted)
-        if not add and not remove:
+        current = await aws_services.allowed_principals(ctx, service_id)
+        wanted = target.allowed_principals
+        if current == wanted:
+            work.book.guard.clear(PERMISSIONS_FIELD)
             return False
-        params: dict[str, Any] = {"ServiceId": service_id}
-        if add:
-            params["AddAllowedPrincipals"] = add
-        if remove:
-            params["RemoveAllowedPrincipals"] = remove
-        await ctx.call("ec2", "ModifyVpcEndpointServicePermissions", **params)
+        add, remove = sorted(wanted - current), sorted(current - wanted)
+        change = Change(
+            PERMISSIONS_FIELD,
+            sorted(wanted),
+            sorted(current),
+            {"AddAllowedPrincipals": add, "RemoveAllowedPrincipals": remove},
+        )
+        if not work.allowed("ModifyVpcEndpointServicePermissions", change):
+            return False
+        await aws_services.modify_permissions(ctx, service_id, add=add, remove=remove)
+        return True
+
+    async def _settle_load_balancer_ip_type(
+        self,
+        ctx: calls.Context,
+        target: Target,
+        lbs: LoadBalancers,
+        observed: aws_services.EndpointServiceConfiguration,
+        work: Work,
+    ) -> bool:
+        """A managed NLB goes back to IPv4 once the service no longer offers IPv6 (not
+        before: AWS keeps a dual-stack NLB while the service supports IPv6)."""
+        lb = lbs.managed
+        if lb is None or target.wants_ipv6:
+            return False
+        if not lb.dual_stack:
+            work.book.guard.clear(LB_IP_TYPE_FIELD)
+            return False
+        if "ipv6" in observed.supported_ip_address_types:
+            return False
+        change = Change(
+            LB_IP_TYPE_FIELD,
+            loadbalancers.IPV4,
+            lb.ip_address_type,
+            {"IpAddressType": loadbalancers.IPV4},
+        )
+        if not work.allowed("SetIpAddressType", change):
+            return False
+        await loadbalancers.set_ip_address_type(ctx, lb.arn, loadbalancers.IPV4)
         return True
 
     async def _verify_private_dns(
         self,
         ctx: calls.Context,
         spec: specs.ServiceSpec,
-        config: dict[str, Any],
+        observed: aws_services.EndpointServiceConfiguration,
+        snap: Snapshot,
+        work: Work,
+        verify_requests: list[str],
+    ) -> DnsOutcome:
+        """Ask AWS to look for the TXT record: at once for a new generation or a person's
+        request, then at a growing interval while it is not verified."""
+        schedule = work.book.dns
+        record = observed.private_dns
+        if not spec.private_dns_name:
+            work.book.dns = DnsSchedule()
+            return DnsOutcome(False, None, [], verify_requests)
+        if record is None:
+            # AWS has not reported the name's record yet; requests wait for it.
+            return DnsOutcome(False, None, [], [])
+        new_requests = [r for r in verify_requests if r not in schedule.sent]
+        fresh_generation = schedule.generation != snap.generation
+        due = fresh_generation or work.now >= schedule.next_at
+        asked = False
+        if not record.verified and (due or new_requests):
+            await aws_services.start_private_dns_verification(ctx, observed.service_id)
+            asked = True
+            schedule.attempts = 0 if fresh_generation or new_requests else schedule.attempts + 1
+            schedule.generation = snap.generation
+            schedule.next_at = work.now + self._dns_recheck_delay(schedule.attempts)
+        schedule.sent = list(verify_requests)
+        recheck_in = None if record.verified else schedule.next_at - work.now
+        return DnsOutcome(asked, recheck_in, list(verify_requests), [])
+
+    def _dns_recheck_delay(self, attempts: int) -> float:
+        base = DNS_RECHECK_BASE * self.ws.timing.transitional_seconds
+        cap = DNS_RECHECK_CAP * self.ws.timing.resync_seconds
+        return float(min(cap, base * 2 ** min(attempts, 30)))
+
+    def _describe_private_dns(
+        self,
+        spec: specs.ServiceSpec,
+        observed: aws_services.EndpointServiceConfiguration,
         status: dict[str, Any],
-        snap: _Snapshot,
+        snap: Snapshot,
     ) -> None:
-        dns = config.get("PrivateDnsNameConfiguration") or {}
-        if not spec.private_dns_name or not dns:
+        record = observed.private_dns
+        if not spec.private_dns_name or record is None:
+            status.pop("private_dns_verification", None)
             return
-        state = _dns_state(dns.get("State", ""))
+        status["private_dns_verification"] = {
+            "txt_record_name": record.name,
+            "txt_record_value": record.value,
+            "state": record.state,
+        }
         progress.set_condition(
             status,
             "PrivateDnsVerified",
-            state == "VERIFIED",
-            state.title().replace("_", ""),
-            f"create TXT {dns.get('Name', '')} = {dns.get('Value', '')} in the domain's DNS"
-            if state != "VERIFIED"
-            else "the private DNS name is verified",
+            record.verified,
+            record.state.title().replace("_", ""),
+            "the private DNS name is verified"
+            if record.verified
+            else f"create TXT {record.name} = {record.value} in the domain's DNS; linkplane "
+            "asks AWS to verify it again periodically (or now: VerifyServicePrivateDns)",
             snap.generation,
         )
-        # Ask AWS to check once per generation; a person re-triggers by updating the service
-        # after creating the TXT record.
-        if state != "VERIFIED" and status.get("dns_verification_requested") != snap.generation:
-            await ctx.call(
-                "ec2",
-                "StartVpcEndpointServicePrivateDnsVerification",
-                ServiceId=config["ServiceId"],
-            )
-            status["dns_verification_requested"] = snap.generation
 
     async def _decide(
         self,
@@ -408,16 +754,12 @@ class ServiceReconciler:
         ctx: calls.Context,
         spec: specs.ServiceSpec,
         service_id: str,
-        connections: list[dict[str, Any]],
+        connections: list[aws_services.EndpointConnection],
     ) -> bool:
         """Apply people's decisions, then the policy's; record each with who, when and why."""
-        by_id = {c["VpcEndpointId"]: c for c in connections}
-        state_of = {
-            i: states.normalise_endpoint_state(c.get("VpcEndpointState", ""))
-            for i, c in by_id.items()
-        }
+        by_id = {c.endpoint_id: c for c in connections}
         async with self.ws.db.transaction() as session:
-            pending = (
+            requested = (
                 (
                     await session.execute(
                         select(models.ConnectionDecision)
@@ -431,103 +773,53 @@ class ServiceReconciler:
                 .scalars()
                 .all()
             )
-            manual = [(d.id, d.endpoint_id, d.verdict, d.actor, d.reason) for d in pending]
-        plan: list[
-            tuple[str, str, str, str, bool, int | None]
-        ] = []  # id, verdict, actor, why, auto, decision row
-        for decision_id, endpoint_id, verdict, actor, reason in manual:
-            plan.append((endpoint_id, verdict, actor, reason, False, decision_id))
-        manually = {p[0] for p in plan}
-        live_by_owner: Counter[str] = Counter(
-            c.get("VpcEndpointOwner", "")
-            for i, c in by_id.items()
-            if state_of[i] in {"PENDING", "AVAILABLE", "PARTIAL"}
-        )
-        for endpoint_id, connection in sorted(
-            by_id.items(), key=lambda kv: str(kv[1].get("CreationTimestamp", ""))
-        ):
-            if endpoint_id in manually:
-                continue
-            owner = connection.get("VpcEndpointOwner", "")
-            if state_of[endpoint_id] == "PENDING_ACCEPTANCE":
-                ruling = acceptance.decide(spec.acceptance_policy, owner, live_by_owner)
-                if ruling.verdict is not None:
-                    plan.append(
-                        (
-                            endpoint_id,
-                            ruling.verdict,
-                            ruling.rule,
-                            "acceptance policy",
-                            True,
-                            None,
-                        )
-                    )
-                    if ruling.verdict == "ACCEPTED":
-                        live_by_owner[owner] += 1
-            elif (
-                spec.acceptance_policy.reevaluate_existing
-                and state_of[endpoint_id] in states.LIVE_ENDPOINT_STATES
-                and not acceptance.still_allowed(spec, owner)
-            ):
-                plan.append(
-                    (endpoint_id, "REJECTED", "policy:reevaluate", "no longer allowed", True, None)
-                )
+            plan = [
+                Decision(d.endpoint_id, d.verdict, d.actor, d.reason, False, d.id)
+                for d in requested
+            ]
+        plan += _policy_decisions(spec, by_id, {d.endpoint_id for d in plan})
         if not plan:
             return False
-        outcomes: dict[str, dict[str, str]] = {}
+        outcomes: dict[str, Outcome] = {}
         for verdict, call in (
             ("ACCEPTED", aws_services.accept_connections),
             ("REJECTED", aws_services.reject_connections),
         ):
             ids = [
-                p[0]
-                for p in plan
-                if p[1] == verdict and p[0] in by_id and state_of[p[0]] in states.DECIDABLE[verdict]
+                d.endpoint_id
+                for d in plan
+                if d.verdict == verdict
+                and d.endpoint_id in by_id
+                and by_id[d.endpoint_id].state in states.DECIDABLE[verdict]
             ]
             if ids:
-                result = await call(ctx, service_id, ids)
-                for failure in _unsuccessful_of(result):
-                    outcomes[failure[0]] = {"code": failure[1], "message": failure[2]}
+                _, refused = await call(ctx, service_id, ids)
+                for item in refused:
+                    outcomes[item.resource_id] = Outcome(item.code, item.error.message)
         decided: list[str] = []
         async with self.ws.db.transaction() as session:
             await leases.load(session, models.Service, lease)
-            for endpoint_id, verdict, actor, reason, automatic, decision_ref in plan:
-                outcome = outcomes.get(endpoint_id)
-                if endpoint_id not in by_id:
-                    outcome = {
-                        "code": "EndpointNotFound",
-                        "message": f"{endpoint_id} is not connected to this service",
-                    }
-                elif state_of[endpoint_id] not in states.DECIDABLE[verdict] and outcome is None:
-                    outcome = {
-                        "code": "IncorrectState",
-                        "message": f"{endpoint_id} is {state_of[endpoint_id]}",
-                    }
-                if decision_ref is not None:
-                    decision = await session.get(models.ConnectionDecision, decision_ref)
-                    if decision is not None:
-                        decision.applied_at = func.now()
-                        decision.outcome = outcome or {}
-                if outcome is None:
-                    await _record_decision(
-                        session, lease.uid, endpoint_id, verdict, actor, reason, automatic
-                    )
-                    decided.append(endpoint_id)
-                    log.info(
-                        "service.decision",
-                        service=str(lease.uid),
-                        endpoint=endpoint_id,
-                        verdict=verdict,
-                        actor=actor,
-                        automatic=automatic,
-                    )
-            if decided:
-                # The consumers' Connections look now instead of polling for the verdict.
-                await session.execute(
-                    update(models.Connection)
-                    .where(models.Connection.endpoint_id.in_(decided))
-                    .values(next_reconcile_at=func.now())
+            for decision in plan:
+                outcome = _refusal(decision, by_id, outcomes)
+                if decision.request_row is not None:
+                    row = await session.get(models.ConnectionDecision, decision.request_row)
+                    if row is not None:
+                        row.applied_at = func.now()
+                        row.outcome = outcome.to_json() if outcome else {}
+                if outcome is not None:
+                    continue
+                await _record_decision(session, lease.uid, decision)
+                decided.append(decision.endpoint_id)
+                log.info(
+                    "service.decision",
+                    service=str(lease.uid),
+                    endpoint=decision.endpoint_id,
+                    verdict=decision.verdict,
+                    actor=decision.actor,
+                    automatic=decision.automatic,
                 )
+            if decided:
+                await _poke_connections(session, lease.uid, decided)
         return True
 
     async def _write(
@@ -540,7 +832,10 @@ class ServiceReconciler:
         progress_message: str,
         service_id: str | None = None,
         service_name: str | None = None,
-        connections: list[dict[str, Any]] | None = None,
+        connections: list[aws_services.EndpointConnection] | None = None,
+        dns_answered: Sequence[str] = (),
+        dns_unanswerable: Sequence[str] = (),
+        stalled: Sequence[stalls.Stalled] = (),
     ) -> None:
         async with self.ws.db.transaction() as session:
             row = await leases.load(session, models.Service, lease)
@@ -566,16 +861,19 @@ class ServiceReconciler:
             await session.flush()
             await session.refresh(row)
             await progress.settle_service(session, row)
+            await _settle_verification(session, row, dns_answered, dns_unanswerable)
+            if stalled:
+                await _fail_stalled(session, row, stalled)
 
     # ---- teardown --------------------------------------------------------------------------
 
     async def _teardown(
-        self, lease: leases.Lease, ctx: calls.Context, spec: specs.ServiceSpec, snap: _Snapshot
+        self, lease: leases.Lease, ctx: calls.Context, spec: specs.ServiceSpec, snap: Snapshot
     ) -> engine.Pass:
         transitional = self.ws.timing.transitional_seconds
-        config = await aws_services.find_endpoint_service_by_uid(ctx, snap.uid)
-        if config is not None:
-            service_id = config["ServiceId"]
+        observed = await aws_services.find_configuration(ctx, snap.uid)
+        if observed is not None:
+            service_id = observed.service_id
             connections = await aws_services.describe_endpoint_connections(ctx, service_id)
             live = aws_services.live_connection_ids(connections)
             if live and not snap.force:
@@ -593,37 +891,25 @@ class ServiceReconciler:
                         await _record_decision(
                             session,
                             lease.uid,
-                            endpoint_id,
-                            "REJECTED",
-                            "policy:force-delete",
-                            "service deleted with force",
-                            True,
+                            Decision(
+                                endpoint_id,
+                                "REJECTED",
+                                "policy:force-delete",
+                                "service deleted with force",
+                                True,
+                            ),
                         )
             # Raises ExistingVpcEndpointConnections (retryable) while rejections settle.
             await aws_services.delete_endpoint_service(ctx, service_id)
             if await aws_services.find_endpoint_service_by_uid(ctx, snap.uid) is not None:
                 await self._note(lease, "Deleting", "waiting for the endpoint service to go")
                 return engine.Pass(transitional)
-        if spec.load_balancer.managed is not None:
-            name = tags.deterministic_name(snap.uid, "nlb")
-            lb = await loadbalancers.find_load_balancer_by_name(ctx, name)
-            if lb is not None:
-                await ctx.call("elbv2", "DeleteLoadBalancer", LoadBalancerArn=lb["LoadBalancerArn"])
-                if await loadbalancers.find_load_balancer_by_name(ctx, name) is not None:
-                    await self._note(lease, "Deleting", "waiting for the NLB to go")
-                    return engine.Pass(transitional)
-            for listener in spec.load_balancer.managed.listeners:
-                group = await _find_target_group(
-                    ctx, tags.deterministic_name(snap.uid, f"tg{listener.port}")
-                )
-                if group is not None:
-                    try:
-                        await ctx.call(
-                            "elbv2", "DeleteTargetGroup", TargetGroupArn=group["TargetGroupArn"]
-                        )
-                    except aws_errors.AwsError as error:
-                        if not aws_errors.is_not_found(error):
-                            raise
+        managed = spec.load_balancer.managed
+        if managed is not None and not await loadbalancers.delete_managed_load_balancer(
+            ctx, uid=snap.uid, spec=managed
+        ):
+            await self._note(lease, "Deleting", "waiting for the NLB to go")
+            return engine.Pass(transitional)
         async with self.ws.db.transaction() as session:
             row = await leases.load(session, models.Service, lease)
             await progress.finish_deletion(session, row, KIND)
@@ -643,135 +929,255 @@ class ServiceReconciler:
             await progress.set_progress(session, row.uid, message)
 
 
-class _Snapshot:
-    def __init__(
-        self,
-        *,
-        uid: str,
-        name: str,
-        generation: int,
-        deleting: bool,
-        force: bool,
-        status: dict[str, Any],
-    ) -> None:
-        self.uid = uid
-        self.name = name
-        self.generation = generation
-        self.deleting = deleting
-        self.force = force
-        self.status = status
+# ---- helpers -----------------------------------------------------------------------------------
 
 
-def _dns_state(value: str) -> str:
-    return {
-        "pendingverification": "PENDING_VERIFICATION",
-        "verified": "VERIFIED",
-        "failed": "FAILED",
-    }.get(value.lower().replace("-", "").replace("_", ""), "UNSPECIFIED")
+def _policy_decisions(
+    spec: specs.ServiceSpec,
+    by_id: Mapping[str, aws_services.EndpointConnection],
+    decided_by_people: set[str],
+) -> list[Decision]:
+    """The acceptance policy's verdicts, oldest request first (limits count in that order)."""
+    plan: list[Decision] = []
+    live_by_owner: Counter[str] = Counter(
+        c.owner for c in by_id.values() if c.state in {"PENDING", "AVAILABLE", "PARTIAL"}
+    )
+    for connection in sorted(by_id.values(), key=lambda c: str(c.create_time or "")):
+        if connection.endpoint_id in decided_by_people:
+            continue
+        if connection.state == "PENDING_ACCEPTANCE":
+            ruling = acceptance.decide(spec.acceptance_policy, connection.owner, live_by_owner)
+            if ruling.verdict is not None:
+                plan.append(
+                    Decision(
+                        connection.endpoint_id,
+                        ruling.verdict,
+                        ruling.rule,
+                        "acceptance policy",
+                        True,
+                    )
+                )
+                if ruling.verdict == "ACCEPTED":
+                    live_by_owner[connection.owner] += 1
+        elif (
+            spec.acceptance_policy.reevaluate_existing
+            and connection.state in states.LIVE_ENDPOINT_STATES
+            and not acceptance.still_allowed(spec, connection.owner)
+        ):
+            plan.append(
+                Decision(
+                    connection.endpoint_id,
+                    "REJECTED",
+                    "policy:reevaluate",
+                    "no longer allowed",
+                    True,
+                )
+            )
+    return plan
 
 
-def _unsuccessful_of(result: Any) -> list[tuple[str, str, str]]:
-    """(endpoint id, code, message) for every item AWS refused in a batch."""
-    out: list[tuple[str, str, str]] = []
-    items = result[1] if isinstance(result, tuple) else result
-    for item in items or []:
-        resource = getattr(item, "resource_id", None) or getattr(item, "ResourceId", "")
-        error = getattr(item, "error", None)
-        code = getattr(item, "code", "") or (error.code if error is not None else "")
-        message = error.message if error is not None else ""
-        out.append((str(resource), str(code), str(message)))
-    return out
+def _refusal(
+    decision: Decision,
+    by_id: Mapping[str, aws_services.EndpointConnection],
+    outcomes: Mapping[str, Outcome],
+) -> Outcome | None:
+    """Why a decision was not applied, or None when it was."""
+    connection = by_id.get(decision.endpoint_id)
+    if connection is None:
+        return Outcome(
+            "EndpointNotFound", f"{decision.endpoint_id} is not connected to this service"
+        )
+    outcome = outcomes.get(decision.endpoint_id)
+    if outcome is None and connection.state not in states.DECIDABLE[decision.verdict]:
+        return Outcome("IncorrectState", f"{decision.endpoint_id} is {connection.state}")
+    return outcome
 
 
-async def _find_target_group(ctx: calls.Context, name: str) -> dict[str, Any] | None:
-    try:
-        response = await ctx.call("elbv2", "DescribeTargetGroups", Names=[name])
-    except aws_errors.AwsError as error:
-        if aws_errors.is_not_found(error):
-            return None
-        raise
-    found = response.get("TargetGroups", [])
-    return found[0] if found else None
+def _connection_counts(connections: Sequence[aws_services.EndpointConnection]) -> dict[str, int]:
+    """Connections by state; the buckets add up to the total."""
+    counts = Counter(c.state for c in connections)
+    buckets = {
+        "pending_acceptance": counts["PENDING_ACCEPTANCE"],
+        "pending": counts["PENDING"],
+        "available": counts["AVAILABLE"],
+        "rejected": counts["REJECTED"],
+        "deleted": counts["DELETED"] + counts["DELETING"],
+    }
+    # Failed, expired, partial, and anything else AWS may report one day.
+    buckets["failed"] = len(connections) - sum(buckets.values())
+    buckets["total"] = len(connections)
+    return buckets
+
+
+async def _poke_connections(
+    session: AsyncSession, service_uid: uuid.UUID, decided: list[str]
+) -> None:
+    """The consumers' Connections look now instead of polling for the verdict. A Connection
+    whose endpoint id is not stored yet (its create and this decision raced) is poked too."""
+    condition: Any = models.Connection.endpoint_id.in_(decided)
+    service = await session.get(models.Service, service_uid)
+    if service is not None:
+        condition = or_(
+            condition,
+            and_(
+                models.Connection.service == service.name,
+                models.Connection.endpoint_id.is_(None),
+            ),
+        )
+    await session.execute(
+        update(models.Connection).where(condition).values(next_reconcile_at=func.now())
+    )
+
+
+async def _fail_stalled(
+    session: AsyncSession, row: models.Service, stalled: Sequence[stalls.Stalled]
+) -> None:
+    """Publish/update operations fail when a change is stalled: the reconciler keeps trying
+    with backoff, but the caller learns now rather than hours later (as for Connections)."""
+    message = "; ".join(s.message() for s in stalled)
+    for operation in await operations.open_for(session, row.uid):
+        if operation.verb in {"publish", "update"}:
+            await operations.finish(
+                session,
+                operation.id,
+                error=progress.failure_status(
+                    "STALLED", message, state=row.state, fields=",".join(s.field for s in stalled)
+                ),
+            )
+
+
+async def _settle_verification(
+    session: AsyncSession,
+    row: models.Service,
+    answered: Sequence[str],
+    unanswerable: Sequence[str],
+) -> None:
+    """Finish VerifyServicePrivateDns operations that AWS has answered."""
+    record = (row.status or {}).get("private_dns_verification") or {}
+    state = record.get("state", "")
+    for operation_id in unanswerable:
+        await operations.finish(
+            session,
+            operation_id,
+            error=progress.failure_status(
+                "NO_PRIVATE_DNS_NAME",
+                f"{row.name} has no private DNS name to verify",
+                name=row.name,
+            ),
+        )
+    for operation_id in answered:
+        if state == "VERIFIED":
+            await operations.finish(
+                session, operation_id, response=converters.pack(converters.service(row))
+            )
+        elif state == "FAILED":
+            name, value = record.get("txt_record_name", ""), record.get("txt_record_value", "")
+            await operations.finish(
+                session,
+                operation_id,
+                error=progress.failure_status(
+                    "PRIVATE_DNS_NOT_VERIFIED",
+                    f"AWS did not find TXT {name} = {value}; create it in the domain's DNS and "
+                    "ask again (linkplane also re-checks periodically)",
+                    name=row.name,
+                    txt_record_name=str(name),
+                    txt_record_value=str(value),
+                ),
+            )
 
 
 async def _record_decision(
-    session: Any,
-    service_uid: uuid.UUID,
-    endpoint_id: str,
-    verdict: str,
-    actor: str,
-    reason: str,
-    automatic: bool,
+    session: AsyncSession, service_uid: uuid.UUID, decision: Decision
 ) -> None:
-    decision = {
-        "verdict": verdict,
-        "actor": actor,
-        "reason": reason,
-        "automatic": automatic,
+    recorded = {
+        "verdict": decision.verdict,
+        "actor": decision.actor,
+        "reason": decision.reason,
+        "automatic": decision.automatic,
         "time": progress.now_iso(),
     }
     await session.execute(
         insert(models.ServiceConnection)
         .values(
             service_uid=service_uid,
-            endpoint_id=endpoint_id,
+            endpoint_id=decision.endpoint_id,
             owner_account_id="",
             state="PENDING_ACCEPTANCE",
-            decision=decision,
+            decision=recorded,
             dns_entries={},
         )
         .on_conflict_do_update(
-            index_elements=["service_uid", "endpoint_id"], set_={"decision": decision}
+            index_elements=["service_uid", "endpoint_id"], set_={"decision": recorded}
         )
     )
     service = await session.get(models.Service, service_uid)
     await audit.record(
         session,
-        actor=actor,
-        action=f"Connection{verdict.title()}",
-        resource=f"{service.name}/serviceConnections/{endpoint_id}" if service else endpoint_id,
+        actor=decision.actor,
+        action=f"Connection{decision.verdict.title()}",
+        resource=f"{service.name}/serviceConnections/{decision.endpoint_id}"
+        if service
+        else decision.endpoint_id,
         resource_uid=service_uid,
-        details={"reason": reason, "automatic": automatic},
+        details={"reason": decision.reason, "automatic": decision.automatic},
     )
 
 
+@dataclass(frozen=True)
+class _Ours:
+    """A linkplane Connection behind an endpoint: what the provider's inventory shows of it."""
+
+    name: str
+    vpc_id: str
+    request_message: str
+
+
 async def _store_connections(
-    session: Any, service: models.Service, connections: list[dict[str, Any]]
+    session: AsyncSession,
+    service: models.Service,
+    connections: Sequence[aws_services.EndpointConnection],
 ) -> None:
-    """Mirror AWS's view of the service's connections, including consumers outside linkplane."""
-    endpoint_ids = [c["VpcEndpointId"] for c in connections]
-    ours = {
-        endpoint_id: (name, spec)
-        for endpoint_id, name, spec in (
-            await session.execute(
-                select(
-                    models.Connection.endpoint_id, models.Connection.name, models.Connection.spec
-                ).where(models.Connection.endpoint_id.in_(endpoint_ids))
-            )
-        ).all()
-    }
+    """Mirror AWS's view of the service's connections, including consumers outside linkplane.
+
+    AWS does not report a connection's VPC; for linkplane's own Connections it comes from
+    their spec."""
+    endpoint_ids = [c.endpoint_id for c in connections]
+    ours: dict[str, _Ours] = {}
+    for endpoint_id, name, spec in (
+        await session.execute(
+            select(
+                models.Connection.endpoint_id, models.Connection.name, models.Connection.spec
+            ).where(models.Connection.endpoint_id.in_(endpoint_ids))
+        )
+    ).all():
+        connection_spec = specs.connection_from_json(spec or {})
+        ours[endpoint_id] = _Ours(name, connection_spec.vpc_id, connection_spec.request_message)
     for connection in connections:
-        endpoint_id = connection["VpcEndpointId"]
-        name, spec = ours.get(endpoint_id, ("", {}))
-        created = connection.get("CreationTimestamp")
+        mine = ours.get(connection.endpoint_id, _Ours("", "", ""))
         values = {
-            "owner_account_id": connection.get("VpcEndpointOwner", ""),
-            "region": connection.get("VpcEndpointRegion", "") or "",
-            "state": states.normalise_endpoint_state(connection.get("VpcEndpointState", "")),
-            "connection_name": name,
-            "request_message": (spec or {}).get("request_message", ""),
+            "owner_account_id": connection.owner,
+            "region": connection.region,
+            "state": connection.state,
+            "connection_name": mine.name,
+            "vpc_id": mine.vpc_id,
+            "request_message": mine.request_message,
             "dns_entries": {
                 "entries": [
-                    {"dns_name": d.get("DnsName", ""), "hosted_zone_id": d.get("HostedZoneId", "")}
-                    for d in connection.get("DnsEntries", [])
+                    {"dns_name": name, "hosted_zone_id": zone}
+                    for name, zone in connection.dns_entries
                 ]
             },
-            "create_time": created if isinstance(created, datetime) else None,
+            "create_time": connection.create_time,
             "observe_time": func.now(),
         }
         await session.execute(
             insert(models.ServiceConnection)
-            .values(service_uid=service.uid, endpoint_id=endpoint_id, decision={}, **values)
+            .values(
+                service_uid=service.uid,
+                endpoint_id=connection.endpoint_id,
+                decision={},
+                **values,
+            )
             .on_conflict_do_update(index_elements=["service_uid", "endpoint_id"], set_=values)
         )
     # Endpoints AWS no longer reports are gone (deleted by their owners).

@@ -74,38 +74,96 @@ class Database:
         await self.engine.dispose()
 
 
-def is_connection_failure(exc: BaseException) -> bool:
-    """True for failures that mean "Postgres is not reachable", not "the query is wrong"."""
+# SQLSTATEs that mean "Postgres cannot serve this now; the same request may succeed later":
+# connection exceptions (class 08), insufficient resources (53: too many connections, out of
+# memory or disk), operator intervention (57P01 admin shutdown, 57P02 crash shutdown, 57P03
+# cannot connect now — starting up or shutting down, 57P04 database dropped, 57P05 idle
+# session timeout), statement timeout (57014) and system errors (58).
+UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "58")
+UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "57P04", "57P05", "57014"}
+# Concurrency conflicts: a retry of the whole request is expected to succeed.
+ABORTED_SQLSTATES = {
+    "40001": "a concurrent transaction conflicted with this one; retry the request",
+    "40P01": "a concurrent transaction deadlocked with this one; retry the request",
+    "55P03": "a row this request needs is locked by another transaction; retry the request",
+    "23505": "a concurrent request wrote the same record; retry the request",
+    "23503": "a record this request refers to was changed concurrently; retry the request",
+}
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error, wherever SQLAlchemy or asyncpg put it."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        code = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(code, str) and len(code) == 5:
+            return code
+        pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
+    return None
+
+
+def classify(exc: BaseException) -> errors.DomainError | None:
+    """The domain error a database failure means, or None when it is a bug (→ INTERNAL).
+
+    By SQLSTATE and exception type only: message text names tables and columns (a data error
+    on `connections` mentions "connection"), so it must not decide.
+    """
+    code = sqlstate(exc)
+    if code is not None:
+        if code[:2] in UNAVAILABLE_SQLSTATE_CLASSES or code in UNAVAILABLE_SQLSTATES:
+            return _unavailable(exc, code)
+        if code in ABORTED_SQLSTATES:
+            return errors.Aborted(
+                ABORTED_SQLSTATES[code], reason="CONCURRENT_CHANGE", metadata={"sqlstate": code}
+            )
+        return None
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, sqlalchemy.exc.TimeoutError | sqlalchemy.exc.InterfaceError):
-        return True
-    if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.DBAPIError):
-        original = getattr(exc, "orig", None)
-        name = type(original).__name__ if original is not None else ""
-        text = str(exc).lower()
-        return (
-            "connection" in text
-            or "cannot connect" in text
-            or "terminat" in text
-            or "shutdown" in name.lower()
-            or "CannotConnectNow" in name
-        )
-    return isinstance(exc, ConnectionError | socket.gaierror | TimeoutError | OSError)
+        return _unavailable(exc, None)
+    # Pool checkout timeouts, a closed or broken driver connection, and the socket layer.
+    if isinstance(
+        exc,
+        sqlalchemy.exc.TimeoutError
+        | sqlalchemy.exc.InterfaceError
+        | sqlalchemy.exc.DisconnectionError
+        | ConnectionError
+        | socket.gaierror
+        | TimeoutError
+        | OSError,
+    ):
+        return _unavailable(exc, None)
+    return None
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """True for failures that mean "Postgres is not reachable now", not "the query is wrong"."""
+    return isinstance(classify(exc), errors.Unavailable)
+
+
+def _unavailable(exc: BaseException, code: str | None) -> errors.Unavailable:
+    metadata = {"cause": type(exc).__name__}
+    if code is not None:
+        metadata["sqlstate"] = code
+    return errors.Unavailable(
+        "the database is unreachable; retry later",
+        reason="DATABASE_UNAVAILABLE",
+        metadata=metadata,
+    )
 
 
 @contextlib.contextmanager
 def translate_errors() -> Any:
-    """Turn connection failures into `Unavailable`; let everything else through."""
+    """Turn database failures into the domain errors they mean; let bugs through."""
     try:
         yield
     except errors.DomainError:
         raise
     except Exception as exc:
-        if is_connection_failure(exc):
-            raise errors.Unavailable(
-                "the database is unreachable; retry later",
-                reason="DATABASE_UNAVAILABLE",
-                metadata={"cause": type(exc).__name__},
-            ) from exc
+        classified = classify(exc)
+        if classified is not None:
+            raise classified from exc
         raise

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import and_, false, not_, or_
+from sqlalchemy import String, and_, false, not_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
-from linkplane.server.domain import filters
+from linkplane.server.domain import errors, filters
 
 
 def compile_filter(
@@ -37,5 +37,12 @@ def _compile(node: filters.Node, columns: Mapping[str, Any]) -> ColumnElement[bo
     column = columns.get(node.field)
     if column is None:
         return false()
+    if not isinstance(column.type, String):
+        # Filter values are strings; comparing one with a JSONB or numeric column is a type
+        # error in Postgres, so it is the caller's error here.
+        raise errors.InvalidArgument(
+            [errors.FieldViolation("filter", f"{node.field} cannot be compared with a value")],
+            reason="INVALID_FILTER",
+        )
     result: ColumnElement[bool] = column != node.value if node.negated else column == node.value
     return result
