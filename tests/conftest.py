@@ -12,14 +12,16 @@ import os
 import secrets
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
 import pytest
 from sqlalchemy.engine import make_url
 
+from linkplane.server import logs
 from linkplane.server.config import Role, Settings
 from linkplane.server.runtime import Runtime
 from linkplane.server.storage import changes, database, migrations
@@ -84,3 +86,38 @@ async def channel(server: Runtime) -> AsyncIterator[grpc.aio.Channel]:
 def project() -> str:
     """A project id of this test's own, so tests never see each other's resources."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+# Every test runs with linkplane's log configuration, so `no_reconciler_bugs` sees every event.
+logs.configure("console", "info")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "reconciler_bug_expected: the test provokes `reconciler.bug` on purpose"
+    )
+
+
+@pytest.fixture(autouse=True)
+def no_reconciler_bugs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test during which any reconciler logged `reconciler.bug` (an unexpected exception).
+
+    The engine survives such exceptions (the resource gets an `InternalError` condition and is
+    retried), so without this a bug only shows as a slow or stuck test, if at all.
+    """
+    if request.node.get_closest_marker("reconciler_bug_expected") is not None:
+        yield
+        return
+    bugs: list[str] = []
+
+    def listen(event: MutableMapping[str, Any]) -> None:
+        if event.get("event") == "reconciler.bug":
+            bugs.append(f"{event.get('kind')} {event.get('uid')}: {event.get('error')}")
+
+    logs.listeners.append(listen)
+    try:
+        yield
+    finally:
+        logs.listeners.remove(listen)
+    if bugs:
+        pytest.fail("reconciler.bug logged during the test:\n" + "\n".join(bugs))

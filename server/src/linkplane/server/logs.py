@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable, MutableMapping
+from typing import Any
 
 import structlog
+
+Listener = Callable[[MutableMapping[str, Any]], None]
+listeners: list[Listener] = []
+"""Called with every event that passes the level filter, before it is rendered.
+
+The test suite registers one to fail any test during which ``reconciler.bug`` is logged; a
+listener that raises would break logging, so each is called under a guard."""
+
+
+def _notify_listeners(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for listener in list(listeners):
+        # A listener must never break the caller's logging.
+        with contextlib.suppress(Exception):
+            listener(event)
+    return event
 
 
 def configure(fmt: str = "console", level: str = "info") -> None:
@@ -19,6 +39,7 @@ def configure(fmt: str = "console", level: str = "info") -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _notify_listeners,
             structlog.processors.format_exc_info,
             renderer,
         ],

@@ -22,13 +22,24 @@ from typing import Any, Protocol
 
 import structlog
 from prometheus_client import Counter, Gauge
+from sqlalchemy import func
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkplane.server.aws import errors as aws_errors
+from linkplane.server.reconciler import progress
 from linkplane.server.storage import changes, database, leases
 
 log = structlog.get_logger("linkplane.reconciler")
 
 RECONCILES = Counter("linkplane_reconciles_total", "Reconcile passes", ["kind", "outcome"])
+BUGS = Counter(
+    "linkplane_reconciler_bugs_total",
+    "Reconcile passes that ended in an unexpected exception (a linkplane bug)",
+    ["kind", "error"],
+)
+BUG_CONDITION = "Reconciling"
+"""The condition a resource carries while its passes end in an unexpected exception."""
+BUG_REASON = "InternalError"
 IN_FLIGHT = Gauge("linkplane_reconciles_in_flight", "Reconciles running now", ["kind"])
 
 BACKOFF_BASE_SECONDS = 1.0
@@ -154,6 +165,20 @@ class Engine:
             async with self.db.transaction() as session:
                 await leases.heartbeat(session, reconciler.model, lease, self.lease_seconds)
 
+    async def _clear_bug(self, reconciler: Reconciler, lease: leases.Lease) -> None:
+        """A pass succeeded after failing unexpectedly: drop the InternalError condition."""
+        async with self.db.transaction() as session:
+            row = await leases.load(session, reconciler.model, lease)
+            status = dict(row.status or {})
+            conditions = [c for c in status.get("conditions", []) if c.get("type") != BUG_CONDITION]
+            if len(conditions) == len(status.get("conditions", [])):
+                return
+            status["conditions"] = conditions
+            row.status = status
+            row.revision += 1
+            row.update_time = func.now()
+            await changes.notify(session, kind=reconciler.kind, name=row.name, uid=str(row.uid))
+
     async def _work(self, reconciler: Reconciler, lease: leases.Lease) -> None:
         started = time.monotonic()
         ended: float | None = None
@@ -166,9 +191,12 @@ class Engine:
             async with self.db.transaction() as session:
                 row = await leases.load(session, reconciler.model, lease)
                 attempts = row.attempts
+                had_bug = _bug_condition(row.status or {}) is not None
             try:
                 result = await reconciler.reconcile(lease)
                 delay, attempts = result.requeue_after, 0
+                if had_bug:
+                    await self._clear_bug(reconciler, lease)
             except aws_errors.AwsError as error:
                 attempts += 1
                 outcome = "retry" if error.retryable else "failed"
@@ -207,14 +235,19 @@ class Engine:
             log.exception(
                 "reconciler.bug", kind=reconciler.kind, uid=str(lease.uid), error=str(exc)
             )
+            BUGS.labels(reconciler.kind, type(exc).__name__).inc()
             ended = time.monotonic()
+            delay = backoff(attempts + 1)
             with contextlib.suppress(Exception):
+                # The resource says so itself (a condition, visible in Get and Watch), and is
+                # retried with the same backoff as a failing AWS call, not in a tight loop.
                 async with self.db.transaction() as session:
+                    await _record_bug(session, reconciler, lease, exc, delay)
                     await leases.release(
                         session,
                         reconciler.model,
                         lease,
-                        delay_seconds=backoff(attempts + 1),
+                        delay_seconds=delay,
                         attempts=attempts + 1,
                     )
         finally:
@@ -234,3 +267,36 @@ class Engine:
                 ended=ended or time.monotonic(),
                 outcome=outcome,
             )
+
+
+def _bug_condition(status: dict[str, Any]) -> dict[str, Any] | None:
+    for condition in status.get("conditions", []):
+        if condition.get("type") == BUG_CONDITION and condition.get("reason") == BUG_REASON:
+            found: dict[str, Any] = condition
+            return found
+    return None
+
+
+async def _record_bug(
+    session: AsyncSession,
+    reconciler: Reconciler,
+    lease: leases.Lease,
+    exc: Exception,
+    delay: float,
+) -> None:
+    """Put the unexpected exception on the resource as a condition (fenced by the lease)."""
+    row = await leases.load(session, reconciler.model, lease)
+    status = dict(row.status or {})
+    progress.set_condition(
+        status,
+        BUG_CONDITION,
+        False,
+        BUG_REASON,
+        f"linkplane hit an unexpected error ({type(exc).__name__}: {exc}); retrying in "
+        f"{round(delay)} s",
+        row.generation,
+    )
+    row.status = status
+    row.revision += 1
+    row.update_time = func.now()
+    await changes.notify(session, kind=reconciler.kind, name=row.name, uid=str(row.uid))

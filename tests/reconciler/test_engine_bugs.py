@@ -1,0 +1,164 @@
+"""An unexpected exception in a reconciler is visible: a condition on the resource, a metric,
+backoff, and (tests/conftest.py) a failed test whenever `reconciler.bug` is logged."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy.engine import make_url
+
+from linkplane.server.aws import errors as aws_errors
+from linkplane.server.reconciler import engine
+from linkplane.server.storage import changes, database, leases, migrations, models
+from tests.reconciler.conftest import eventually
+
+
+@pytest.fixture(scope="module")
+def own_database_url(database_url: str) -> Iterator[str]:
+    """A database of this module's own: no other worker may claim its rows."""
+    admin = make_url(database_url).set(database="postgres").render_as_string(hide_password=False)
+    name = f"linkplane_bugs_{secrets.token_hex(4)}"
+
+    async def admin_sql(sql: str) -> None:
+        connection = await asyncpg.connect(changes.asyncpg_dsn(admin))
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
+    url = make_url(database.async_url(database_url)).set(database=name)
+    rendered = url.render_as_string(hide_password=False)
+    migrations.upgrade(rendered)
+    try:
+        yield rendered
+    finally:
+        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+class Broken:
+    """A Connection reconciler with a bug for its first `failures` passes."""
+
+    kind = "connection"
+    model = models.Connection
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.passes = 0
+
+    async def reconcile(self, lease: leases.Lease) -> engine.Pass:
+        self.passes += 1
+        if self.passes <= self.failures:
+            target: dict[str, Any] = {}
+            return engine.Pass(target["missing"])  # a KeyError, as a bug would raise
+        return engine.Pass(3600.0)
+
+    async def record_failure(
+        self, lease: leases.Lease, error: aws_errors.AwsError, attempts: int
+    ) -> None:
+        raise AssertionError("no AWS error in this test")
+
+    def urgent(self) -> Any:
+        return None
+
+
+@pytest.fixture
+async def db(own_database_url: str) -> AsyncIterator[database.Database]:
+    handle = database.Database(own_database_url)
+    try:
+        yield handle
+    finally:
+        await handle.close()
+
+
+async def insert_connection(db: database.Database) -> uuid.UUID:
+    uid = uuid.uuid4()
+    async with db.transaction() as session:
+        session.add(
+            models.Connection(
+                uid=uid,
+                name=f"projects/p/connections/c-{uid.hex[:8]}",
+                project="p",
+                display_name="",
+                labels={},
+                spec={},
+                generation=1,
+                observed_generation=0,
+                state="CREATING",
+                reconciling=True,
+                status={},
+                revision=1,
+                consumer_account="projects/p/accounts/222222222222",
+                region="us-east-1",
+                vpc_id="vpc-0123456789abcdef0",
+                fencing_token=0,
+                attempts=0,
+            )
+        )
+    return uid
+
+
+async def row_of(db: database.Database, uid: uuid.UUID) -> models.Connection:
+    async with db.transaction() as session:
+        row = await session.get(models.Connection, uid)
+        assert row is not None
+        return row
+
+
+def bugs_counted(error: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "linkplane_reconciler_bugs_total", {"kind": "connection", "error": error}
+    )
+    return value or 0.0
+
+
+@pytest.mark.reconciler_bug_expected
+async def test_a_bug_shows_on_the_resource_counts_and_backs_off(db, own_database_url):
+    uid = await insert_connection(db)
+    reconciler = Broken(failures=1)
+    feed = changes.ChangeFeed(own_database_url)
+    worker = engine.Engine(
+        db=db, feed=feed, reconcilers=[reconciler], concurrency=1, lease_seconds=5.0
+    )
+    before = bugs_counted("KeyError")
+    await feed.start()
+    await worker.start()
+    try:
+        row = await eventually(
+            lambda: row_of(db, uid),
+            lambda r: any(
+                c["type"] == engine.BUG_CONDITION for c in (r.status or {}).get("conditions", [])
+            ),
+        )
+        (condition,) = [c for c in row.status["conditions"] if c["type"] == "Reconciling"]
+        assert condition["status"] == "FALSE"
+        assert condition["reason"] == "InternalError"
+        assert "KeyError" in condition["message"]
+        assert bugs_counted("KeyError") == before + 1
+        # Backoff, not a tight loop: one attempt recorded, the next look is in the future.
+        assert row.attempts == 1
+        assert reconciler.passes == 1
+        # The backoff expires (1-2 s for a first attempt) and the next pass succeeds: the
+        # condition goes away.
+        healed = await eventually(
+            lambda: row_of(db, uid),
+            lambda r: (
+                not any(
+                    c["type"] == engine.BUG_CONDITION
+                    for c in (r.status or {}).get("conditions", [])
+                )
+            ),
+            timeout=30.0,
+        )
+        assert healed.attempts == 0
+        assert reconciler.passes == 2
+    finally:
+        await worker.stop(1.0)
+        await feed.stop()
