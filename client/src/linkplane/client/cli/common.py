@@ -27,9 +27,16 @@ T = TypeVar("T")
 Wait = Annotated[
     bool, typer.Option("--wait", "-w", help="Wait until the operation is done, showing progress.")
 ]
+DEFAULT_WAIT_TIMEOUT = 900.0
+"""How long --wait waits unless told: above AWS's few minutes of provisioning, but bounded, so a
+stuck operation ends a script instead of hanging it."""
 WaitTimeout = Annotated[
     float | None,
-    typer.Option("--wait-timeout", help="With --wait, give up after this many seconds (exit 6)."),
+    typer.Option(
+        "--wait-timeout",
+        help=f"With --wait, give up after this many seconds (exit 6); default "
+        f"{DEFAULT_WAIT_TIMEOUT:.0f}, 0 waits without limit.",
+    ),
 ]
 ValidateOnly = Annotated[
     bool, typer.Option("--validate-only", help="Validate the request only; change nothing.")
@@ -125,9 +132,11 @@ def _progress_printer(verb: str) -> tuple[Callable[..., None], Any]:
 
 def wait_for(state: CliState, op: operations.Operation[T], timeout: float | None, verb: str) -> T:
     """Wait for `op` with a live display of each progress or state change (on stderr)."""
+    if timeout is None:
+        timeout = DEFAULT_WAIT_TIMEOUT
     on_progress, status = _progress_printer(verb)
     with status:
-        result = op.result(timeout=timeout, on_progress=on_progress)
+        result = op.result(timeout=timeout if timeout > 0 else None, on_progress=on_progress)
     stderr.print(f"[green]✓[/] {escape(verb)} done ({op.name})")
     return result
 

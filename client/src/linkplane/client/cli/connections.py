@@ -1,17 +1,20 @@
-"""`lpctl connections ...`: the consumer side (interface endpoints to services)."""
+"""`lpctl connections ...`: the consumer side (interface and gateway endpoints to services)."""
 
 # PLR0917: typer turns each parameter of a command into a flag, so commands take many.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, TypeVar
 
 import typer
 
 from linkplane.client import _requests, names
 from linkplane.client.cli import common, output
 from linkplane.client.cli.state import state_of
-from linkplane.v1 import connection_pb2
+from linkplane.v1 import common_pb2, connection_pb2
+
+V = TypeVar("V")
 
 app = typer.Typer(
     help="Connect VPCs to endpoint services (the consumer side).",
@@ -29,13 +32,44 @@ PrivateDns = Annotated[
     bool | None,
     typer.Option("--private-dns/--no-private-dns", help="Associate the service's private DNS."),
 ]
+RouteTables = Annotated[
+    list[str] | None,
+    typer.Option("--route-table", help="Route table rtb-... of a gateway endpoint (repeatable)."),
+]
+IpAddressType = Annotated[
+    str | None,
+    typer.Option("--ip-address-type", help="ipv4, dualstack or ipv6 (interface endpoints)."),
+]
 Message = Annotated[str | None, typer.Option("--message", help="Message to the provider.")]
+IP_TYPES = {
+    "ipv4": common_pb2.IP_ADDRESS_TYPE_IPV4,
+    "ipv6": common_pb2.IP_ADDRESS_TYPE_IPV6,
+    "dualstack": common_pb2.IP_ADDRESS_TYPE_DUALSTACK,
+}
+ENDPOINT_TYPES = {
+    "interface": connection_pb2.Connection.ENDPOINT_TYPE_INTERFACE,
+    "gateway": connection_pb2.Connection.ENDPOINT_TYPE_GATEWAY,
+}
+
+
+def _choice(value: str, choices: Mapping[str, V], flag: str) -> V:
+    try:
+        return choices[value.lower()]
+    except KeyError:
+        raise typer.BadParameter(
+            f"{flag} must be one of {', '.join(sorted(choices))}, not {value!r}"
+        ) from None
+
+
 DisplayName = Annotated[str | None, typer.Option("--display-name", help="Human-readable name.")]
 
 
 @app.command(
     epilog="Example: lpctl connections create orders-to-payments --account 222222222222 "
-    "--region us-east-1 --service payments --vpc vpc-0abc --subnet subnet-c1 --wait"
+    "--region us-east-1 --service payments --vpc vpc-0abc --subnet subnet-c1 --wait. A gateway "
+    "endpoint: lpctl connections create s3 --account 222222222222 --region us-east-1 "
+    "--service-name com.amazonaws.us-east-1.s3 --endpoint-type gateway --vpc vpc-0abc "
+    "--route-table rtb-0abc --wait"
 )
 def create(
     ctx: typer.Context,
@@ -57,6 +91,15 @@ def create(
     vpc: Annotated[str | None, typer.Option("--vpc", help="Consumer VPC, vpc-...")] = None,
     subnet: Subnets = None,
     security_group: SecurityGroups = None,
+    endpoint_type: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint-type",
+            help="interface (default) or gateway (S3/DynamoDB, with --route-table).",
+        ),
+    ] = None,
+    route_table: RouteTables = None,
+    ip_address_type: IpAddressType = None,
     private_dns: PrivateDns = None,
     message: Message = None,
     display_name: DisplayName = None,
@@ -67,7 +110,7 @@ def create(
     validate_only: common.ValidateOnly = False,
     request_id: common.RequestId = None,
 ) -> None:
-    """Create an interface endpoint from a VPC to a service."""
+    """Create a VPC endpoint (interface, or gateway for S3/DynamoDB) from a VPC to a service."""
     state = state_of(ctx)
     if service and service_name:
         raise typer.BadParameter("give either --service or --service-name, not both")
@@ -88,6 +131,12 @@ def create(
         connection.subnet_ids[:] = subnet
     if security_group:
         connection.security_group_ids[:] = security_group
+    if endpoint_type:
+        connection.endpoint_type = _choice(endpoint_type, ENDPOINT_TYPES, "--endpoint-type")
+    if route_table:
+        connection.route_table_ids[:] = route_table
+    if ip_address_type:
+        connection.ip_address_type = _choice(ip_address_type, IP_TYPES, "--ip-address-type")
     if private_dns is not None:
         connection.private_dns_enabled = private_dns
     if message is not None:
@@ -154,6 +203,8 @@ def update(
     name: Annotated[str, typer.Argument(help="Connection id or full name.")],
     subnet: Subnets = None,
     security_group: SecurityGroups = None,
+    route_table: RouteTables = None,
+    ip_address_type: IpAddressType = None,
     private_dns: PrivateDns = None,
     message: Message = None,
     display_name: DisplayName = None,
@@ -176,6 +227,12 @@ def update(
     if security_group:
         connection.security_group_ids[:] = security_group
         paths.append("security_group_ids")
+    if route_table:
+        connection.route_table_ids[:] = route_table
+        paths.append("route_table_ids")
+    if ip_address_type:
+        connection.ip_address_type = _choice(ip_address_type, IP_TYPES, "--ip-address-type")
+        paths.append("ip_address_type")
     if private_dns is not None:
         connection.private_dns_enabled = private_dns
         paths.append("private_dns_enabled")
