@@ -81,9 +81,24 @@ def test_changed_wanted_value_starts_afresh_and_clear_forgets() -> None:
     assert isinstance(attempt(guard, 5.0, wanted=False), stalls.Allowed)
     for n in range(stalls.STALL_AFTER):
         attempt(guard, 10.0 + n)
-    guard.clear(FIELD)
+    guard.clear(FIELD, now=13.0)
     assert guard.stalled_fields() == []
     assert isinstance(attempt(guard, 20.0), stalls.Allowed)
+    # An hour after the last call nothing is left to remember.
+    guard.clear(FIELD, now=20.0 + stalls.HOUR_SECONDS)
+    assert guard.fields == {}
+
+
+def test_a_flapping_field_is_still_held_to_the_hourly_ceiling() -> None:
+    # Another controller reverts the field after every call: each observation in between
+    # matches, so the stall count restarts, but the calls still count against the ceiling.
+    guard = stalls.MutationGuard()
+    sent = 0
+    for second in range(0, 3600, 10):
+        if isinstance(attempt(guard, float(second)), stalls.Allowed):
+            sent += 1
+        guard.clear(FIELD, now=second + 5.0)
+    assert sent == stalls.HOURLY_CEILING
 
 
 def test_bookkeeping_survives_a_round_trip_through_status_json() -> None:
@@ -96,7 +111,7 @@ def test_bookkeeping_survives_a_round_trip_through_status_json() -> None:
     reloaded = stalls.MutationGuard.load(status)
     assert reloaded == guard
     assert isinstance(attempt(reloaded, 3.0), stalls.Stalled)
-    reloaded.clear(FIELD)
+    reloaded.clear(FIELD, now=3.0 + stalls.HOUR_SECONDS)
     reloaded.save(status)
     assert stalls.STATUS_KEY not in status
     assert stalls.MutationGuard.load({}) == stalls.MutationGuard()

@@ -18,8 +18,10 @@ Every reconciler asks a :class:`MutationGuard` before each mutating call, per fi
 - whatever happens, at most :data:`HOURLY_CEILING` identical calls per resource and field go
   out in any rolling hour.
 
-When the observation matches the wanted value the caller calls :meth:`MutationGuard.clear`,
-and a different wanted value (the user changed the spec) starts a fresh count.
+When the observation matches the wanted value the caller calls :meth:`MutationGuard.clear`:
+the stall count starts again, but the hour's call times stay, so a field that flaps (another
+controller reverting it) is still held to the ceiling. A different wanted value (the user
+changed the spec) starts afresh.
 
 The bookkeeping lives in the resource's status JSON under ``"mutations"``, so it survives a
 restart and is shared by every replica (whoever holds the lease reads and writes it with the
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
@@ -197,9 +200,21 @@ class MutationGuard:
         entry.times.append(now)
         return Allowed(entry.count)
 
-    def clear(self, field: str) -> None:
-        """The observation shows ``field`` as wanted: forget its attempts."""
-        self.fields.pop(field, None)
+    def clear(self, field: str, now: float | None = None) -> None:
+        """The observation shows ``field`` as wanted: its stall count starts again.
+
+        The times of the last hour's calls are kept, so the hourly ceiling also holds when the
+        field flaps (another controller reverting it, AWS reflecting it only now and then);
+        the entry goes once the last of them is an hour old.
+        """
+        entry = self.fields.get(field)
+        if entry is None:
+            return
+        when = time.time() if now is None else now
+        entry.count = 0
+        entry.times = [t for t in entry.times if when - t < HOUR_SECONDS]
+        if not entry.times:
+            del self.fields[field]
 
     def stalled_fields(self) -> list[str]:
         """Fields whose identical attempts reached :data:`STALL_AFTER`."""
