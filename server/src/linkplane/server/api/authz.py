@@ -74,6 +74,7 @@ _CONSUMER = "linkplane.v1.ConsumerService"
 _ACCOUNTS = "linkplane.v1.AccountService"
 _OPERATIONS = "google.longrunning.Operations"
 _IAM = "google.iam.v1.IAMPolicy"
+_AUDIT = "linkplane.v1.AuditService"
 
 RULES: Mapping[str, Rule] = {
     _m(_PROVIDER, "PublishService"): Rule(
@@ -132,6 +133,7 @@ RULES: Mapping[str, Rule] = {
     _m(_OPERATIONS, "DeleteOperation"): Rule(
         "linkplane.operations.delete", "name", Shape.OPERATION
     ),
+    _m(_AUDIT, "ListAuditEvents"): Rule("linkplane.auditEvents.list", "parent", Shape.PROJECT),
     _m(_IAM, "GetIamPolicy"): Rule("linkplane.projects.getIamPolicy", "resource", Shape.PROJECT),
     _m(_IAM, "SetIamPolicy"): Rule("linkplane.projects.setIamPolicy", "resource", Shape.PROJECT),
     # Like Google's: anyone may ask which of some permissions they hold; the answer is about
@@ -164,6 +166,7 @@ _READ = (
     "linkplane.operations.get",
     "linkplane.operations.list",
     "linkplane.operations.wait",
+    "linkplane.auditEvents.list",
 )
 _OPERATE = ("linkplane.operations.cancel", "linkplane.operations.delete")
 _CONNECT = (
@@ -197,7 +200,8 @@ ROLES: Mapping[str, frozenset[str]] = {
 """Predefined roles → the permissions they grant; admin implies the others."""
 
 ROLE_TITLES: Mapping[str, str] = {
-    VIEWER: "read services, connections, accounts (without role ARNs) and operations",
+    VIEWER: "read services, connections, accounts (without role ARNs), operations and the "
+    "audit log",
     CONSUMER: "viewer, plus create, update and delete connections",
     PROVIDER: "viewer, plus publish, update and delete services, see their connection "
     "inventory and accept or reject connection requests",

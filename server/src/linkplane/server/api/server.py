@@ -12,10 +12,12 @@ from google.longrunning import operations_pb2, operations_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from linkplane.server.api import accounts, boundary, consumer, iam, operations, provider, rpc
+from linkplane.server.api import accounts, audit, boundary, consumer, iam, operations, provider, rpc
 from linkplane.v1 import (
     account_service_pb2,
     account_service_pb2_grpc,
+    audit_service_pb2,
+    audit_service_pb2_grpc,
     consumer_service_pb2,
     consumer_service_pb2_grpc,
     provider_service_pb2,
@@ -26,6 +28,7 @@ SERVICE_NAMES = (
     provider_service_pb2.DESCRIPTOR.services_by_name["ProviderService"].full_name,
     consumer_service_pb2.DESCRIPTOR.services_by_name["ConsumerService"].full_name,
     account_service_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
+    audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     operations_pb2.DESCRIPTOR.services_by_name["Operations"].full_name,
     iam_policy_pb2.DESCRIPTOR.services_by_name["IAMPolicy"].full_name,
 )
@@ -54,7 +57,7 @@ def build(
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),
             ("grpc.keepalive_time_ms", 60_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-        ]
+        ],
     )
     provider_service_pb2_grpc.add_ProviderServiceServicer_to_server(
         provider.ProviderServicer(deps), server
@@ -65,6 +68,7 @@ def build(
     account_service_pb2_grpc.add_AccountServiceServicer_to_server(
         accounts.AccountServicer(deps), server
     )
+    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(audit.AuditServicer(deps), server)
     operations_pb2_grpc.add_OperationsServicer_to_server(
         operations.OperationsServicer(deps), server
     )

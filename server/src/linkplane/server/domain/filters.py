@@ -7,7 +7,8 @@ Grammar (AIP-160 precedence: OR binds tighter than AND):
     or_expr    := unary ("OR" unary)*
     unary      := ["NOT" | "-"] primary
     primary    := "(" and_expr ")" | comparison
-    comparison := field ("=" | "!=") value
+    comparison := field ("=" | "!=" | "<" | "<=" | ">" | ">=") value
+                  (the ordering operators only on fields a kind declares ordered, e.g. time)
     field      := name ("." name)*          e.g. state, labels.team
     value      := "quoted string" | bare-word
 
@@ -17,6 +18,7 @@ unknown field is INVALID_ARGUMENT rather than an empty result.
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ class Comparison:
     field: str
     negated: bool
     value: str
+    operator: str = "="  # or "<", "<=", ">", ">=" (`!=` is "=" negated)
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class Not:
 Node = Comparison | AllOf | AnyOf | Not
 
 _TOKEN = re.compile(
-    r"""\s*(?:(?P<lparen>\()|(?P<rparen>\))|(?P<op>!=|=)|(?P<string>"(?:[^"\\]|\\.)*")"""
+    r"""\s*(?:(?P<lparen>\()|(?P<rparen>\))|(?P<op><=|>=|!=|=|<|>)|(?P<string>"(?:[^"\\]|\\.)*")"""
     r"""|(?P<word>[A-Za-z0-9_.:/*@+-]+))"""
 )
 
@@ -67,8 +70,12 @@ def parse(
     fields: Collection[str],
     enums: Mapping[str, Collection[str]] | None = None,
     path: str = "filter",
+    ordered: Collection[str] = (),
 ) -> Node | None:
-    """Parse `text`; None for an empty filter. Raises InvalidArgument naming `path`."""
+    """Parse `text`; None for an empty filter. Raises InvalidArgument naming `path`.
+
+    `ordered` fields also accept `<`, `<=`, `>` and `>=`; on the others those are refused.
+    """
     if not text.strip():
         return None
     if len(text) > MAX_FILTER_LENGTH:
@@ -78,7 +85,32 @@ def parse(
     node = parser.and_expr()
     if parser.position != len(tokens):
         raise _bad(path, f"unexpected {tokens[parser.position][1]!r}")
+    _check_ordering(node, set(ordered), path)
     return node
+
+
+ORDERING_OPERATORS = frozenset({"<", "<=", ">", ">="})
+
+
+def _check_ordering(node: Node, ordered: set[str], path: str) -> None:
+    if isinstance(node, AllOf | AnyOf):
+        for term in node.terms:
+            _check_ordering(term, ordered, path)
+    elif isinstance(node, Not):
+        _check_ordering(node.term, ordered, path)
+    elif node.operator in ORDERING_OPERATORS and node.field not in ordered:
+        raise _bad(path, f"{node.field} supports only = and !=, not {node.operator}")
+
+
+def timestamp(node: Comparison, path: str = "filter") -> datetime.datetime:
+    """The value of a comparison on a time field, as an aware datetime (RFC 3339 input)."""
+    try:
+        value = datetime.datetime.fromisoformat(node.value.replace("Z", "+00:00"))
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise _bad(path, f"{node.field} needs an RFC 3339 timestamp, e.g. 2026-01-31T12:00:00Z")
+    return value
 
 
 def _bad(path: str, description: str) -> InvalidArgument:
@@ -182,4 +214,5 @@ class _Parser:
         allowed = self.enums.get(field)
         if allowed is not None and literal not in allowed:
             raise _bad(self.path, f"{field} must be one of {', '.join(sorted(allowed))}")
-        return Comparison(field=field, negated=op == "!=", value=literal)
+        operator = op if op in ORDERING_OPERATORS else "="
+        return Comparison(field=field, negated=op == "!=", value=literal, operator=operator)

@@ -1,4 +1,9 @@
-"""The append-only audit log: who changed what, when, with which request."""
+"""The append-only audit log: who changed what, when, with which request.
+
+Servicers and reconcilers `record` an entry in the transaction of the change it describes, so
+an entry exists exactly when the change committed. A database trigger (migration 0001) refuses
+UPDATE and DELETE on the table. `page` serves AuditService.ListAuditEvents.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from linkplane.server.storage import models
+from linkplane.server.domain import filters
+from linkplane.server.storage import filtering, models
 
 
 async def record(
@@ -37,3 +43,42 @@ async def record(
 async def for_resource(session: AsyncSession, resource: str) -> Sequence[models.AuditEntry]:
     query = select(models.AuditEntry).where(models.AuditEntry.resource == resource)
     return (await session.execute(query.order_by(models.AuditEntry.id))).scalars().all()
+
+
+def filter_columns() -> dict[str, Any]:
+    """The columns ListAuditEvents filters on, by filter field name."""
+    entry = models.AuditEntry
+    return {
+        "resource": entry.resource,
+        "actor": entry.actor,
+        "method": entry.action,
+        "request_id": entry.request_id,
+        "time": entry.time,
+    }
+
+
+async def page(
+    session: AsyncSession,
+    *,
+    project: str,
+    node: filters.Node | None,
+    after: int | None,
+    limit: int,
+) -> tuple[Sequence[models.AuditEntry], bool]:
+    """One page of a project's entries, oldest first, and whether more follow (keyset by id).
+
+    An entry belongs to the project its resource is in: `projects/{project}` itself (its IAM
+    policy) or any name below it.
+    """
+    entry = models.AuditEntry
+    prefix = f"projects/{project}"
+    query = select(entry).where(
+        or_(entry.resource == prefix, entry.resource.startswith(prefix + "/", autoescape=True))
+    )
+    condition = filtering.compile_filter(node, filter_columns())
+    if condition is not None:
+        query = query.where(condition)
+    if after is not None:
+        query = query.where(entry.id > after)
+    rows = (await session.execute(query.order_by(entry.id).limit(limit + 1))).scalars().all()
+    return rows[:limit], len(rows) > limit

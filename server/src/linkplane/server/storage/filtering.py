@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from typing import Any
 
+import sqlalchemy
 from sqlalchemy import String, and_, false, not_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -37,6 +39,8 @@ def _compile(node: filters.Node, columns: Mapping[str, Any]) -> ColumnElement[bo
     column = columns.get(node.field)
     if column is None:
         return false()
+    if node.operator in filters.ORDERING_OPERATORS or isinstance(column.type, sqlalchemy.DateTime):
+        return _ordered(node, column)
     if not isinstance(column.type, String):
         # Filter values are strings; comparing one with a JSONB or numeric column is a type
         # error in Postgres, so it is the caller's error here.
@@ -45,4 +49,20 @@ def _compile(node: filters.Node, columns: Mapping[str, Any]) -> ColumnElement[bo
             reason="INVALID_FILTER",
         )
     result: ColumnElement[bool] = column != node.value if node.negated else column == node.value
+    return result
+
+
+def _ordered(node: filters.Comparison, column: Any) -> ColumnElement[bool]:
+    """`=`, `!=`, `<`, `<=`, `>`, `>=` on an ordered column; time values are RFC 3339."""
+    value: Any = node.value
+    if isinstance(column.type, sqlalchemy.DateTime):
+        value = filters.timestamp(node)
+    compare = {
+        "=": operator.ne if node.negated else operator.eq,
+        "<": operator.lt,
+        "<=": operator.le,
+        ">": operator.gt,
+        ">=": operator.ge,
+    }[node.operator]
+    result: ColumnElement[bool] = compare(column, value)
     return result
