@@ -76,13 +76,15 @@ class Aws:
         self._stack = stack
         self._session = _shared_session()
 
-    async def client(self, service: str, credentials: dict[str, str] | None = None) -> Any:
+    async def client(
+        self, service: str, credentials: dict[str, str] | None = None, region: str = REGION
+    ) -> Any:
         creds = credentials or {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
         return await self._stack.enter_async_context(
             self._session.create_client(
                 service,
                 endpoint_url=self.sim.endpoint_url,
-                region_name=REGION,
+                region_name=region,
                 config=NO_RETRIES,
                 **creds,
             )

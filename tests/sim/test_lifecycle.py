@@ -95,7 +95,8 @@ async def test_enis_are_real_and_carry_subnet_ips_and_dns_entries_look_like_aws(
     regional, *zonal = names
     assert regional.startswith(endpoint["VpcEndpointId"] + "-")
     assert regional.endswith(f".{svc_id}.us-east-1.vpce.amazonaws.com")
-    assert sorted(name.split(".")[0].rsplit("-", 3)[-3:][-1] for name in zonal) == ["1a", "1b"]
+    suffixes = sorted(name.split(".")[0].rsplit("-", 3)[-1] for name in zonal)
+    assert suffixes == sorted(zone[-2:] for zone in consumer.network["availability_zones"])
     assert all(name.endswith(f".{svc_id}.us-east-1.vpce.amazonaws.com") for name in zonal)
     assert all(entry["HostedZoneId"] for entry in endpoint["DnsEntries"])
 
@@ -103,21 +104,28 @@ async def test_enis_are_real_and_carry_subnet_ips_and_dns_entries_look_like_aws(
 async def test_subnet_in_unsupported_zone_is_refused(aws):
     provider = await aws.account(aws.PROVIDER)
     consumer = await aws.account(aws.CONSUMER, azs=3)
-    service = await aws.service(provider, allow=["*"], nlb_subnets=1)  # NLB only in us-east-1a
+    service = await aws.service(provider, allow=["*"], nlb_subnets=1)  # NLB in one zone only
     details = await consumer.ec2.describe_vpc_endpoint_services(
         ServiceNames=[service["ServiceName"]]
     )
-    assert details["ServiceDetails"][0]["AvailabilityZones"] == ["us-east-1a"]
+    # The consumer sees that zone by its own name for the same AZ id.
+    assert details["ServiceDetails"][0]["AvailabilityZoneIds"] == provider.network["az_ids"][:1]
+    assert details["ServiceDetails"][0]["AvailabilityZones"] == [
+        consumer.network["availability_zones"][0]
+    ]
     with pytest.raises(ClientError) as error:
         await aws.endpoint(consumer, service["ServiceName"])
     assert error.value.response["Error"]["Code"] == "InvalidParameter"
     assert "does not support the availability zone of the subnet" in str(error.value)
 
 
-async def test_endpoint_to_aws_service_is_available_at_once(aws):
+async def test_endpoint_to_aws_service_needs_no_acceptance(aws):
     consumer = await aws.account(aws.CONSUMER)
     endpoint = await aws.endpoint(consumer, "com.amazonaws.us-east-1.sqs")
-    assert endpoint["State"] == "available"
+    assert endpoint["State"] == "pending"
+    await aws.eventually(
+        lambda: aws.endpoint_state(consumer, endpoint["VpcEndpointId"]), "available"
+    )
     assert endpoint["DnsEntries"][0]["DnsName"].endswith(".sqs.us-east-1.vpce.amazonaws.com")
 
 

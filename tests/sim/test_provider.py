@@ -68,7 +68,7 @@ async def test_nlb_arn_and_provisioning_then_active(aws):
     service = answer["ServiceConfiguration"]
     assert service["ServiceState"] == "Pending"
     assert {"Key": "linkplane:uid", "Value": "u1"} in service["Tags"]
-    assert service["AvailabilityZones"] == ["us-east-1a", "us-east-1b"]
+    assert service["AvailabilityZones"] == sorted(provider.network["availability_zones"])
     aws.sim.set_time_scale(1000.0)
 
     async def lb_state():
@@ -95,7 +95,7 @@ async def test_modify_service_configuration_and_permissions(aws):
     config = found["ServiceConfigurations"][0]
     assert config["AcceptanceRequired"] is False
     assert config["NetworkLoadBalancerArns"] == [second]
-    assert config["AvailabilityZones"] == ["us-east-1a", "us-east-1b"]
+    assert config["AvailabilityZones"] == sorted(provider.network["availability_zones"])
 
     principal = f"arn:aws:iam::{aws.CONSUMER}:root"
     await provider.ec2.modify_vpc_endpoint_service_permissions(

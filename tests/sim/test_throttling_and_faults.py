@@ -91,6 +91,7 @@ async def test_faults_seeded_errors_latency_and_eventual_consistency(aws):
         [lambda: consumer.ec2.describe_vpc_endpoints(VpcEndpointIds=[endpoint["VpcEndpointId"]])]
     )
     assert codes == [("InvalidVpcEndpointId.NotFound", 400)]
+    aws.sim.set_time_scale(1000.0)  # endpoints to AWS services take endpoint_pending too
 
     async def state_or_error():
         try:

@@ -144,8 +144,20 @@ class AdminApp:
                 region=str(body.get("region", "us-east-1")),
                 cidr=str(body.get("cidr", "10.0.0.0/16")),
                 azs=int(str(body.get("azs", 2))),
+                options=networks.NetworkOptions(
+                    dual_stack=_flag(body, "dual_stack", True),
+                    ipv6_only_subnets=_flag(body, "ipv6_only_subnets", False),
+                    dns_hostnames=_flag(body, "dns_hostnames", True),
+                ),
             )
         raise AdminError(404, f"no admin route {method} /_sim/{path}")
+
+
+def _flag(body: Json, key: str, default: bool) -> bool:
+    value = body.get(key, default)
+    if not isinstance(value, bool):
+        raise AdminError(400, f"{key} must be true or false, got {value!r}")
+    return value
 
 
 def _json_body(environ: WsgiEnviron) -> Json:

@@ -8,11 +8,14 @@ shape members, which is how moto's serializer finds them.
 
 import dataclasses
 import datetime
+from collections.abc import Callable
 
 from moto.ec2.models.vpc_service_configuration import VPCServiceConfiguration
 from moto.ec2.models.vpcs import VPCEndPoint
 from moto.elbv2.models import FakeLoadBalancer
 from moto.moto_api._internal import mock_random
+
+from linkplane.sim import zones
 
 # Interface endpoint states, with AWS's wire spelling (camelCase; AWS is inconsistent).
 PENDING_ACCEPTANCE = "pendingAcceptance"
@@ -21,9 +24,18 @@ AVAILABLE = "available"
 REJECTED = "rejected"
 DELETING = "deleting"
 DELETED = "deleted"
+FAILED = "failed"
+EXPIRED = "expired"
+PARTIAL = "partial"
+
+# States an endpoint can be forced into through the admin API (AWS gives no way to cause them).
+INJECTABLE_STATES = frozenset({FAILED, EXPIRED, PARTIAL})
 
 # States in which a connection still blocks deleting its endpoint service.
-LIVE_CONNECTION_STATES = frozenset({PENDING_ACCEPTANCE, PENDING, AVAILABLE})
+LIVE_CONNECTION_STATES = frozenset({PENDING_ACCEPTANCE, PENDING, AVAILABLE, PARTIAL})
+
+# States whose endpoints count against the per-VPC endpoint quota.
+QUOTA_STATES = frozenset({PENDING_ACCEPTANCE, PENDING, AVAILABLE, PARTIAL, DELETING})
 
 # The Route53 hosted zone AWS uses for vpce DNS names; random for Regions not listed here.
 _VPCE_HOSTED_ZONES = {
@@ -83,6 +95,12 @@ class SimServiceConfiguration(VPCServiceConfiguration):
         self.supported_ip_address_types = supported_ip_address_types
         self.region_name = region
         self.dns_verification: PrivateDnsVerification | None = None
+        # Supported Regions besides the home Region: name → simulated time it turns Available.
+        self.remote_regions: dict[str, float] = {
+            name: ready_at for name in supported_regions if name != region
+        }
+        # The simulated clock (set by ec2_actions), so Describe shows per-Region states.
+        self.now: Callable[[], float] = lambda: ready_at
         self.set_load_balancers(load_balancers)
         self.set_private_dns_name(private_dns_name)
 
@@ -105,6 +123,14 @@ class SimServiceConfiguration(VPCServiceConfiguration):
         )
 
     @property
+    def availability_zone_ids(self) -> list[str]:
+        """The AZ ids behind the owner's zone names (what other accounts compare by)."""
+        found = (
+            zones.zone_id(self.owner, self.region_name, name) for name in self.availability_zones
+        )
+        return [zone for zone in found if zone is not None]
+
+    @property
     def private_dns_name_configuration(self) -> dict[str, str]:
         if self.dns_verification is None:
             return {}
@@ -118,6 +144,24 @@ class SimServiceConfiguration(VPCServiceConfiguration):
     @property
     def owner(self) -> str:
         return str(self.ec2_backend.account_id)
+
+    def region_state(self, region: str, now: float) -> str | None:
+        """The service's state as seen from ``region`` (None: not offered there)."""
+        if region == self.region_name:
+            return str(self.service_state)
+        ready_at = self.remote_regions.get(region)
+        if ready_at is None:
+            return None
+        return "Available" if self.service_state == "Available" and ready_at <= now else "Pending"
+
+    @property
+    def supported_regions(self) -> list[dict[str, str]]:
+        return self.supported_regions_at(self.now())
+
+    def supported_regions_at(self, now: float) -> list[dict[str, str]]:
+        """AWS's SupportedRegions: the home Region first, then each remote one with its state."""
+        regions = [self.region_name, *sorted(self.remote_regions)]
+        return [{"Region": r, "ServiceState": self.region_state(r, now) or ""} for r in regions]
 
 
 class SimVpcEndpoint(VPCEndPoint):
@@ -139,17 +183,21 @@ class SimVpcEndpoint(VPCEndPoint):
         private_dns_enabled: bool,
         policy_document: str | None,
         client_token: str | None,
-        ip_address_type: str,
+        ip_address_type: str | None,
         state: str,
+        endpoint_type: str = "Interface",
+        route_table_ids: list[str] | None = None,
+        dns_record_ip_type: str | None = None,
+        service_region: str | None = None,
     ) -> None:
         super().__init__(
             ec2_backend,
             endpoint_id,
             vpc_id,
             service_name,
-            "Interface",
+            endpoint_type,
             policy_document,
-            [],
+            list(route_table_ids or []),
             subnet_ids=subnet_ids,
             network_interface_ids=network_interface_ids,
             dns_entries=dns_entries,
@@ -161,7 +209,17 @@ class SimVpcEndpoint(VPCEndPoint):
         self.state = state
         self.service = service
         self.ip_address_type = ip_address_type
+        self.dns_options = {"DnsRecordIpType": dns_record_ip_type} if dns_record_ip_type else None
+        self.service_region = service_region
         self.requester_managed = False
+        # What AWS reports for a failed endpoint (set through the admin API's injected states).
+        self.last_error: dict[str, str] | None = None
+        self.failure_reason: str | None = None
+        # The private DNS name this endpoint resolves when private DNS is on (None: none), the
+        # private hosted zone AWS would create for it, and the endpoint-specific DNS entries.
+        self.private_dns_name: str | None = None
+        self.private_hosted_zone_id = "Z" + mock_random.get_random_hex(12).upper()
+        self.base_dns_entries: list[dict[str, str]] = list(dns_entries)
         self.connection_id = f"vpce-con-{mock_random.get_random_hex(17)}"
         self.region_name = str(self.ec2_backend.region_name)
         # (next state, simulated time it is reached); None when the state is stable.

@@ -28,12 +28,13 @@ async def _poll(probe: Any, wanted: str, attempts: int = 600) -> None:
 
 
 async def _network(ec2: Any, cidr_prefix: str) -> tuple[str, list[str]]:
-    """A VPC with one subnet in each of two AZs."""
+    """A VPC with one subnet in each of two AZs, chosen by AZ id: each account maps AZ names
+    to zones differently, so ``us-east-1a`` of the provider may not be the consumer's."""
     vpc = (await ec2.create_vpc(CidrBlock=f"{cidr_prefix}.0.0/16"))["Vpc"]["VpcId"]
     subnets = []
-    for index, zone in enumerate(("us-east-1a", "us-east-1b")):
+    for index, zone_id in enumerate(("use1-az1", "use1-az2")):
         subnet = await ec2.create_subnet(
-            VpcId=vpc, CidrBlock=f"{cidr_prefix}.{index}.0/24", AvailabilityZone=zone
+            VpcId=vpc, CidrBlock=f"{cidr_prefix}.{index}.0/24", AvailabilityZoneId=zone_id
         )
         subnets.append(subnet["Subnet"]["SubnetId"])
     return vpc, subnets

@@ -18,7 +18,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from linkplane.sim import admin, ec2_actions, elbv2_actions, gateway, networks, world
+from linkplane.sim import admin, ec2_actions, elbv2_actions, gateway, networks, world, zones
 from linkplane.sim import config as sim_config
 
 _running_lock = threading.Lock()
@@ -48,6 +48,7 @@ class SimHandle:
                 _running = None
                 ec2_actions.uninstall()
                 elbv2_actions.uninstall()
+                zones.uninstall()
                 world.uninstall(self.world)
 
     def reset(self) -> None:
@@ -117,6 +118,7 @@ def start(
         world.install(sim)
         ec2_actions.install()
         elbv2_actions.install()
+        zones.install()
         app = gateway.Gateway(
             sim, DomainDispatcherApplication(create_backend_app), admin.AdminApp(sim)
         )
@@ -137,10 +139,18 @@ def seed_network(
     region: str = "us-east-1",
     cidr: str = "10.0.0.0/16",
     azs: int = 2,
+    *,
+    dual_stack: bool = True,
+    ipv6_only_subnets: bool = False,
+    dns_hostnames: bool = True,
 ) -> dict[str, object]:
-    """Create a VPC, one subnet per AZ and a security group in ``account_id``; see
-    ``networks.seed_network`` for the returned keys."""
-    return networks.seed_network(handle.world, account_id, region, cidr, azs)
+    """Create a (dual-stack) VPC, one subnet and route table per AZ and a security group in
+    ``account_id``; see ``networks.seed_network`` for the returned keys and
+    ``networks.NetworkOptions`` for the options."""
+    options = networks.NetworkOptions(
+        dual_stack=dual_stack, ipv6_only_subnets=ipv6_only_subnets, dns_hostnames=dns_hostnames
+    )
+    return networks.seed_network(handle.world, account_id, region, cidr, azs, options)
 
 
 def _load(source: sim_config.SimConfig | pathlib.Path | str | None) -> sim_config.SimConfig:

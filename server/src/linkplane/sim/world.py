@@ -39,6 +39,26 @@ class RequestRecord:
     duration_ms: float
 
 
+@dataclasses.dataclass
+class EndpointOutcome:
+    """An armed fault: the next ``count`` matching new endpoints end in ``state``, not available.
+
+    AWS gives no way to cause ``failed``, ``expired`` or ``partial``, yet linkplane must handle
+    them; tests arm one through the admin API (``POST /_sim/endpoint-outcomes``)."""
+
+    state: str
+    count: int = 1
+    account: str | None = None
+    service_name: str | None = None
+    code: str | None = None
+    message: str | None = None
+
+    def matches(self, account: str, service_name: str) -> bool:
+        return (self.account is None or self.account == account) and (
+            self.service_name is None or self.service_name == service_name
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class ClientTokenRecord:
     fingerprint: str
@@ -60,6 +80,14 @@ class World:
         self.load_balancers: dict[str, models.SimLoadBalancer] = {}
         self.client_tokens: dict[tuple[str, str, str, str], ClientTokenRecord] = {}
         self.requests: collections.deque[RequestRecord] = collections.deque(maxlen=50_000)
+        # The request log has its own lock: records are appended outside ``lock`` (after moto
+        # answered), and iterating a deque while another thread appends raises RuntimeError.
+        self._requests_lock = threading.Lock()
+        # Service Quotas applied values: (account, region or "*", service code, quota code).
+        self.quotas: dict[tuple[str, str, str, str], float] = {}
+        self.endpoint_outcomes: list[EndpointOutcome] = []
+        # Next IPv6 host number handed out per subnet (ENIs of dual-stack/IPv6 endpoints).
+        self.ipv6_hosts: dict[str, int] = {}
         self._access_key_accounts: dict[str, str] = {}
 
     # Time ------------------------------------------------------------------------------------
@@ -87,14 +115,14 @@ class World:
                     next_state = endpoint.transition[0]
                     endpoint.move_to(next_state)
                     if next_state == models.DELETED:
-                        self._release(endpoint)
+                        self.release(endpoint)
 
     def _lb_active(self, arn: str) -> bool:
         lb = self.load_balancers.get(arn)
         # Load balancers created before the sim took over (none in practice) count as active.
         return lb is None or lb.state == "active"
 
-    def _release(self, endpoint: models.SimVpcEndpoint) -> None:
+    def release(self, endpoint: models.SimVpcEndpoint) -> None:
         """Free a deleted endpoint's ENIs and IPs and drop it from its owner's backend."""
         backend = endpoint.ec2_backend
         for eni_id in endpoint.network_interface_ids:
@@ -141,7 +169,31 @@ class World:
     # Requests --------------------------------------------------------------------------------
 
     def record(self, entry: RequestRecord) -> None:
-        self.requests.append(entry)
+        with self._requests_lock:
+            self.requests.append(entry)
+
+    # Service Quotas and armed endpoint outcomes ------------------------------------------------
+
+    def quota(self, account: str, region: str, service_code: str, quota_code: str) -> float | None:
+        """The applied value set for ``account`` (in ``region`` or every Region), if any."""
+        for key in (
+            (account, region, service_code, quota_code),
+            (account, "*", service_code, quota_code),
+        ):
+            if key in self.quotas:
+                return self.quotas[key]
+        return None
+
+    def take_endpoint_outcome(self, account: str, service_name: str) -> EndpointOutcome | None:
+        """Consume one armed outcome matching a new endpoint, if any."""
+        with self.lock:
+            for outcome in self.endpoint_outcomes:
+                if outcome.count > 0 and outcome.matches(account, service_name):
+                    outcome.count -= 1
+                    if outcome.count == 0:
+                        self.endpoint_outcomes.remove(outcome)
+                    return outcome
+        return None
 
     # Lifecycle -------------------------------------------------------------------------------
 
@@ -153,7 +205,11 @@ class World:
             self.endpoints.clear()
             self.load_balancers.clear()
             self.client_tokens.clear()
-            self.requests.clear()
+            with self._requests_lock:
+                self.requests.clear()
+            self.quotas.clear()
+            self.endpoint_outcomes.clear()
+            self.ipv6_hosts.clear()
             self._access_key_accounts.clear()
             self.throttler.reset()
             self.faults.reset()
@@ -196,6 +252,8 @@ class World:
                     "private_dns_state": svc.dns_verification.state
                     if svc.dns_verification
                     else None,
+                    "supported_ip_address_types": list(svc.supported_ip_address_types),
+                    "supported_regions": svc.supported_regions_at(self.clock.now()),
                     "allowed_principals": sorted(svc.principals),
                     "tags": _tag_dict(svc.get_tags()),
                 }
@@ -214,6 +272,14 @@ class World:
                     "subnet_ids": list(ep.subnet_ids or []),
                     "network_interface_ids": list(ep.network_interface_ids),
                     "tags": _tag_dict(ep.get_tags()),
+                    "type": ep.vpc_endpoint_type,
+                    "route_table_ids": list(ep.route_table_ids),
+                    "ip_address_type": ep.ip_address_type,
+                    "dns_record_ip_type": (ep.dns_options or {}).get("DnsRecordIpType"),
+                    "private_dns_enabled": bool(ep.private_dns_enabled),
+                    "dns_names": [entry["DnsName"] for entry in ep.dns_entries or []],
+                    "service_region": ep.service_region,
+                    "failure_reason": ep.failure_reason,
                 }
                 for ep in self.endpoints.values()
                 if not _excluded(ep.account_id, ep.region_name, account, region)
@@ -234,8 +300,9 @@ class World:
             }
 
     def request_log(self) -> list[dict[str, object]]:
-        with self.lock:
-            return [dataclasses.asdict(entry) for entry in self.requests]
+        with self._requests_lock:
+            snapshot = list(self.requests)
+        return [dataclasses.asdict(entry) for entry in snapshot]
 
 
 def _tag_dict(tags: list[dict[str, str]]) -> dict[str, str]:
