@@ -1,10 +1,10 @@
 """AccountService: registers the AWS accounts linkplane acts in. Answers directly (no AWS).
 
-Tenancy: an AWS account id is registered in one project, unless an admin of a project holding
-it lists another project in `shared_with_projects` (or registers it there while being admin of
-both: someone entitled to share it). Registering it elsewhere is ALREADY_EXISTS without saying
-where. The external id is write-only (responses carry `external_id_set`), stays out of the audit
-log and the request-id records, and the role ARN is shown only to the project's admins.
+Tenancy: an AWS account id is registered in one project (the first to register it owns it),
+unless an admin of that project lists another project in `shared_with_projects`. Registering it
+elsewhere is ALREADY_EXISTS without saying where. The external id is write-only (responses
+carry `external_id_set`), stays out of the audit log and the request-id records, and the role
+ARN is shown only to the project's admins.
 """
 
 from __future__ import annotations
@@ -87,32 +87,33 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
     async def _check_registrable(
         self, session: Any, actor: str, project: str, aws_account_id: str
     ) -> None:
-        """ALREADY_EXISTS when another project holds the AWS account and did not share it.
+        """ALREADY_EXISTS when another project owns the AWS account and did not share it.
 
-        Serialized per AWS account id (a transaction-scoped advisory lock), so two projects
-        registering the same account at once cannot both succeed.
+        The owner is the project that registered it first; only its `shared_with_projects`
+        counts (a project it was shared with cannot pass it on). Bootstrap administrators
+        (and dev mode's local administrator) may register it anywhere. Serialized per AWS
+        account id (a transaction-scoped advisory lock), so two projects registering the same
+        account at once cannot both succeed.
         """
         await session.execute(
             text("SELECT pg_advisory_xact_lock(hashtext('linkplane-account:' || :id))"),
             {"id": aws_account_id},
         )
-        holders = (
+        owner = (
             await session.execute(
-                select(models.Account.project, models.Account.shared_with_projects).where(
-                    models.Account.aws_account_id == aws_account_id,
-                    models.Account.project != project,
-                )
+                select(models.Account.project, models.Account.shared_with_projects)
+                .where(models.Account.aws_account_id == aws_account_id)
+                .order_by(models.Account.create_time, models.Account.name)
+                .limit(1)
             )
-        ).all()
-        for holder, shared in holders:
-            if names.project_name(project) in (shared or []):
-                return
-            if await self.deps.authorizer.has(actor, holder, "linkplane.accounts.update"):
-                return
-        if holders:
-            raise errors.AlreadyExists(
-                f"projects/{project}/accounts/{aws_account_id}", kind="account"
-            ) from None
+        ).first()
+        if owner is None or owner.project == project:
+            return
+        if names.project_name(project) in (owner.shared_with_projects or []):
+            return
+        if self.deps.authorizer.is_admin_everywhere(actor):
+            return
+        raise errors.AlreadyExists(f"projects/{project}/accounts/{aws_account_id}", kind="account")
 
     @rpc.unary
     async def RegisterAccount(
