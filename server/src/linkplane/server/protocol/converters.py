@@ -270,6 +270,13 @@ def service(row: models.Service) -> service_pb2.Service:
     return message
 
 
+def _same_project(connection_name: str, service_name: str) -> str:
+    """A consumer's Connection is named to the provider only within the same project: across
+    projects the provider sees what AWS shows it (owner account, VPC, endpoint), not B's names."""
+    project = "/".join(service_name.split("/")[:2]) + "/"
+    return connection_name if connection_name.startswith(project) else ""
+
+
 def service_connection(
     row: models.ServiceConnection, service_name: str
 ) -> service_pb2.ServiceConnection:
@@ -281,7 +288,7 @@ def service_connection(
         vpc_id=row.vpc_id,
         region=row.region,
         state=service_pb2.ServiceConnection.State.Value(f"STATE_{row.state}"),
-        connection=row.connection_name,
+        connection=_same_project(row.connection_name, service_name),
         request_message=row.request_message,
         decision=service_pb2.ServiceConnection.Decision(
             verdict=service_pb2.ServiceConnection.Decision.Verdict.Value(
