@@ -1,0 +1,426 @@
+"""Service features end to end, through the gRPC API against the simulator: IPv6 (dual-stack
+NLB, no Modify loop), an IPv4-only adopted NLB, supported Regions, private DNS re-checks and
+VerifyServicePrivateDns, partial bulk decisions, the inventory's VPC ids and counts."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+from google.protobuf import field_mask_pb2
+
+from linkplane.client import ClientConfig, errors
+from linkplane.client.aio import AsyncClient
+from linkplane.v1 import (
+    common_pb2,
+    consumer_service_pb2,
+    provider_service_pb2,
+    service_pb2,
+)
+from tests.reconciler.conftest import (
+    CONSUMER,
+    PROVIDER,
+    REGION,
+    connection_spec,
+    eventually,
+    managed_service,
+    publish,
+    wait_done,
+)
+from tests.reconciler.test_features import as_account
+
+SC = service_pb2.ServiceConnection
+DNS = service_pb2.PrivateDnsVerification
+IPV4, IPV6 = common_pb2.IP_ADDRESS_TYPE_IPV4, common_pb2.IP_ADDRESS_TYPE_IPV6
+
+
+def calls(sim: Any, action: str, since: float, account: str = PROVIDER) -> list[dict[str, Any]]:
+    """The simulator's record of `action` calls by `account` since `since` (epoch seconds)."""
+    return [
+        r
+        for r in sim.requests()
+        if r["action"] == action and r["account"] == account and r["time"] >= since
+    ]
+
+
+async def described(sim: Any, service_id: str) -> dict[str, Any]:
+    """The endpoint service as the provider sees it in AWS (the simulator)."""
+    async with as_account(sim, PROVIDER, "ec2") as ec2:
+        found = await ec2.describe_vpc_endpoint_service_configurations(ServiceIds=[service_id])
+    return dict(found["ServiceConfigurations"][0])
+
+
+async def get(api: Any, name: str) -> service_pb2.Service:
+    return await api.provider.GetService(provider_service_pb2.GetServiceRequest(name=name))
+
+
+async def update(api: Any, service: service_pb2.Service, *paths: str) -> Any:
+    return await api.provider.UpdateService(
+        provider_service_pb2.UpdateServiceRequest(
+            service=service, update_mask=field_mask_pb2.FieldMask(paths=list(paths))
+        )
+    )
+
+
+async def settle_for(sim: Any, seconds: float) -> None:
+    """Poll until the simulator has seen traffic `seconds` from now (the reconciler keeps
+    resyncing), so absence of a call over that window means something."""
+    until = time.time() + seconds
+    await eventually(lambda: _latest(sim), lambda latest: latest >= until, timeout=seconds + 60)
+
+
+async def _latest(sim: Any) -> float:
+    return max((float(r["time"]) for r in sim.requests()), default=0.0)
+
+
+async def test_adding_ipv6_makes_the_nlb_dual_stack_and_converges_without_a_loop(
+    api, networks, project, sim
+):
+    await api.register(project, PROVIDER)
+    service = await publish(api, project, "dual", managed_service(project, networks))
+    assert list(service.supported_ip_address_types) == []
+    started = time.time()
+
+    updated = await update(
+        api,
+        service_pb2.Service(name=service.name, supported_ip_address_types=[IPV4, IPV6]),
+        "supported_ip_address_types",
+    )
+    done = await wait_done(api, updated.name, timeout=60)
+    assert not done.HasField("error"), done.error
+    active = await get(api, service.name)
+    assert active.state == service_pb2.Service.STATE_ACTIVE
+    assert active.observed_generation == active.generation
+
+    config = await described(sim, active.service_id)
+    assert sorted(config["SupportedIpAddressTypes"]) == ["ipv4", "ipv6"]
+    async with as_account(sim, PROVIDER, "elbv2") as elbv2:
+        lbs = await elbv2.describe_load_balancers(
+            LoadBalancerArns=list(active.network_load_balancer_arns)
+        )
+    assert lbs["LoadBalancers"][0]["IpAddressType"] == "dualstack"
+
+    # Several resyncs later nothing was re-issued (the bug: ~2.6 Modify calls a second).
+    await settle_for(sim, 5 * 2.0)
+    modifies = calls(sim, "ModifyVpcEndpointServiceConfiguration", started)
+    assert len(modifies) == 1, modifies
+    assert len(calls(sim, "SetIpAddressType", started)) == 1
+    current = await get(api, service.name)
+    assert current.state == service_pb2.Service.STATE_ACTIVE
+    assert "Stalled" not in {c.type for c in current.conditions if c.status == c.STATUS_TRUE}
+
+    # And back: IPv6 leaves the service first, then the NLB returns to IPv4.
+    removed = await update(
+        api,
+        service_pb2.Service(name=service.name, supported_ip_address_types=[IPV4]),
+        "supported_ip_address_types",
+    )
+    done = await wait_done(api, removed.name, timeout=60)
+    assert not done.HasField("error"), done.error
+    assert (await described(sim, active.service_id))["SupportedIpAddressTypes"] == ["ipv4"]
+    async with as_account(sim, PROVIDER, "elbv2") as elbv2:
+        lbs = await eventually(
+            lambda: elbv2.describe_load_balancers(
+                LoadBalancerArns=list(active.network_load_balancer_arns)
+            ),
+            lambda r: r["LoadBalancers"][0]["IpAddressType"] == "ipv4",
+        )
+
+
+async def test_a_dual_stack_service_can_be_published_at_once(api, networks, project, sim):
+    await api.register(project, PROVIDER)
+    spec = managed_service(project, networks)
+    spec.supported_ip_address_types[:] = [IPV4, IPV6]
+    started = time.time()
+    service = await publish(api, project, "dual-new", spec)
+    assert service.state == service_pb2.Service.STATE_ACTIVE
+    config = await described(sim, service.service_id)
+    assert sorted(config["SupportedIpAddressTypes"]) == ["ipv4", "ipv6"]
+    # Created dual-stack: no Modify and no SetIpAddressType were needed.
+    assert calls(sim, "ModifyVpcEndpointServiceConfiguration", started) == []
+    assert calls(sim, "SetIpAddressType", started) == []
+
+
+async def test_ipv6_on_an_ipv4_only_adopted_nlb_fails_clearly(api, networks, project, sim):
+    await api.register(project, PROVIDER)
+    async with as_account(sim, PROVIDER, "elbv2") as elbv2:
+        created = await elbv2.create_load_balancer(
+            Name=f"ipv4only-{uuid.uuid4().hex[:8]}",
+            Type="network",
+            Scheme="internal",
+            Subnets=networks[PROVIDER]["subnet_ids"],
+        )
+    arn = created["LoadBalancers"][0]["LoadBalancerArn"]
+    spec = managed_service(project, networks)
+    spec.load_balancer.CopyFrom(
+        service_pb2.LoadBalancer(
+            adopted=service_pb2.AdoptedLoadBalancers(network_load_balancer_arns=[arn])
+        )
+    )
+    spec.supported_ip_address_types[:] = [IPV4, IPV6]
+    started = time.time()
+    published = await api.provider.PublishService(
+        provider_service_pb2.PublishServiceRequest(
+            parent=f"projects/{project}", service_id="adopted-v4", service=spec
+        )
+    )
+    done = await wait_done(api, published.name)
+    assert done.HasField("error")
+    assert "LoadBalancerNotDualStack" in done.error.message
+    assert arn in done.error.message
+    failed = await get(api, f"projects/{project}/services/adopted-v4")
+    assert failed.state == service_pb2.Service.STATE_FAILED
+    assert failed.last_aws_error.code == "LoadBalancerNotDualStack"
+    # Nothing was asked of AWS that it would refuse: no endpoint service, no Modify.
+    assert calls(sim, "CreateVpcEndpointServiceConfiguration", started) == []
+    assert calls(sim, "ModifyVpcEndpointServiceConfiguration", started) == []
+
+
+async def test_supported_regions_converge(api, networks, project, sim):
+    await api.register(project, PROVIDER)
+    spec = managed_service(project, networks)
+    spec.supported_regions[:] = ["us-west-2"]
+    service = await publish(api, project, "regions", spec)
+
+    def remote(config: dict[str, Any]) -> list[str]:
+        return sorted(
+            r["Region"]
+            for r in config.get("SupportedRegions", [])
+            if r["Region"] != REGION and r.get("ServiceState", "").lower() not in {"closed"}
+        )
+
+    assert remote(await described(sim, service.service_id)) == ["us-west-2"]
+    started = time.time()
+    changed = await update(
+        api,
+        service_pb2.Service(name=service.name, supported_regions=["eu-west-1", "us-west-2"]),
+        "supported_regions",
+    )
+    done = await wait_done(api, changed.name, timeout=60)
+    assert not done.HasField("error"), done.error
+    assert remote(await described(sim, service.service_id)) == ["eu-west-1", "us-west-2"]
+
+    dropped = await update(
+        api, service_pb2.Service(name=service.name, supported_regions=[]), "supported_regions"
+    )
+    done = await wait_done(api, dropped.name, timeout=60)
+    assert not done.HasField("error"), done.error
+    assert remote(await described(sim, service.service_id)) == []
+    await settle_for(sim, 3 * 2.0)
+    assert len(calls(sim, "ModifyVpcEndpointServiceConfiguration", started)) == 2
+
+
+async def create_txt_record(sim: Any, project: str, name: str, value: str) -> None:
+    async with as_account(sim, PROVIDER, "route53") as route53:
+        zone = await route53.create_hosted_zone(
+            Name=f"{project}.example.com", CallerReference=uuid.uuid4().hex
+        )
+        await route53.change_resource_record_sets(
+            HostedZoneId=zone["HostedZone"]["Id"],
+            ChangeBatch={
+                "Changes": [
+                    {
+                        "Action": "CREATE",
+                        "ResourceRecordSet": {
+                            "Name": name,
+                            "Type": "TXT",
+                            "TTL": 300,
+                            "ResourceRecords": [{"Value": f'"{value}"'}],
+                        },
+                    }
+                ]
+            },
+        )
+
+
+async def dns_service(api: Any, networks: Any, project: str, service_id: str) -> Any:
+    await api.register(project, PROVIDER)
+    spec = managed_service(project, networks)
+    spec.private_dns_name = f"api.{project}.example.com"
+    service = await publish(api, project, service_id, spec)
+    return await eventually(
+        lambda: get(api, service.name),
+        lambda s: s.private_dns_verification.state == DNS.STATE_FAILED,
+    )
+
+
+async def test_private_dns_is_rechecked_after_the_txt_record_appears(api, networks, project, sim):
+    failed = await dns_service(api, networks, project, "recheck")
+    record = failed.private_dns_verification
+    started = time.time()
+    await create_txt_record(sim, project, record.txt_record_name, record.txt_record_value)
+
+    # No update, no request: linkplane asks AWS again by itself (12 transitional intervals,
+    # 2.4 s here, doubling up to 12 resyncs).
+    verified = await eventually(
+        lambda: get(api, failed.name),
+        lambda s: s.private_dns_verification.state == DNS.STATE_VERIFIED,
+        timeout=60,
+    )
+    assert verified.generation == failed.generation
+    condition = {c.type: c for c in verified.conditions}["PrivateDnsVerified"]
+    assert condition.status == condition.STATUS_TRUE
+    asked = calls(sim, "StartVpcEndpointServicePrivateDnsVerification", started)
+    assert 1 <= len(asked) <= 4, asked
+
+    # Verified: no more asking.
+    await settle_for(sim, 4 * 2.0)
+    later = calls(sim, "StartVpcEndpointServicePrivateDnsVerification", time.time() - 6.0)
+    assert later == []
+
+
+async def test_a_provider_can_ask_for_verification_now(api, networks, project, sim, control_plane):
+    failed = await dns_service(api, networks, project, "ask")
+    record = failed.private_dns_verification
+    config = ClientConfig(address=f"127.0.0.1:{control_plane.port}")
+    async with AsyncClient(config) as client:
+        # Without the record AWS finds nothing: the Operation fails naming the record.
+        op = await client.verify_service_private_dns(name=failed.name)
+        with pytest.raises(errors.OperationFailed) as caught:
+            await op.result(timeout=30)
+        assert caught.value.error.reason == "PRIVATE_DNS_NOT_VERIFIED"
+        assert record.txt_record_name in caught.value.message
+
+        await create_txt_record(sim, project, record.txt_record_name, record.txt_record_value)
+        started = time.time()
+        op = await client.verify_service_private_dns(name=failed.name)
+        verified = await op.result(timeout=30)
+    assert verified.private_dns_verification.state == DNS.STATE_VERIFIED
+    assert calls(sim, "StartVpcEndpointServicePrivateDnsVerification", started)
+
+
+async def test_bulk_accept_applies_what_it_can_and_reports_the_rest(api, networks, project, sim):
+    await api.register(project, PROVIDER, CONSUMER)
+    service = await publish(api, project, "bulk", managed_service(project, networks))
+    names = []
+    for connection_id in ("first", "second"):
+        created = await api.consumer.CreateConnection(
+            consumer_service_pb2.CreateConnectionRequest(
+                parent=f"projects/{project}",
+                connection_id=connection_id,
+                connection=connection_spec(project, networks[CONSUMER], service.name),
+            )
+        )
+        await wait_done(api, created.name)
+        names.append(f"projects/{project}/connections/{connection_id}")
+    inventory = await eventually(
+        lambda: api.provider.ListServiceConnections(
+            provider_service_pb2.ListServiceConnectionsRequest(parent=service.name)
+        ),
+        lambda r: (
+            len(r.service_connections) == 2
+            and all(c.state == SC.STATE_PENDING_ACCEPTANCE for c in r.service_connections)
+        ),
+    )
+    first, second = (c.endpoint_id for c in inventory.service_connections)
+    rejected = await api.provider.RejectServiceConnections(
+        provider_service_pb2.RejectServiceConnectionsRequest(
+            service=service.name, endpoint_ids=[second], reason="not this one"
+        )
+    )
+    assert not (await wait_done(api, rejected.name)).HasField("error")
+    await eventually(
+        lambda: api.provider.ListServiceConnections(
+            provider_service_pb2.ListServiceConnectionsRequest(
+                parent=service.name, filter="state = REJECTED"
+            )
+        ),
+        lambda r: [c.endpoint_id for c in r.service_connections] == [second],
+    )
+
+    unknown = "vpce-0123456789abcdef0"
+    accepted = await api.provider.AcceptServiceConnections(
+        provider_service_pb2.AcceptServiceConnectionsRequest(
+            service=service.name, endpoint_ids=[first, second, unknown], reason="partial"
+        )
+    )
+    done = await wait_done(api, accepted.name)
+    assert not done.HasField("error"), done.error
+    response = provider_service_pb2.AcceptServiceConnectionsResponse()
+    done.response.Unpack(response)
+    assert {f.endpoint_id: f.code for f in response.failures} == {
+        second: "IncorrectState",
+        unknown: "EndpointNotFound",
+    }
+    listed = {c.endpoint_id: c for c in response.service_connections}
+    assert listed[first].decision.verdict == SC.Decision.VERDICT_ACCEPTED
+    assert listed[first].decision.reason == "partial"
+    # The refused one keeps its earlier decision.
+    assert listed[second].decision.verdict == SC.Decision.VERDICT_REJECTED
+    assert listed[second].decision.reason == "not this one"
+
+    # AWS accepted the one that could be: the simulator shows it past pendingAcceptance.
+    def endpoint_state(endpoint_id: str) -> str:
+        for endpoint in sim.objects(account=CONSUMER)["endpoints"]:
+            if endpoint["id"] == endpoint_id:
+                return str(endpoint["state"]).lower()
+        return ""
+
+    async def states_now() -> tuple[str, str]:
+        return endpoint_state(first), endpoint_state(second)
+
+    await eventually(states_now, lambda s: s[0] in {"pending", "available"} and s[1] == "rejected")
+
+
+async def test_inventory_names_vpcs_and_the_counts_add_up(api, networks, project, sim):
+    await api.register(project, PROVIDER, CONSUMER)
+    service = await publish(
+        api,
+        project,
+        "counted",
+        managed_service(
+            project, networks, accept_rules=[service_pb2.AcceptRule(principal=CONSUMER)]
+        ),
+    )
+    for connection_id in ("stays", "goes"):
+        created = await api.consumer.CreateConnection(
+            consumer_service_pb2.CreateConnectionRequest(
+                parent=f"projects/{project}",
+                connection_id=connection_id,
+                connection=connection_spec(project, networks[CONSUMER], service.name),
+            )
+        )
+        await wait_done(api, created.name)
+    inventory = await eventually(
+        lambda: api.provider.ListServiceConnections(
+            provider_service_pb2.ListServiceConnectionsRequest(parent=service.name)
+        ),
+        lambda r: (
+            len(r.service_connections) == 2
+            and all(c.state == SC.STATE_AVAILABLE for c in r.service_connections)
+        ),
+    )
+    assert {c.vpc_id for c in inventory.service_connections} == {networks[CONSUMER]["vpc_id"]}
+    assert {c.connection for c in inventory.service_connections} == {
+        f"projects/{project}/connections/stays",
+        f"projects/{project}/connections/goes",
+    }
+
+    deleted = await api.consumer.DeleteConnection(
+        consumer_service_pb2.DeleteConnectionRequest(name=f"projects/{project}/connections/goes")
+    )
+    await wait_done(api, deleted.name, timeout=60)
+
+    def adds_up(counts: service_pb2.ConnectionCounts) -> bool:
+        return counts.total == (
+            counts.pending_acceptance
+            + counts.pending
+            + counts.available
+            + counts.rejected
+            + counts.failed
+            + counts.deleted
+        )
+
+    counted = await eventually(
+        lambda: get(api, service.name),
+        lambda s: s.connection_counts.deleted == 1 and s.connection_counts.available == 1,
+    )
+    assert counted.connection_counts.total == 2
+    assert adds_up(counted.connection_counts)
+    # The simulator still reports the deleted endpoint's connection, which is what is counted.
+    gone = [
+        e for e in sim.objects(account=CONSUMER)["endpoints"] if e["state"].lower() == "deleted"
+    ]
+    assert gone
