@@ -171,14 +171,20 @@ class ServiceDetail:
     owner: str
 
     @classmethod
-    def parse(cls, data: dict[str, Any]) -> ServiceDetail:
+    def parse(cls, details: list[dict[str, Any]], endpoint_type: str) -> ServiceDetail:
+        """One service's details; AWS lists a name once per endpoint type it offers (S3 has
+        an Interface and a Gateway entry): the entry of ``endpoint_type`` is read, and the
+        types of all of them are kept."""
+
+        def types_of(detail: dict[str, Any]) -> list[str]:
+            return [str(t.get("ServiceType", "")) for t in detail.get("ServiceType") or ()]
+
+        data = next((d for d in details if endpoint_type in types_of(d)), details[0])
         state = str(data.get("PrivateDnsNameVerificationState") or "")
         return cls(
             zones=tuple(data.get("AvailabilityZones") or ()),
             zone_ids=tuple(data.get("AvailabilityZoneIds") or ()),
-            service_types=tuple(
-                str(t.get("ServiceType", "")) for t in data.get("ServiceType") or ()
-            ),
+            service_types=tuple(dict.fromkeys(t for d in details for t in types_of(d))),
             ip_address_types=tuple(data.get("SupportedIpAddressTypes") or ()),
             private_dns_name=str(data.get("PrivateDnsName") or ""),
             private_dns_verified=state.lower() == "verified",
@@ -556,7 +562,7 @@ class ConnectionReconciler:
     # ---- pre-flight -------------------------------------------------------------------------
 
     async def _service_detail(
-        self, ctx: calls.Context, target: Target, attempts: int
+        self, ctx: calls.Context, target: Target, attempts: int, *, gateway: bool = False
     ) -> ServiceDetail:
         """The target as the consumer's account sees it; ServiceNotVisible when it cannot."""
         who = (ctx.account.account_id, ctx.account.role_arn, ctx.region)
@@ -593,7 +599,7 @@ class ConnectionReconciler:
                 retryable=attempts < VISIBILITY_GRACE_ATTEMPTS,
                 action="DescribeVpcEndpointServices",
             )
-        return ServiceDetail.parse(details[0])
+        return ServiceDetail.parse(details, "Gateway" if gateway else "Interface")
 
     async def _subnets(self, ctx: calls.Context, spec: specs.ConnectionSpec) -> list[Subnet]:
         who = (ctx.account.account_id, ctx.account.role_arn, ctx.region)
@@ -612,7 +618,7 @@ class ConnectionReconciler:
         self, ctx: calls.Context, spec: specs.ConnectionSpec, target: Target, attempts: int
     ) -> ServiceDetail:
         """Fail clearly now instead of with an AWS error later; returns the service detail."""
-        detail = await self._service_detail(ctx, target, attempts)
+        detail = await self._service_detail(ctx, target, attempts, gateway=spec.gateway)
         if spec.gateway:
             await self._check_gateway(ctx, spec, target, detail)
             return detail
