@@ -26,24 +26,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from google.longrunning import operations_pb2
-from google.protobuf import descriptor, message_factory
+from google.protobuf import descriptor, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
+from linkplane.server.api import server as api_server
 from linkplane.v1 import (
     account_pb2,
     account_service_pb2,
+    connection_pb2,
     consumer_service_pb2,
     provider_service_pb2,
+    service_pb2,
 )
 
-SERVICES = (
-    provider_service_pb2.DESCRIPTOR.services_by_name["ProviderService"],
-    consumer_service_pb2.DESCRIPTOR.services_by_name["ConsumerService"],
-    account_service_pb2.DESCRIPTOR.services_by_name["AccountService"],
-    operations_pb2.DESCRIPTOR.services_by_name["Operations"],
+# Every service the server registers for linkplane callers (health and reflection aside).
+SERVICES = tuple(
+    descriptor_pool.Default().FindServiceByName(name) for name in api_server.SERVICE_NAMES
 )
-PROJECT = "fuzz"
+PROJECT = f"fuzz-{uuid.uuid4().hex[:8]}"  # a project of this run's own
 ACCOUNTS = ("111111111111", "222222222222")
 BUGS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 Field = Any  # a FieldDescriptor: the upb and pure-Python classes differ to the type checker
@@ -350,23 +350,61 @@ async def send(channel: grpc.aio.Channel, method: Method, payload: bytes) -> grp
 
 
 async def prepare(channel: grpc.aio.Channel) -> None:
-    """Register the accounts the valid-looking names refer to, so requests get past them."""
-    for account_id in ACCOUNTS:
-        request = account_service_pb2.RegisterAccountRequest(
-            parent=f"projects/{PROJECT}",
-            account_id=account_id,
-            account=account_pb2.Account(display_name="fuzz"),
-        )
-        register = channel.unary_unary(
+    """Accounts, a service and a connection that the plausible names refer to, so requests
+    get past the existence checks to the code behind them."""
+    parent = f"projects/{PROJECT}"
+    steps: list[tuple[str, Message]] = [
+        (
             "/linkplane.v1.AccountService/RegisterAccount",
-            request_serializer=identity,
-            response_deserializer=identity,
+            account_service_pb2.RegisterAccountRequest(
+                parent=parent, account_id=account_id, account=account_pb2.Account()
+            ),
         )
-        try:
-            await register(request.SerializeToString(), timeout=10.0)
-        except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.ALREADY_EXISTS:
-                raise
+        for account_id in ACCOUNTS
+    ]
+    subnet = "subnet-0123456789abcdef0"
+    steps.append(
+        (
+            "/linkplane.v1.ProviderService/PublishService",
+            provider_service_pb2.PublishServiceRequest(
+                parent=parent,
+                service_id="svc-a",
+                service=service_pb2.Service(
+                    provider_account=f"{parent}/accounts/{ACCOUNTS[0]}",
+                    region="us-east-1",
+                    load_balancer=service_pb2.LoadBalancer(
+                        managed=service_pb2.ManagedLoadBalancer(
+                            subnet_ids=[subnet],
+                            listeners=[service_pb2.Listener(port=443)],
+                            targets=[service_pb2.Target(id="10.0.0.1")],
+                        )
+                    ),
+                    allowed_principals=[ACCOUNTS[1]],
+                ),
+            ),
+        )
+    )
+    steps.append(
+        (
+            "/linkplane.v1.ConsumerService/CreateConnection",
+            consumer_service_pb2.CreateConnectionRequest(
+                parent=parent,
+                connection_id="conn-a",
+                connection=connection_pb2.Connection(
+                    service=f"{parent}/services/svc-a",
+                    consumer_account=f"{parent}/accounts/{ACCOUNTS[1]}",
+                    region="us-east-1",
+                    vpc_id="vpc-0123456789abcdef0",
+                    subnet_ids=[subnet],
+                ),
+            ),
+        )
+    )
+    for path, request in steps:
+        call = channel.unary_unary(
+            path, request_serializer=identity, response_deserializer=identity
+        )
+        await call(request.SerializeToString(), timeout=10.0)
 
 
 async def campaign(address: str, total: int, seconds: float, seed: int, parallel: int) -> Tally:
