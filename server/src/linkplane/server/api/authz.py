@@ -440,3 +440,25 @@ def _grants(bindings: Iterable[iam.Binding]) -> dict[str, frozenset[str]]:
         for who in binding.members:
             out.setdefault(who, set(PUBLIC)).update(granted)
     return {who: frozenset(perms) for who, perms in out.items()}
+
+
+def markdown_tables() -> str:
+    """docs/security.md's roles and permissions tables, rendered from ROLES and RULES.
+
+    `uv run python -c "from linkplane.server.api import authz; print(authz.markdown_tables())"`
+    prints them; tests/authz/test_docs.py fails when the document and this code disagree.
+    """
+    roles = (VIEWER, CONSUMER, PROVIDER, ADMIN)
+    lines = ["| role | grants |", "|---|---|"]
+    lines += [f"| `{role}` | {ROLE_TITLES[role]} |" for role in roles]
+    short = [role.removeprefix("roles/linkplane.") for role in roles]
+    lines += [
+        "",
+        "| RPC | permission | resource | " + " | ".join(short) + " |",
+        "|---|---|---|" + "---|" * len(roles),
+    ]
+    for method, rule in RULES.items():
+        marks = " | ".join("✓" if rule.permission in ROLES[role] else "" for role in roles)
+        resource = f"`{rule.field}`: {rule.shape.value}" if rule.field else rule.shape.value
+        lines.append(f"| `{method}` | `{rule.permission}` | {resource} | {marks} |")
+    return "\n".join(lines)
