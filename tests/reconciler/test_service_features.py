@@ -4,6 +4,10 @@ VerifyServicePrivateDns, partial bulk decisions, the inventory's VPC ids and cou
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import sys
 import time
 import uuid
 from typing import Any
@@ -424,3 +428,66 @@ async def test_inventory_names_vpcs_and_the_counts_add_up(api, networks, project
         e for e in sim.objects(account=CONSUMER)["endpoints"] if e["state"].lower() == "deleted"
     ]
     assert gone
+
+
+async def lpctl(control_plane: Any, project: str, *args: str) -> tuple[int, str, str]:
+    """Run lpctl as a user would, against the running server (without blocking its loop)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LINKPLANE_")}
+    environment["LINKPLANE_ADDRESS"] = f"127.0.0.1:{control_plane.port}"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "linkplane.client.cli",
+        "-p",
+        project,
+        "-o",
+        "json",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environment,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=180)
+    return int(process.returncode or 0), out.decode(), err.decode()
+
+
+async def test_lpctl_publishes_ip_types_and_regions_and_asks_for_dns_verification(
+    api, networks, project, sim, control_plane
+):
+    await api.register(project, PROVIDER)
+    subnets = [arg for s in networks[PROVIDER]["subnet_ids"] for arg in ("--subnet", s)]
+    code, out, err = await lpctl(
+        control_plane,
+        project,
+        "services", "publish", "cli-dual",
+        "--account", PROVIDER, "--region", REGION, *subnets,
+        "--listener", "443/tcp", "--target", "10.1.0.10",
+        "--ip-type", "ipv4", "--ip-type", "ipv6", "--supported-region", "us-west-2",
+        "--private-dns-name", f"api.{project}.example.com",
+        "--wait", "--wait-timeout", "120",
+    )  # fmt: skip
+    assert code == 0, err
+    published = json.loads(out)
+    assert published["supportedIpAddressTypes"] == ["IP_ADDRESS_TYPE_IPV4", "IP_ADDRESS_TYPE_IPV6"]
+    assert published["supportedRegions"] == ["us-west-2"]
+    config = await described(sim, published["serviceId"])
+    assert sorted(config["SupportedIpAddressTypes"]) == ["ipv4", "ipv6"]
+    assert "us-west-2" in {r["Region"] for r in config["SupportedRegions"]}
+
+    # No TXT record: AWS finds nothing, and the command says so.
+    code, out, err = await lpctl(
+        control_plane, project, "services", "verify-dns", "cli-dual", "--wait"
+    )
+    assert code != 0
+    assert "PRIVATE_DNS_NOT_VERIFIED" in err or "did not find" in err, err
+
+    code, out, err = await lpctl(
+        control_plane, project, "services", "update", "cli-dual", "--clear-supported-regions",
+        "--wait", "--wait-timeout", "120",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "us-west-2" not in {
+        r["Region"]
+        for r in (await described(sim, published["serviceId"])).get("SupportedRegions", [])
+        if r.get("ServiceState", "").lower() not in {"closed", "deleting", "deleted"}
+    }
