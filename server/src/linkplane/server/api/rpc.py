@@ -13,7 +13,6 @@ import contextvars
 import functools
 import hashlib
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -24,7 +23,7 @@ from google.protobuf.message import Message
 from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
-from linkplane.server.api import authz, identity
+from linkplane.server.api import authz, fields, identity
 from linkplane.server.domain import errors
 from linkplane.server.protocol import statuses as api_errors
 from linkplane.server.storage import database, requests
@@ -147,13 +146,8 @@ def streaming(
 
 
 def check_request_id(request_id: str, path: str = "request_id") -> None:
-    if request_id:
-        try:
-            uuid.UUID(request_id)
-        except ValueError:
-            raise errors.InvalidArgument(
-                [errors.FieldViolation(path, "must be a UUID, e.g. 9b2d5c3e-…")]
-            ) from None
+    """The canonical-UUID rule of api/fields.py (the request boundary already normalised it)."""
+    fields.request_id(request_id, path)
 
 
 async def replay(session: Any, method: str, request: Message) -> requests.Replay | None:

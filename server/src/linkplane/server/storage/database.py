@@ -1,8 +1,10 @@
-"""The Postgres engine, sessions, and the translation of connection failures.
+"""The Postgres engine, sessions, and the classification of database failures.
 
 One `Database` per process. Sessions are short: one per RPC or reconcile step. When Postgres is
-unreachable every query raises the domain's `Unavailable` (gRPC UNAVAILABLE), and because the
-pool pre-pings connections, the process recovers by itself once the database is back.
+unreachable (or starting up, shutting down, out of connections) every query raises the domain's
+`Unavailable` (gRPC UNAVAILABLE), and because the pool pre-pings connections, the process
+recovers by itself once the database is back. Failures are classified by SQLSTATE and exception
+type (`classify`), never by words in the message, which names tables such as `connections`.
 """
 
 from __future__ import annotations
