@@ -1,7 +1,8 @@
 """linkplane.client: typed Python clients for linkplane, the AWS PrivateLink control plane.
 
 `AsyncClient` (asyncio) and `Client` (blocking) expose one keyword-argument method per RPC of
-ProviderService, ConsumerService, AccountService and google.longrunning.Operations. Mutations
+ProviderService, ConsumerService, AccountService, AuditService, google.iam.v1.IAMPolicy and
+google.longrunning.Operations (`linkplane.client.iam` helps edit IAM policies). Mutations
 that wait on AWS return operation handles (`await op.result()`), lists return pagers, watches
 return reconnecting iterators, and every failure is a `LinkplaneError` subclass. The generated
 messages live in `linkplane.v1`; `lpctl` (the `cli` extra) is built on `Client`.

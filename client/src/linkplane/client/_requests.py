@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
+from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.protobuf import field_mask_pb2, json_format, message
 
 from linkplane.v1 import (
@@ -187,4 +188,13 @@ def delete_account(
     """DeleteAccountRequest."""
     return account_service_pb2.DeleteAccountRequest(
         name=name, etag=etag, request_id=request_id(rid), validate_only=validate_only
+    )
+
+
+def set_iam_policy(
+    resource: str, policy: policy_pb2.Policy, mask: Sequence[str] | None
+) -> iam_policy_pb2.SetIamPolicyRequest:
+    """SetIamPolicyRequest (the mask defaults to the server's: bindings and etag)."""
+    return iam_policy_pb2.SetIamPolicyRequest(
+        resource=resource, policy=policy, update_mask=field_mask(mask)
     )

@@ -27,25 +27,55 @@ Metadata = tuple[tuple[str, str], ...]
 ResponseT = TypeVar("ResponseT")
 
 
+class _BearerToken(grpc.AuthMetadataPlugin):
+    """Call credentials that read the token on every call (a token file may be rotated)."""
+
+    def __init__(self, config: config_.ClientConfig) -> None:
+        self._config = config
+
+    def __call__(
+        self, context: grpc.AuthMetadataContext, callback: grpc.AuthMetadataPluginCallback
+    ) -> None:
+        try:
+            token = self._config.bearer_token()
+        except (OSError, ValueError) as error:
+            callback((), error)
+            return
+        callback((("authorization", f"Bearer {token}"),) if token else (), None)
+
+
 def channel_credentials(config: config_.ClientConfig) -> grpc.ChannelCredentials | None:
     """TLS channel credentials (with the token as call credentials), or None for plaintext."""
     if not config.uses_tls:
         return None
-    credentials = grpc.ssl_channel_credentials(root_certificates=config.tls_root_certificates)
-    if config.token:
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=config.tls_root_certificates,
+        private_key=config.tls_client_private_key,
+        certificate_chain=config.tls_client_certificate_chain,
+    )
+    if config.has_credentials:
         # gRPC only attaches call credentials on secure channels, so they are used with TLS
         # and the plain header (call_metadata) is used without.
         credentials = grpc.composite_channel_credentials(
-            credentials, grpc.access_token_call_credentials(config.token)
+            credentials, grpc.metadata_call_credentials(_BearerToken(config), name="linkplane")
         )
     return credentials
 
 
 def call_metadata(config: config_.ClientConfig) -> Metadata:
-    """Metadata sent with every call: the bearer token when the channel is plaintext."""
-    if config.token and not config.uses_tls:
-        return (("authorization", f"Bearer {config.token}"),)
-    return ()
+    """Metadata sent with every call: the bearer token when the channel is plaintext.
+
+    A token file that cannot be read is `Unauthenticated` here, before anything is sent.
+    """
+    if not config.has_credentials or config.uses_tls:
+        return ()
+    try:
+        token = config.bearer_token()
+    except (OSError, ValueError) as error:
+        raise errors.Unauthenticated(
+            f"cannot read the bearer token: {error}", code=grpc.StatusCode.UNAUTHENTICATED
+        ) from error
+    return (("authorization", f"Bearer {token}"),)
 
 
 def _options(config: config_.ClientConfig) -> list[tuple[str, Any]]:

@@ -1,7 +1,8 @@
 """`AsyncClient`: the asyncio client for linkplane, one method per RPC.
 
 A thin typed layer over the generated grpc.aio stubs (ProviderService, ConsumerService,
-AccountService and google.longrunning.Operations). Each method takes keyword arguments, applies
+AccountService, AuditService, google.iam.v1.IAMPolicy and google.longrunning.Operations). Each
+method takes keyword arguments, applies
 the config's deadline and UNAVAILABLE-only retry (`_transport`), and returns plain messages,
 `AsyncOperation` handles for long-running mutations, `AsyncPager`s for lists and `AsyncWatch`es
 for streams. `sync.Client` mirrors it method for method.
@@ -13,21 +14,25 @@ for streams. `sync.Client` mirrors it method for method.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
 import grpc.aio
+from google.iam.v1 import iam_policy_pb2, iam_policy_pb2_grpc, policy_pb2
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import message
 
-from linkplane.client import _requests, _transport, errors, names, pagers, watches
+from linkplane.client import _requests, _transport, errors, iam, names, pagers, watches
 from linkplane.client import config as config_
 from linkplane.client.operations import AsyncOperation
 from linkplane.v1 import (
     account_pb2,
     account_service_pb2,
     account_service_pb2_grpc,
+    audit_event_pb2,
+    audit_service_pb2,
+    audit_service_pb2_grpc,
     connection_pb2,
     consumer_service_pb2,
     consumer_service_pb2_grpc,
@@ -56,6 +61,8 @@ class AsyncClient:
         self._consumer: Any = consumer_service_pb2_grpc.ConsumerServiceStub(self._channel)
         self._accounts: Any = account_service_pb2_grpc.AccountServiceStub(self._channel)
         self._operations: Any = operations_pb2_grpc.OperationsStub(self._channel)
+        self._iam: Any = iam_policy_pb2_grpc.IAMPolicyStub(self._channel)
+        self._audit: Any = audit_service_pb2_grpc.AuditServiceStub(self._channel)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -430,6 +437,111 @@ class AsyncClient:
         """Remove an account; `FailedPrecondition` while services or connections use it."""
         request = _requests.delete_account(name, etag, request_id, validate_only)
         await self._call(self._accounts.DeleteAccount, request, timeout)
+
+    # -- google.iam.v1.IAMPolicy on projects ------------------------------------------------
+
+    async def get_iam_policy(
+        self, *, resource: str, timeout: float | None = None
+    ) -> policy_pb2.Policy:
+        """The IAM policy of `resource` (`projects/{project}`): role bindings and etag."""
+        request = iam_policy_pb2.GetIamPolicyRequest(resource=resource)
+        result: policy_pb2.Policy = await self._call(self._iam.GetIamPolicy, request, timeout)
+        return result
+
+    async def set_iam_policy(
+        self,
+        *,
+        resource: str,
+        policy: policy_pb2.Policy,
+        update_mask: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> policy_pb2.Policy:
+        """Replace the policy of `resource`; `Aborted` when `policy.etag` is stale."""
+        request = _requests.set_iam_policy(resource, policy, update_mask)
+        result: policy_pb2.Policy = await self._call(self._iam.SetIamPolicy, request, timeout)
+        return result
+
+    async def test_iam_permissions(
+        self, *, resource: str, permissions: Sequence[str], timeout: float | None = None
+    ) -> list[str]:
+        """The subset of `permissions` the caller holds on `resource`."""
+        request = iam_policy_pb2.TestIamPermissionsRequest(
+            resource=resource, permissions=list(permissions)
+        )
+        response = await self._call(self._iam.TestIamPermissions, request, timeout)
+        return list(response.permissions)
+
+    async def add_iam_policy_binding(
+        self,
+        *,
+        resource: str,
+        role: str,
+        member: str,
+        max_attempts: int = 5,
+        timeout: float | None = None,
+    ) -> policy_pb2.Policy:
+        """Grant `role` to `member` (read-modify-write, retried on a concurrent change)."""
+        return await self._change_iam_policy(
+            resource, lambda p: iam.with_binding(p, role, member), max_attempts, timeout
+        )
+
+    async def remove_iam_policy_binding(
+        self,
+        *,
+        resource: str,
+        role: str,
+        member: str,
+        max_attempts: int = 5,
+        timeout: float | None = None,
+    ) -> policy_pb2.Policy:
+        """Revoke `role` from `member`; the policy is unchanged when it was not granted."""
+        return await self._change_iam_policy(
+            resource, lambda p: iam.without_binding(p, role, member), max_attempts, timeout
+        )
+
+    async def _change_iam_policy(
+        self,
+        resource: str,
+        change: Callable[[policy_pb2.Policy], tuple[policy_pb2.Policy, bool]],
+        max_attempts: int,
+        timeout: float | None,
+    ) -> policy_pb2.Policy:
+        attempt = 1
+        while True:
+            current = await self.get_iam_policy(resource=resource, timeout=timeout)
+            updated, changed = change(current)
+            if not changed:
+                return current
+            try:
+                return await self.set_iam_policy(resource=resource, policy=updated, timeout=timeout)
+            except errors.Aborted:
+                # Someone else changed the policy in between: apply the change to theirs.
+                if attempt >= max_attempts:
+                    raise
+                attempt += 1
+
+    # -- AuditService -----------------------------------------------------------------------
+
+    def list_audit_events(
+        self,
+        *,
+        parent: str,
+        filter: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> pagers.AsyncPager[audit_event_pb2.AuditEvent]:
+        """Iterate over the audit events of `parent`, oldest first, matching `filter`
+        (`actor`, `method`, `resource`, `request_id`, `time >= "2026-01-01T00:00:00Z"`)."""
+
+        async def fetch(token: str) -> pagers.Page[audit_event_pb2.AuditEvent]:
+            request = audit_service_pb2.ListAuditEventsRequest(
+                parent=parent, filter=filter, page_size=page_size, page_token=token
+            )
+            response = await self._call(self._audit.ListAuditEvents, request, timeout)
+            return pagers.Page(list(response.audit_events), response.next_page_token)
+
+        return pagers.AsyncPager(fetch, page_token=page_token)
 
     # -- google.longrunning.Operations ------------------------------------------------------
 

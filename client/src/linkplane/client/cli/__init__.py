@@ -16,8 +16,15 @@ from typing import Annotated
 import typer
 
 from linkplane.client import errors
-from linkplane.client.cli import accounts, connections, demo, operations, services
-from linkplane.client.cli.state import ExitCode, OutputFormat, build_state, exit_code, report
+from linkplane.client.cli import accounts, audit, connections, demo, iam, operations, services
+from linkplane.client.cli.state import (
+    Credentials,
+    ExitCode,
+    OutputFormat,
+    build_state,
+    exit_code,
+    report,
+)
 
 __all__ = ["app", "main"]
 
@@ -36,6 +43,8 @@ app.add_typer(services.app, name="services")
 app.add_typer(connections.app, name="connections")
 app.add_typer(accounts.app, name="accounts")
 app.add_typer(operations.app, name="operations")
+app.add_typer(iam.app, name="iam")
+app.add_typer(audit.app, name="audit")
 app.command(
     name="demo",
     epilog="Example: lpctl demo --address 127.0.0.1:50051",
@@ -54,6 +63,15 @@ def root(
     token: Annotated[
         str | None,
         typer.Option("--token", envvar="LINKPLANE_TOKEN", help="Bearer token.", show_default=False),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            envvar="LINKPLANE_TOKEN_FILE",
+            help="File holding the bearer token (read on every call).",
+            show_default=False,
+        ),
     ] = None,
     project: Annotated[
         str | None,
@@ -78,8 +96,23 @@ def root(
         Path | None,
         typer.Option("--tls-ca", envvar="LINKPLANE_TLS_CA", help="PEM CA bundle; enables TLS."),
     ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert", envvar="LINKPLANE_TLS_CERT", help="PEM client certificate (mTLS)."
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option("--tls-key", envvar="LINKPLANE_TLS_KEY", help="PEM key of --tls-cert."),
+    ] = None,
 ) -> None:
     """Global options; they apply to every command."""
+    # A flag beats an environment variable of the other kind of token (see resolve_token).
+    from_flag = {
+        name: getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+        for name in ("token", "token_file")
+    }
     state = build_state(
         address=address,
         token=token,
@@ -88,6 +121,14 @@ def root(
         output=output,
         timeout=timeout,
         tls_ca=tls_ca,
+        credentials=Credentials(
+            token=token,
+            token_file=token_file,
+            token_from_flag=from_flag["token"],
+            token_file_from_flag=from_flag["token_file"],
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+        ),
     )
     ctx.obj = state
     ctx.call_on_close(state.close)

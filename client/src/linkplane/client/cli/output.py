@@ -21,7 +21,7 @@ from rich.table import Table
 from linkplane.client import names, watches
 from linkplane.client.cli.state import CliState, OutputFormat, stderr
 from linkplane.client.operations import unpack_any
-from linkplane.v1 import account_pb2, common_pb2, connection_pb2, service_pb2
+from linkplane.v1 import account_pb2, audit_event_pb2, common_pb2, connection_pb2, service_pb2
 
 stdout = Console(highlight=False, soft_wrap=True)
 
@@ -95,6 +95,17 @@ def _operation_row(op: operations_pb2.Operation) -> list[str]:
     return [op.name, metadata.verb, metadata.target, status, metadata.progress_message]
 
 
+def _audit_event_row(e: audit_event_pb2.AuditEvent) -> list[str]:
+    return [
+        e.time.ToJsonString() if e.HasField("time") else "",
+        e.actor,
+        e.method,
+        e.resource,
+        ",".join(e.changed_fields),
+        e.request_id,
+    ]
+
+
 _COLUMNS: dict[type[Any], tuple[list[str], Callable[[Any], list[str]]]] = {
     service_pb2.Service: (
         ["NAME", "STATE", "REGION", "PROVIDER", "SERVICE NAME", "CONNS"],
@@ -112,6 +123,10 @@ _COLUMNS: dict[type[Any], tuple[list[str], Callable[[Any], list[str]]]] = {
     operations_pb2.Operation: (
         ["NAME", "VERB", "TARGET", "STATUS", "PROGRESS"],
         _operation_row,
+    ),
+    audit_event_pb2.AuditEvent: (
+        ["TIME", "ACTOR", "METHOD", "RESOURCE", "CHANGED", "REQUEST ID"],
+        _audit_event_row,
     ),
 }
 

@@ -130,6 +130,44 @@ class CliState:
             self._client.close()
 
 
+@dataclasses.dataclass(frozen=True)
+class Credentials:
+    """Where lpctl's bearer token and TLS client certificate come from."""
+
+    token: str | None = None
+    """`--token` / LINKPLANE_TOKEN."""
+    token_file: Path | None = None
+    """`--token-file` / LINKPLANE_TOKEN_FILE: read on every call."""
+    token_from_flag: bool = False
+    """Whether `token` was given on the command line (it then beats any token file)."""
+    token_file_from_flag: bool = False
+    """Whether `token_file` was given on the command line."""
+    tls_cert: Path | None = None
+    """`--tls-cert` / LINKPLANE_TLS_CERT: PEM client certificate for mTLS."""
+    tls_key: Path | None = None
+    """`--tls-key` / LINKPLANE_TLS_KEY: its private key."""
+
+
+def resolve_token(
+    credentials: Credentials, settings: dict[str, Any]
+) -> tuple[str | None, Path | None]:
+    """The token or token file to use: flags beat the environment, which beats the profile;
+    at one level a token beats a token file. Both flags at once is a usage error."""
+    if credentials.token_from_flag and credentials.token_file_from_flag:
+        raise typer.BadParameter("give --token or --token-file, not both", param_hint="--token")
+    if credentials.token_file_from_flag:
+        return None, credentials.token_file
+    if credentials.token:
+        return credentials.token, None
+    if credentials.token_file:
+        return None, credentials.token_file
+    if settings.get("token"):
+        return str(settings["token"]), None
+    if settings.get("token_file"):
+        return None, Path(str(settings["token_file"])).expanduser()
+    return None, None
+
+
 def build_state(
     *,
     address: str | None,
@@ -139,15 +177,31 @@ def build_state(
     output: OutputFormat | None,
     timeout: float | None,
     tls_ca: Path | None,
+    credentials: Credentials | None = None,
 ) -> CliState:
     """Merge flags (and their environment variables) over the profile over the defaults."""
     settings = load_profile(profile) if profile else {}
+    credentials = credentials or Credentials(token=token)
     ca_path = tls_ca or (Path(settings["tls_ca"]) if settings.get("tls_ca") else None)
+    chosen_token, token_file = resolve_token(credentials, settings)
+    if token_file is not None and not token_file.is_file():
+        raise typer.BadParameter(
+            f"token file {token_file} does not exist", param_hint="--token-file"
+        )
+    cert = credentials.tls_cert or (
+        Path(settings["tls_cert"]) if settings.get("tls_cert") else None
+    )
+    key = credentials.tls_key or (Path(settings["tls_key"]) if settings.get("tls_key") else None)
+    if (cert is None) != (key is None):
+        raise typer.BadParameter("--tls-cert and --tls-key go together", param_hint="--tls-cert")
     config = ClientConfig(
         address=address or settings.get("address") or DEFAULT_ADDRESS,
-        token=token or settings.get("token") or None,
+        token=chosen_token,
+        token_file=token_file,
         tls=bool(settings.get("tls", False)),
         tls_root_certificates=ca_path.read_bytes() if ca_path else None,
+        tls_client_certificate_chain=cert.read_bytes() if cert else None,
+        tls_client_private_key=key.read_bytes() if key else None,
         default_timeout=timeout or float(settings.get("timeout", 30.0)),
     )
     if output is None:
@@ -176,6 +230,35 @@ def report(error: errors.LinkplaneError) -> None:
     stderr.print(f"[bold red]error:[/] {_escape(line)}")
     for field, description in error.field_violations:
         stderr.print(f"  {_escape(field)}: {_escape(description)}")
+    hint = access_hint(error)
+    if hint:
+        stderr.print(f"  hint: {_escape(hint)}")
+
+
+def access_hint(error: errors.LinkplaneError) -> str | None:
+    """What to do about UNAUTHENTICATED (16) and PERMISSION_DENIED (7), in lpctl's terms."""
+    if isinstance(error, errors.Unauthenticated):
+        if error.reason == "MISSING_CREDENTIALS":
+            return (
+                "the server requires credentials: pass --token or --token-file, or set "
+                "LINKPLANE_TOKEN or LINKPLANE_TOKEN_FILE (or --tls-cert/--tls-key for mTLS)"
+            )
+        return (
+            "the server did not accept your credentials: check the token (expired? meant for "
+            "this server?) given by --token, --token-file, LINKPLANE_TOKEN or LINKPLANE_TOKEN_FILE"
+        )
+    if isinstance(error, errors.PermissionDenied):
+        permission = error.metadata.get("permission")
+        resource = error.metadata.get("resource", "")
+        project = resource.split("/")[1] if resource.startswith("projects/") else None
+        if permission and project:
+            return (
+                f"you lack {permission} on projects/{project}; an admin of the project can "
+                f"grant a role holding it: lpctl iam add-binding {project} --role ROLE "
+                "--member YOU (lpctl iam get shows the roles granted)"
+            )
+        return "ask an admin of the project for a role that allows this (lpctl iam get)"
+    return None
 
 
 def fail(message: str, code: ExitCode = ExitCode.ERROR) -> typer.Exit:
