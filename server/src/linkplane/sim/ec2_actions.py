@@ -537,25 +537,18 @@ def _create_eni(
         ipv6 = [fixed_v6 or _next_ipv6(sim, subnet)]
         if fixed_v6:
             addressing.check_fixed_ipv6(subnet, fixed_v6)
+    eni = backend.create_network_interface(
+        subnet,
+        # moto needs some IPv4 to build an ENI; an IPv6-only ENI has none, so it is cleared.
+        ip or "0.0.0.0",  # noqa: S104 - a placeholder, never bound
+        group_ids=group_ids,
+        description=f"VPC Endpoint Interface {endpoint_id}",
+        ipv6_addresses=ipv6,
+    )
     if ip is None:
-        # moto invents an IPv4 for an ENI without one; an IPv6-only ENI has none.
-        eni = backend.create_network_interface(
-            subnet,
-            [],
-            private_ip_addresses=[{"Primary": True, "PrivateIpAddress": None}],
-            group_ids=group_ids,
-            description=f"VPC Endpoint Interface {endpoint_id}",
-            ipv6_addresses=ipv6,
-        )
+        eni.private_ip_address = None
         eni.private_ip_addresses = []
-    else:
-        eni = backend.create_network_interface(
-            subnet,
-            ip,
-            group_ids=group_ids,
-            description=f"VPC Endpoint Interface {endpoint_id}",
-            ipv6_addresses=ipv6,
-        )
+        eni.private_dns_name = None  # type: ignore[assignment]  # moto's str; AWS omits it
     eni.interface_type = "vpc_endpoint"
     eni.requester_managed = True
     return eni

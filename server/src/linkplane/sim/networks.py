@@ -99,7 +99,7 @@ def seed_network(
             for name in zone_names:
                 subnet = backend.create_subnet(
                     vpc.id,
-                    "",
+                    None,  # type: ignore[arg-type]  # moto takes None for "no IPv4 range"
                     ipv6_cidr_block=str(next(ipv6_blocks)),
                     availability_zone=name,
                     ipv6_native=True,
