@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from linkplane.server.domain import endpoints, names
+from linkplane.server.domain import endpoints, filters, names
 from linkplane.server.domain.errors import FieldViolation
 from linkplane.server.domain.specs import AccountSpec, ConnectionSpec, ServiceSpec
 
@@ -100,7 +100,7 @@ FIELD_LIMITS: dict[str, FieldLimit] = {
     "connection_id": FieldLimit(63),
     "request_id": FieldLimit(36, ("request_ids.request_id", "audit_log.request_id")),
     "etag": FieldLimit(64),
-    "filter": FieldLimit(2048),
+    "filter": FieldLimit(filters.MAX_FILTER_LENGTH),
     "page_token": FieldLimit(1024),
     "policy_document": FieldLimit(MAX_POLICY_DOCUMENT, multiline=True),
     "request_message": FieldLimit(MAX_REQUEST_MESSAGE, multiline=True),
