@@ -1139,19 +1139,24 @@ async def _store_connections(
 ) -> None:
     """Mirror AWS's view of the service's connections, including consumers outside linkplane.
 
-    AWS does not report a connection's VPC; for linkplane's own Connections it comes from
-    their spec."""
+    AWS does not report a connection's VPC; for linkplane's own Connections in the service's
+    project it comes from their spec."""
     endpoint_ids = [c.endpoint_id for c in connections]
     ours: dict[str, _Ours] = {}
-    for endpoint_id, name, spec in (
+    for endpoint_id, name, project, spec in (
         await session.execute(
             select(
-                models.Connection.endpoint_id, models.Connection.name, models.Connection.spec
+                models.Connection.endpoint_id,
+                models.Connection.name,
+                models.Connection.project,
+                models.Connection.spec,
             ).where(models.Connection.endpoint_id.in_(endpoint_ids))
         )
     ).all():
         connection_spec = specs.connection_from_json(spec or {})
-        ours[endpoint_id] = _Ours(name, connection_spec.vpc_id, connection_spec.request_message)
+        # A consumer in another project shows the provider only what AWS would: not its VPC.
+        vpc_id = connection_spec.vpc_id if project == service.project else ""
+        ours[endpoint_id] = _Ours(name, vpc_id, connection_spec.request_message)
     for connection in connections:
         mine = ours.get(connection.endpoint_id, _Ours("", "", ""))
         values = {
