@@ -16,7 +16,7 @@ from google.protobuf import field_mask_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from typer.testing import CliRunner
 
-from linkplane.server import cli
+from linkplane.server import cli, devmode
 from linkplane.server.runtime import Runtime
 from linkplane.server.storage import audit, database, models
 from linkplane.v1 import (
@@ -355,3 +355,11 @@ def test_serve_refuses_to_start_without_a_page_token_key(monkeypatch):
     result = CliRunner().invoke(cli.app, ["serve"])
     assert result.exit_code == 2
     assert "LINKPLANE_PAGE_TOKEN_SECRET" in result.output
+
+
+def test_dev_mode_says_authentication_is_off_and_how_to_turn_it_on():
+    off = devmode.walkthrough("127.0.0.1:50051", {}, None)
+    assert "Authentication is off" in off
+    assert "LINKPLANE_AUTH_TOKENS" in off and "LINKPLANE_ADMINS" in off
+    on = devmode.walkthrough("127.0.0.1:50051", {}, None, auth_enabled=True)
+    assert "Authentication is on" in on
