@@ -5,6 +5,8 @@ import ipaddress
 import pytest
 from botocore.exceptions import ClientError
 
+from linkplane.sim import server as sim_server
+
 
 async def _dual_stack_nlb(aws, owner, name="ds-nlb"):
     answer = await owner.elbv2.create_load_balancer(
@@ -31,7 +33,6 @@ async def test_seeded_networks_are_dual_stack_and_can_have_ipv6_only_subnets(aws
         assert ipaddress.ip_network(v6["Ipv6CidrBlock"]).subnet_of(
             ipaddress.ip_network(net["ipv6_cidr_block"])
         )
-    from linkplane.sim import server as sim_server
 
     only = sim_server.seed_network(
         aws.sim, account_id=aws.CONSUMER, cidr="10.7.0.0/16", ipv6_only_subnets=True
@@ -92,7 +93,6 @@ async def test_ipv6_on_a_service_needs_dual_stack_nlbs(aws):
 
 
 async def test_dual_stack_nlb_needs_ipv6_subnets(aws):
-    from linkplane.sim import server as sim_server
 
     provider = await aws.account(aws.PROVIDER)
     v4_only = sim_server.seed_network(
@@ -183,7 +183,6 @@ async def test_dual_stack_endpoint_gets_ipv6_addresses_and_checks_service_and_su
 
 
 async def test_ipv6_endpoint_needs_ipv6_only_subnets(aws):
-    from linkplane.sim import server as sim_server
 
     provider = await aws.account(aws.PROVIDER)
     consumer = await aws.account(aws.CONSUMER)

@@ -5,11 +5,12 @@ simulator out of process; in-process callers use the same operations through ``S
 The reference is in docs/sim.md ("Admin API").
 """
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import parse_qs
 
-from linkplane.sim import config, networks, world
+from linkplane.sim import config, ec2_actions, networks, world
 
 StartResponse = Callable[..., object]
 WsgiEnviron = dict[str, object]
@@ -134,6 +135,50 @@ class AdminApp:
             elif method != "GET":
                 raise AdminError(405, f"{method} not allowed on /_sim/config")
             return 200, config_view(sim)
+        if path == "quotas":
+            if method in ("PUT", "POST"):
+                sim.set_quota(
+                    _text(body, "account_id"),
+                    _optional_text(body, "region"),
+                    _optional_text(body, "service_code") or "vpc",
+                    _optional_text(body, "quota_code") or "L-29B6F2EB",
+                    _number(body, "value"),
+                )
+            elif method != "GET":
+                raise AdminError(405, f"{method} not allowed on /_sim/quotas")
+            return 200, sim.quotas_view()
+        if route == ("POST", "endpoint-state"):
+            endpoint_id = _text(body, "endpoint_id")
+            try:
+                ec2_actions.force_endpoint_state(
+                    sim,
+                    endpoint_id,
+                    _text(body, "state"),
+                    _optional_text(body, "code"),
+                    _optional_text(body, "message"),
+                )
+            except KeyError as exc:
+                raise AdminError(404, f"no endpoint {endpoint_id}") from exc
+            return 200, {"ok": True}
+        if path == "endpoint-outcomes":
+            if method == "POST":
+                sim.arm_endpoint_outcome(
+                    world.EndpointOutcome(
+                        state=_text(body, "state"),
+                        count=int(_number(body, "count", 1)),
+                        account=_optional_text(body, "account"),
+                        service_name=_optional_text(body, "service_name"),
+                        code=_optional_text(body, "code"),
+                        message=_optional_text(body, "message"),
+                    )
+                )
+            elif method == "DELETE":
+                with sim.lock:
+                    sim.endpoint_outcomes.clear()
+            elif method != "GET":
+                raise AdminError(405, f"{method} not allowed on /_sim/endpoint-outcomes")
+            with sim.lock:
+                return 200, [dataclasses.asdict(o) for o in sim.endpoint_outcomes]
         if route == ("POST", "reset"):
             sim.reset()
             return 200, {"ok": True}
@@ -151,6 +196,29 @@ class AdminApp:
                 ),
             )
         raise AdminError(404, f"no admin route {method} /_sim/{path}")
+
+
+def _text(body: Json, key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise AdminError(400, f"{key} is required (a non-empty string)")
+    return value
+
+
+def _optional_text(body: Json, key: str) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise AdminError(400, f"{key} must be a string, got {value!r}")
+    return value
+
+
+def _number(body: Json, key: str, default: float | None = None) -> float:
+    value = body.get(key, default)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise AdminError(400, f"{key} must be a number, got {value!r}")
+    return float(value)
 
 
 def _flag(body: Json, key: str, default: bool) -> bool:

@@ -26,7 +26,7 @@ from moto.elbv2.models import FakeLoadBalancer, elbv2_backends
 from moto.moto_api._internal import mock_random
 from moto.route53.models import route53_backends
 
-from linkplane.sim import addressing, catalog, models, params, world, zones
+from linkplane.sim import addressing, catalog, models, params, quotas, world, zones
 
 # Request parameters that do not take part in ClientToken idempotency.
 _NOT_FINGERPRINTED = frozenset({"Action", "Version", "ClientToken", "DryRun"})
@@ -247,10 +247,9 @@ _MODIFY_ENDPOINT_FIELDS = frozenset(
 )
 
 # The per-VPC endpoint quota (Service Quotas "Interface and Gateway Load Balancer endpoints per
-# VPC") and its default.
+# VPC"); its default comes from the quota table (50).
 ENDPOINTS_PER_VPC_SERVICE = "vpc"
 ENDPOINTS_PER_VPC_QUOTA = "L-29B6F2EB"
-ENDPOINTS_PER_VPC_DEFAULT = 50.0
 
 
 def _refuse_unmodelled(response: EC2Response, modelled: frozenset[str]) -> None:
@@ -430,7 +429,9 @@ def _check_quota(sim: world.World, caller: _Caller, vpc_id: str) -> None:
     applied = sim.quota(
         caller.account, caller.region, ENDPOINTS_PER_VPC_SERVICE, ENDPOINTS_PER_VPC_QUOTA
     )
-    limit = ENDPOINTS_PER_VPC_DEFAULT if applied is None else applied
+    if applied is None:
+        applied = quotas.default_value(ENDPOINTS_PER_VPC_SERVICE, ENDPOINTS_PER_VPC_QUOTA)
+    limit = applied
     in_vpc = sum(
         1
         for endpoint in sim.endpoints.values()

@@ -184,6 +184,10 @@ class Gateway:
             for key, values in parse_qs(body.decode("utf-8", "replace")).items():
                 params.setdefault(key, []).extend(values)
         action = params.get("Action", [""])[0]
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if not action and target:
+            # JSON protocols (Service Quotas) name the operation in X-Amz-Target.
+            action = target.rsplit(".", 1)[-1]
         if not action:
             # REST protocols (Route53) name the operation by method and path.
             action = f"{environ.get('REQUEST_METHOD', 'GET')} {environ.get('PATH_INFO', '/')}"

@@ -18,7 +18,16 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from linkplane.sim import admin, ec2_actions, elbv2_actions, gateway, networks, world, zones
+from linkplane.sim import (
+    admin,
+    ec2_actions,
+    elbv2_actions,
+    gateway,
+    networks,
+    quotas,
+    world,
+    zones,
+)
 from linkplane.sim import config as sim_config
 
 _running_lock = threading.Lock()
@@ -49,6 +58,7 @@ class SimHandle:
                 ec2_actions.uninstall()
                 elbv2_actions.uninstall()
                 zones.uninstall()
+                quotas.uninstall()
                 world.uninstall(self.world)
 
     def reset(self) -> None:
@@ -79,6 +89,47 @@ class SimHandle:
             for action, rule in rules.items()
         }
         self.world.faults.set_rules(parsed, replace=replace, seed=seed)
+
+    def set_quota(
+        self,
+        account_id: str,
+        value: float,
+        *,
+        region: str | None = None,
+        service_code: str = "vpc",
+        quota_code: str = "L-29B6F2EB",
+    ) -> None:
+        """Set ``account_id``'s applied Service Quotas value (``region`` None: every Region).
+        The default quota is the per-VPC interface endpoint limit CreateVpcEndpoint enforces."""
+        self.world.set_quota(account_id, region, service_code, quota_code, value)
+
+    def set_endpoint_state(
+        self,
+        endpoint_id: str,
+        state: str,
+        *,
+        code: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Force an endpoint into ``failed``, ``expired`` or ``partial`` (with LastError and,
+        for failed, FailureReason from ``code``/``message``)."""
+        ec2_actions.force_endpoint_state(self.world, endpoint_id, state, code, message)
+
+    def arm_endpoint_outcome(
+        self,
+        state: str,
+        *,
+        count: int = 1,
+        account: str | None = None,
+        service_name: str | None = None,
+        code: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Make the next ``count`` new endpoints (of ``account`` to ``service_name``, when
+        given) end in ``state`` instead of going on to available."""
+        self.world.arm_endpoint_outcome(
+            world.EndpointOutcome(state, count, account, service_name, code, message)
+        )
 
     def set_time_scale(self, time_scale: float) -> None:
         self.world.clock.set_time_scale(time_scale)
@@ -119,6 +170,7 @@ def start(
         ec2_actions.install()
         elbv2_actions.install()
         zones.install()
+        quotas.install()
         app = gateway.Gateway(
             sim, DomainDispatcherApplication(create_backend_app), admin.AdminApp(sim)
         )

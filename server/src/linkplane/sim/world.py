@@ -184,6 +184,37 @@ class World:
                 return self.quotas[key]
         return None
 
+    def set_quota(
+        self, account: str, region: str | None, service_code: str, quota_code: str, value: float
+    ) -> None:
+        if value < 0:
+            raise ValueError(f"a quota value cannot be negative, got {value}")
+        with self.lock:
+            self.quotas[(account, region or "*", service_code, quota_code)] = float(value)
+
+    def quotas_view(self) -> list[dict[str, object]]:
+        with self.lock:
+            return [
+                {
+                    "account_id": account,
+                    "region": None if region == "*" else region,
+                    "service_code": service_code,
+                    "quota_code": quota_code,
+                    "value": value,
+                }
+                for (account, region, service_code, quota_code), value in self.quotas.items()
+            ]
+
+    def arm_endpoint_outcome(self, outcome: EndpointOutcome) -> None:
+        if outcome.state not in models.INJECTABLE_STATES:
+            raise ValueError(
+                f"state must be one of {sorted(models.INJECTABLE_STATES)}, got {outcome.state!r}"
+            )
+        if outcome.count < 1:
+            raise ValueError(f"count must be at least 1, got {outcome.count}")
+        with self.lock:
+            self.endpoint_outcomes.append(outcome)
+
     def take_endpoint_outcome(self, account: str, service_name: str) -> EndpointOutcome | None:
         """Consume one armed outcome matching a new endpoint, if any."""
         with self.lock:
