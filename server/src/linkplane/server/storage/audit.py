@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkplane.server.domain import filters
@@ -27,7 +27,10 @@ async def record(
     resource_uid: uuid.UUID | None,
     request_id: str = "",
     details: dict[str, Any] | None = None,
+    project: str | None = None,
 ) -> None:
+    """Add an entry to the session's transaction. `project` defaults to the one `resource`
+    names (`projects/{project}/…`); pass it for resources named outside a project."""
     session.add(
         models.AuditEntry(
             actor=actor,
@@ -36,8 +39,15 @@ async def record(
             resource_uid=resource_uid,
             request_id=request_id,
             details=details or {},
+            project=project_of(resource) if project is None else project,
         )
     )
+
+
+def project_of(resource: str) -> str:
+    """`payments` for `projects/payments/services/s` (and `projects/payments`); else ""."""
+    parts = resource.split("/")
+    return parts[1] if len(parts) >= 2 and parts[0] == "projects" else ""
 
 
 async def for_resource(session: AsyncSession, resource: str) -> Sequence[models.AuditEntry]:
@@ -68,13 +78,10 @@ async def page(
     """One page of a project's entries, oldest first, and whether more follow (keyset by id).
 
     An entry belongs to the project its resource is in: `projects/{project}` itself (its IAM
-    policy) or any name below it.
+    policy) or any name below it; the (project, id) index serves the query.
     """
     entry = models.AuditEntry
-    prefix = f"projects/{project}"
-    query = select(entry).where(
-        or_(entry.resource == prefix, entry.resource.startswith(prefix + "/", autoescape=True))
-    )
+    query = select(entry).where(entry.project == project)
     condition = filtering.compile_filter(node, filter_columns())
     if condition is not None:
         query = query.where(condition)

@@ -238,10 +238,13 @@ class AuditEntry(Base):
     resource_uid: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), default=None)
     request_id: Mapped[str] = mapped_column(String(64), default="")
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The project of `resource`, so one project's log is read through an index (migration 0003).
+    project: Mapped[str] = mapped_column(String(63), default="", server_default="")
 
     __table_args__ = (
         Index(None, "resource", "time"),
         Index(None, "time"),
+        Index(None, "project", "id"),
     )
 
 
