@@ -204,11 +204,15 @@ class Subnet:
 
     @classmethod
     def parse(cls, data: dict[str, Any]) -> Subnet:
+        # A block being removed (or whose association failed) does not count; anything else
+        # does (moto renders the state oddly, so only the known bad states are matched).
         ipv6 = [
             a
             for a in data.get("Ipv6CidrBlockAssociationSet") or ()
-            if str((a.get("Ipv6CidrBlockState") or {}).get("State", "associated")).lower()
-            == "associated"
+            if a.get("Ipv6CidrBlock")
+            and not str((a.get("Ipv6CidrBlockState") or {}).get("State", ""))
+            .lower()
+            .startswith(("disassociat", "fail"))
         ]
         return cls(
             subnet_id=str(data.get("SubnetId", "")),
