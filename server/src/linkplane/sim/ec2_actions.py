@@ -627,6 +627,8 @@ def _create_gateway_endpoint(
         route_table_ids=[],
     )
     endpoint.destination_prefix_list_id = _prefix_list_id(backend, target.name)
+    # moto's CreateRoute checks that the gateway (the endpoint) exists: register it first.
+    backend.vpc_end_points[endpoint.id] = endpoint
     _add_routes(backend, endpoint, route_table_ids)
     return endpoint
 
