@@ -190,6 +190,7 @@ CONFIGURATION_FIELDS = (
 )
 PERMISSIONS_FIELD = "permissions.allowed_principals"
 LB_IP_TYPE_FIELD = "load_balancer.ip_address_type"
+TAGS_FIELD = "tags"
 
 
 def plan_configuration(
@@ -448,7 +449,7 @@ class ServiceReconciler:
         if observed is None:
             observed = await self._create_endpoint_service(ctx, spec, snap, target, lbs.arns)
         service_id = observed.service_id
-        await labels.sync_ec2_tags(ctx, service_id, observed.raw, spec.labels)
+        await self._apply_tags(ctx, spec, observed, work)
         changed = await self._apply_configuration(ctx, target, lbs.arns, observed, work)
         changed |= await self._apply_permissions(ctx, target, service_id, work)
         if changed:
@@ -610,6 +611,22 @@ class ServiceReconciler:
             "adopted load balancers are active" if ready else "waiting for adopted NLBs",
             None,
         )
+
+    async def _apply_tags(
+        self,
+        ctx: calls.Context,
+        spec: specs.ServiceSpec,
+        observed: aws_services.EndpointServiceConfiguration,
+        work: Work,
+    ) -> None:
+        """Labels follow onto the endpoint service's tags, behind the guard like any change
+        (tags are not part of the service's readiness: the next pass checks them)."""
+        current = labels.user_tags(observed.raw)
+        if current == spec.labels:
+            work.book.guard.clear(TAGS_FIELD)
+            return
+        if work.allowed("CreateTags", Change(TAGS_FIELD, dict(spec.labels), current, {})):
+            await labels.sync_ec2_tags(ctx, observed.service_id, observed.raw, spec.labels)
 
     async def _apply_configuration(
         self,
