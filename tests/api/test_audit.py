@@ -195,3 +195,27 @@ async def test_bad_requests_name_the_field(audit_stub, parent, page_size, field)
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert details(caught.value)["fields"] == [field]
+
+
+async def test_deleting_a_finished_operation_is_audited_in_its_project(
+    server, accounts, provider, operations, audit_stub, project
+):
+    from google.longrunning import operations_pb2
+    from sqlalchemy import text
+
+    await register_accounts(accounts, project)
+    created = await provider.PublishService(
+        provider_service_pb2.PublishServiceRequest(
+            parent=f"projects/{project}", service_id="ops", service=managed_service(project)
+        )
+    )
+    # No reconciler runs in API tests: finish the operation as a worker would.
+    async with server.db.transaction() as session:
+        await session.execute(
+            text("UPDATE operations SET done = true WHERE id = :id"),
+            {"id": created.name.removeprefix("operations/")},
+        )
+    await operations.DeleteOperation(operations_pb2.DeleteOperationRequest(name=created.name))
+    deleted = await events(audit_stub, project, 'method = "DeleteOperation"')
+    assert [(e.resource, e.actor) for e in deleted] == [(created.name, identity.LOCAL_PRINCIPAL)]
+    assert deleted[0].details["target"] == f"projects/{project}/services/ops"

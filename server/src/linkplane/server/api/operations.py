@@ -18,7 +18,7 @@ from google.protobuf import empty_pb2
 from linkplane.server.api import fields, rpc
 from linkplane.server.domain import errors, filters, pagination
 from linkplane.server.protocol import converters
-from linkplane.server.storage import operations
+from linkplane.server.storage import audit, operations
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_WAIT_SECONDS = 60.0
@@ -147,4 +147,13 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):  # type: ignor
                     metadata={"name": request.name},
                 )
             await operations.delete(session, operation_id)
+            await audit.record(
+                session,
+                actor=actor,
+                action="DeleteOperation",
+                resource=request.name,
+                resource_uid=None,
+                details={"target": row.target},
+                project=row.project,
+            )
         return empty_pb2.Empty()
