@@ -257,9 +257,12 @@ class AsyncClient:
         request = provider_service_pb2.WatchServicesRequest(
             parent=parent, filter=filter, send_initial=True
         )
-        metadata = _transport.call_metadata(self.config)
+        # Fail now on unreadable credentials; each (re)connect reads them again (token files).
+        _transport.call_metadata(self.config)
         return watches.AsyncWatch(
-            lambda: self._provider.WatchServices(request, timeout=timeout, metadata=metadata),
+            lambda: self._provider.WatchServices(
+                request, timeout=timeout, metadata=_transport.call_metadata(self.config)
+            ),
             "service",
             config=self.config,
             send_initial=send_initial,
@@ -356,9 +359,12 @@ class AsyncClient:
         request = consumer_service_pb2.WatchConnectionsRequest(
             parent=parent, filter=filter, send_initial=True
         )
-        metadata = _transport.call_metadata(self.config)
+        # Fail now on unreadable credentials; each (re)connect reads them again (token files).
+        _transport.call_metadata(self.config)
         return watches.AsyncWatch(
-            lambda: self._consumer.WatchConnections(request, timeout=timeout, metadata=metadata),
+            lambda: self._consumer.WatchConnections(
+                request, timeout=timeout, metadata=_transport.call_metadata(self.config)
+            ),
             "connection",
             config=self.config,
             send_initial=send_initial,

@@ -250,9 +250,12 @@ class Client:
         request = provider_service_pb2.WatchServicesRequest(
             parent=parent, filter=filter, send_initial=True
         )
-        metadata = _transport.call_metadata(self.config)
+        # Fail now on unreadable credentials; each (re)connect reads them again (token files).
+        _transport.call_metadata(self.config)
         return watches.Watch(
-            lambda: self._provider.WatchServices(request, timeout=timeout, metadata=metadata),
+            lambda: self._provider.WatchServices(
+                request, timeout=timeout, metadata=_transport.call_metadata(self.config)
+            ),
             "service",
             config=self.config,
             send_initial=send_initial,
@@ -349,9 +352,12 @@ class Client:
         request = consumer_service_pb2.WatchConnectionsRequest(
             parent=parent, filter=filter, send_initial=True
         )
-        metadata = _transport.call_metadata(self.config)
+        # Fail now on unreadable credentials; each (re)connect reads them again (token files).
+        _transport.call_metadata(self.config)
         return watches.Watch(
-            lambda: self._consumer.WatchConnections(request, timeout=timeout, metadata=metadata),
+            lambda: self._consumer.WatchConnections(
+                request, timeout=timeout, metadata=_transport.call_metadata(self.config)
+            ),
             "connection",
             config=self.config,
             send_initial=send_initial,
