@@ -12,6 +12,7 @@ import binascii
 import contextlib
 import dataclasses
 import json
+import re
 from collections.abc import Callable, Iterable
 
 from moto.core.responses import ActionResult
@@ -27,6 +28,9 @@ from moto.moto_api._internal import mock_random
 from moto.route53.models import route53_backends
 
 from linkplane.sim import addressing, catalog, models, params, quotas, world, zones
+
+# moto's own implementation that the sim wraps (captured before install() replaces it).
+_moto_modify_permissions = EC2Response.modify_vpc_endpoint_service_permissions
 
 # Request parameters that do not take part in ClientToken idempotency.
 _NOT_FINGERPRINTED = frozenset({"Action", "Version", "ClientToken", "DryRun"})
@@ -978,7 +982,9 @@ def _act_on_connections(
 ) -> ActionResult:
     """Apply ``act`` to each named connection of the caller's service; failures go to
     ``Unsuccessful[]`` per id, inside a 200, as AWS does."""
+    _refuse_unmodelled(response, frozenset({"DryRun", "ServiceId", "VpcEndpointIds"}))
     service = _owned_service(sim, response, response._get_param("ServiceId"))
+    _dry_run(response)
     unsuccessful: list[Json] = []
     for endpoint_id in response._get_param("VpcEndpointIds", []):
         endpoint = sim.endpoints.get(endpoint_id)
@@ -1006,6 +1012,8 @@ _CONNECTION_FILTERS: dict[str, Callable[[models.SimVpcEndpoint], str]] = {
 
 
 def describe_vpc_endpoint_connections(self: EC2Response) -> ActionResult:
+    _refuse_unmodelled(self, frozenset({"DryRun", "Filters", "MaxResults", "NextToken"}))
+    _dry_run(self)
     sim = world.current()
     caller = _Caller(self)
     filters = _filters(self)
@@ -1244,6 +1252,8 @@ def _changed_list(response: EC2Response, current: list[str], field: str, what: s
 
 
 def delete_vpc_endpoint_service_configurations(self: EC2Response) -> ActionResult:
+    _refuse_unmodelled(self, frozenset({"DryRun", "ServiceIds"}))
+    _dry_run(self)
     sim = world.current()
     caller = _Caller(self)
     unsuccessful: list[Json] = []
@@ -1278,8 +1288,10 @@ def delete_vpc_endpoint_service_configurations(self: EC2Response) -> ActionResul
 
 
 def start_vpc_endpoint_service_private_dns_verification(self: EC2Response) -> ActionResult:
+    _refuse_unmodelled(self, frozenset({"DryRun", "ServiceId"}))
     sim = world.current()
     service = _owned_service(sim, self, self._get_param("ServiceId"))
+    _dry_run(self)
     verification = service.dns_verification
     if verification is None:
         raise ec2_errors.InvalidParameter(
@@ -1389,6 +1401,112 @@ def _service_detail(
     }
 
 
+_SERVICE_CONFIGURATION_FILTERS: dict[str, Callable[[models.SimServiceConfiguration], list[str]]] = {
+    "service-name": lambda svc: [svc.service_name],
+    "service-id": lambda svc: [svc.id],
+    "service-state": lambda svc: [str(svc.service_state)],
+    "supported-ip-address-types": lambda svc: list(svc.supported_ip_address_types),
+}
+
+
+def _configuration_matches(
+    service: models.SimServiceConfiguration, name: str, values: list[str]
+) -> bool:
+    tags = _tag_map(service.get_tags())
+    if name == "tag-key":
+        return any(key in values for key in tags)
+    if name.startswith("tag:"):
+        return tags.get(name.removeprefix("tag:")) in values
+    # AWS matches states case-insensitively, like the connection filters.
+    wanted = {value.lower() for value in values}
+    return any(have.lower() in wanted for have in _SERVICE_CONFIGURATION_FILTERS[name](service))
+
+
+def _tag_map(tags: list[dict[str, str]]) -> dict[str, str]:
+    return {tag["key"]: tag["value"] for tag in tags}
+
+
+def describe_vpc_endpoint_service_configurations(self: EC2Response) -> ActionResult:
+    """The caller's services, with AWS's filters (incl. tags) and pages (moto: ids only)."""
+    _refuse_unmodelled(
+        self, frozenset({"DryRun", "ServiceIds", "Filters", "MaxResults", "NextToken"})
+    )
+    _dry_run(self)
+    sim = world.current()
+    caller = _Caller(self)
+    service_ids: list[str] = list(self._get_param("ServiceIds", []))
+    filters = _filters(self)
+    for name in filters:
+        if name not in _SERVICE_CONFIGURATION_FILTERS and not (
+            name == "tag-key" or name.startswith("tag:")
+        ):
+            raise ec2_errors.InvalidFilter(name)
+    mine = {
+        service.id: service
+        for service in sim.services.values()
+        if service.owner == caller.account and service.region_name == caller.region
+    }
+    for service_id in service_ids:
+        if service_id not in mine:
+            raise ec2_errors.UnknownVpcEndpointService(service_id)
+    chosen = (
+        [mine[i] for i in service_ids]
+        if service_ids
+        else sorted(mine.values(), key=lambda service: service.id)
+    )
+    matching = [
+        service
+        for service in chosen
+        if all(_configuration_matches(service, n, v) for n, v in filters.items())
+    ]
+    page, next_token = _page(matching, self)  # type: ignore[arg-type]
+    return ActionResult({"ServiceConfigurations": page, "NextToken": next_token})
+
+
+_PERMISSION_FIELDS = frozenset(
+    {"DryRun", "ServiceId", "AddAllowedPrincipals", "RemoveAllowedPrincipals"}
+)
+
+
+def modify_vpc_endpoint_service_permissions(self: EC2Response) -> ActionResult:
+    """moto's, behind AWS's checks: the caller's own service, principals AWS accepts."""
+    _refuse_unmodelled(self, _PERMISSION_FIELDS)
+    sim = world.current()
+    _owned_service(sim, self, self._get_param("ServiceId"))
+    for principal in self._get_param("AddAllowedPrincipals", []):
+        if not _PRINCIPAL.fullmatch(principal):
+            raise ec2_errors.InvalidParameter(
+                f"Invalid principal {principal}: linkplane-sim models '*', account ids and "
+                "arn:aws:iam::<account>:root|role/<name>|user/<name> (no paths)."
+            )
+    _dry_run(self)
+    result: ActionResult = _moto_modify_permissions(self)
+    return result
+
+
+# '*', an account id, or an IAM root/role/user ARN without a path (AWS rejects paths).
+_PRINCIPAL = re.compile(r"\*|\d{12}|arn:aws:iam::\d{12}:(root|role/[\w+=,.@-]+|user/[\w+=,.@-]+)")
+
+# PrivateLink actions the simulator does not model: refused rather than half-served.
+_UNMODELLED_ACTIONS = (
+    "ModifyVpcEndpointServicePayerResponsibility",
+    "CreateVpcEndpointConnectionNotification",
+    "ModifyVpcEndpointConnectionNotification",
+    "DeleteVpcEndpointConnectionNotifications",
+    "DescribeVpcEndpointConnectionNotifications",
+    "DescribeVpcEndpointAssociations",
+)
+
+
+def _unmodelled_action(action: str) -> Callable[[EC2Response], ActionResult]:
+    def refuse(self: EC2Response) -> ActionResult:
+        raise ec2_errors.EC2ClientError(
+            "UnsupportedOperation", f"linkplane-sim does not model {action}."
+        )
+
+    return refuse
+
+
 _ACTIONS: dict[str, Callable[[EC2Response], ActionResult]] = {
     "create_vpc_endpoint": create_vpc_endpoint,
     "modify_vpc_endpoint": modify_vpc_endpoint,
@@ -1403,6 +1521,12 @@ _ACTIONS: dict[str, Callable[[EC2Response], ActionResult]] = {
         start_vpc_endpoint_service_private_dns_verification
     ),
     "describe_vpc_endpoint_services": describe_vpc_endpoint_services,
+    "describe_vpc_endpoint_service_configurations": describe_vpc_endpoint_service_configurations,
+    "modify_vpc_endpoint_service_permissions": modify_vpc_endpoint_service_permissions,
+    **{
+        re.sub(r"(?<!^)(?=[A-Z])", "_", action).lower(): _unmodelled_action(action)
+        for action in _UNMODELLED_ACTIONS
+    },
 }
 
 
