@@ -6,6 +6,7 @@ real TLS to a real server, and `lpctl`-style bearer tokens still take precedence
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 from collections.abc import AsyncIterator
@@ -223,3 +224,56 @@ async def test_the_authenticator_reads_only_verified_certificates_it_was_told_to
 
     with pytest.raises(errors.Unauthenticated):
         await plain.authenticate(Context())  # type: ignore[arg-type]
+
+
+async def test_linkplane_client_presents_its_certificate(mtls_server, pki, tmp_path):
+    from linkplane.client import AsyncClient, ClientConfig
+    from linkplane.client import errors as client_errors
+
+    spiffe = "spiffe://example.org/ns/ops/sa/lpctl"
+    client = issue("ops", issuer=pki.ca, sans=[x509.UniformResourceIdentifier(spiffe)])
+    seen: list[str] = []
+    authenticator = server_authenticator(mtls_server)
+    original = authenticator.authenticate
+
+    async def spy(context: grpc.aio.ServicerContext) -> str:  # type: ignore[type-arg]
+        principal = await original(context)
+        seen.append(principal)
+        return principal
+
+    authenticator.authenticate = spy  # type: ignore[method-assign]
+    config = ClientConfig(
+        address=f"localhost:{mtls_server.port}",
+        tls_root_certificates=pki.ca.cert_pem,
+        tls_client_certificate_chain=client.cert_pem,
+        tls_client_private_key=client.key_pem,
+        max_attempts=1,
+        default_timeout=10,
+    )
+    try:
+        async with AsyncClient(config) as linkplane:
+            # Authenticated is what counts here; authorization is another test's concern.
+            with contextlib.suppress(client_errors.PermissionDenied):
+                [a async for a in linkplane.list_accounts(parent="projects/mtls")]
+        assert seen == [spiffe]
+        # The same through the environment lpctl and ClientConfig.from_env read.
+        (tmp_path / "c.pem").write_bytes(client.cert_pem)
+        (tmp_path / "k.pem").write_bytes(client.key_pem)
+        (tmp_path / "ca.pem").write_bytes(pki.ca.cert_pem)
+        from_env = ClientConfig.from_env(
+            {
+                "LINKPLANE_ADDRESS": f"localhost:{mtls_server.port}",
+                "LINKPLANE_TLS_CA": str(tmp_path / "ca.pem"),
+                "LINKPLANE_TLS_CERT": str(tmp_path / "c.pem"),
+                "LINKPLANE_TLS_KEY": str(tmp_path / "k.pem"),
+            },
+            max_attempts=1,
+        )
+        async with AsyncClient(from_env) as linkplane:
+            with contextlib.suppress(client_errors.PermissionDenied):
+                [a async for a in linkplane.list_accounts(parent="projects/mtls")]
+        assert seen == [spiffe, spiffe]
+    finally:
+        del authenticator.authenticate
+    with pytest.raises(ValueError, match="private key"):
+        ClientConfig(tls_client_certificate_chain=client.cert_pem)
