@@ -100,6 +100,10 @@ class Network:
     availability_zones: list[str]
     az_ids: list[str]
     cidr: str
+    region: str = REGION
+    route_table_ids: list[str] = dataclasses.field(default_factory=list)
+    ipv6_cidr_block: str | None = None
+    ipv6_only_subnet_ids: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,11 +150,15 @@ class Sim:
             params["action"] = action
         return list(await self.admin("GET", "requests", params=params))
 
-    async def seed_network(self, account: str, cidr: str, azs: int = 2) -> Network:
+    async def seed_network(
+        self, account: str, cidr: str, azs: int = 2, region: str = REGION, **options: bool
+    ) -> Network:
+        """A VPC (dual-stack unless told), one subnet and route table per AZ, a security group;
+        `options`: dual_stack, ipv6_only_subnets, dns_hostnames (POST /_sim/seed-network)."""
         seeded = await self.admin(
             "POST",
             "seed-network",
-            {"account_id": account, "region": REGION, "cidr": cidr, "azs": azs},
+            {"account_id": account, "region": region, "cidr": cidr, "azs": azs, **options},
         )
         return Network(
             vpc_id=seeded["vpc_id"],
@@ -159,6 +167,10 @@ class Sim:
             availability_zones=list(seeded["availability_zones"]),
             az_ids=list(seeded["az_ids"]),
             cidr=cidr,
+            region=region,
+            route_table_ids=list(seeded.get("route_table_ids") or []),
+            ipv6_cidr_block=seeded.get("ipv6_cidr_block"),
+            ipv6_only_subnet_ids=list(seeded.get("ipv6_only_subnet_ids") or []),
         )
 
     async def client(self, account: str, service: str, region: str = REGION) -> Any:
@@ -193,9 +205,11 @@ class Sim:
             )
         return self._clients[key]
 
-    async def endpoint(self, account: str, endpoint_id: str) -> dict[str, Any]:
+    async def endpoint(
+        self, account: str, endpoint_id: str, region: str = REGION
+    ) -> dict[str, Any]:
         """DescribeVpcEndpoints as the owner; {} once AWS no longer reports it."""
-        ec2 = await self.client(account, "ec2")
+        ec2 = await self.client(account, "ec2", region)
         answer = await ec2.describe_vpc_endpoints(
             Filters=[{"Name": "vpc-endpoint-id", "Values": [endpoint_id]}]
         )
@@ -459,14 +473,10 @@ class Tenant:
         """A Connection from the consumer's (seeded, or given) network to a target."""
         net = network or consumer.network
         target = {"service": service} if service else {"service_name": service_name}
-        return Conn(
-            consumer_account=consumer.resource,
-            region=REGION,
-            vpc_id=net.vpc_id,
-            subnet_ids=net.subnet_ids,
-            **target,
-            **fields,
-        )
+        placement: dict[str, Any] = {"region": net.region, "vpc_id": net.vpc_id}
+        if "route_table_ids" not in fields:  # gateway endpoints have route tables, no subnets
+            placement["subnet_ids"] = net.subnet_ids
+        return Conn(consumer_account=consumer.resource, **placement, **target, **fields)
 
 
 def _first_host(cidr: str) -> str:

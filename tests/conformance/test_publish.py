@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from linkplane.v1 import service_pb2
+from linkplane.v1 import common_pb2, service_pb2
 from tests.conformance.harness import REGION, TRUE, Svc, Tenant, condition, eventually
+
+IPV4, IPV6 = common_pb2.IP_ADDRESS_TYPE_IPV4, common_pb2.IP_ADDRESS_TYPE_IPV6
 
 
 async def test_publish_behind_a_managed_nlb(tenant: Tenant) -> None:
@@ -115,3 +117,45 @@ async def test_principals_and_acceptance_reach_aws(tenant: Tenant) -> None:
         lambda c: c["AcceptanceRequired"] is False,
     )
     assert config["ServiceState"] == "Available"
+
+
+async def test_ip_types_and_supported_regions_reach_aws(tenant: Tenant) -> None:
+    api, sim = tenant.api, tenant.sim
+    provider = await tenant.account("10.13.0.0/16")
+    spec = tenant.managed_service(provider)
+    spec.supported_ip_address_types[:] = [IPV4, IPV6]
+    spec.supported_regions[:] = ["us-west-2"]
+    service = await api.publish("everywhere", spec)
+    assert service.state == Svc.STATE_ACTIVE
+    assert list(service.supported_ip_address_types) == [IPV4, IPV6]
+    assert list(service.supported_regions) == ["us-west-2"]
+
+    config = await sim.service_configuration(provider.account_id, service.service_id)
+    assert sorted(config["SupportedIpAddressTypes"]) == ["ipv4", "ipv6"]
+    offered = {r["Region"] for r in config["SupportedRegions"]}
+    assert offered == {REGION, "us-west-2"}
+    # IPv6 needs a dual-stack NLB: linkplane made its managed one so.
+    elbv2 = await sim.client(provider.account_id, "elbv2")
+    [nlb] = (
+        await elbv2.describe_load_balancers(
+            LoadBalancerArns=list(service.network_load_balancer_arns)
+        )
+    )["LoadBalancers"]
+    assert nlb["IpAddressType"] == "dualstack"
+
+    # Back to IPv4 only and no other Region.
+    done = await api.update_service(
+        Svc(name=service.name, supported_ip_address_types=[IPV4], supported_regions=[]),
+        "supported_ip_address_types",
+        "supported_regions",
+    )
+    assert not done.HasField("error"), done.error
+    config = await sim.service_configuration(provider.account_id, service.service_id)
+    assert config["SupportedIpAddressTypes"] == ["ipv4"]
+    assert {
+        r["Region"]
+        for r in config["SupportedRegions"]
+        if str(r.get("ServiceState", "")).lower() != "closed"
+    } == {REGION}
+    current = await api.get_service(service.name)
+    assert current.state == Svc.STATE_ACTIVE and list(current.supported_regions) == []
