@@ -491,3 +491,17 @@ async def test_lpctl_publishes_ip_types_and_regions_and_asks_for_dns_verificatio
         for r in (await described(sim, published["serviceId"])).get("SupportedRegions", [])
         if r.get("ServiceState", "").lower() not in {"closed", "deleting", "deleted"}
     }
+
+    # Gone again (an unverified private DNS name would keep being re-checked otherwise).
+    code, out, err = await lpctl(
+        control_plane, project, "services", "delete", "cli-dual", "--force", "--wait",
+        "--wait-timeout", "120",
+    )  # fmt: skip
+    assert code == 0, err
+    async with as_account(sim, PROVIDER, "ec2") as ec2:
+        left = await ec2.describe_vpc_endpoint_service_configurations()
+    assert published["serviceId"] not in {
+        s["ServiceId"]
+        for s in left["ServiceConfigurations"]
+        if s["ServiceState"].lower() not in {"deleting", "deleted"}
+    }
