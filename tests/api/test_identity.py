@@ -99,3 +99,45 @@ async def test_without_configuration_every_caller_is_the_local_principal():
     assert not authenticator.enabled
     anyone = FakeContext((("authorization", "Bearer whatever"),))
     assert await authenticator.authenticate(anyone) == identity.LOCAL_PRINCIPAL  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        (
+            {"LINKPLANE_OIDC_ISSUER": "https://idp", "LINKPLANE_OIDC_AUDIENCE": "lp"},
+            "LINKPLANE_OIDC_JWKS is required",
+        ),
+        (
+            {
+                "LINKPLANE_OIDC_ISSUER": "https://idp",
+                "LINKPLANE_OIDC_AUDIENCE": "lp",
+                "LINKPLANE_OIDC_JWKS": "/etc/jwks.json",
+                "LINKPLANE_OIDC_ALGORITHMS": '["HS256"]',
+            },
+            "never `none` or HS*",
+        ),
+        (
+            {
+                "LINKPLANE_OIDC_ISSUER": "https://idp",
+                "LINKPLANE_OIDC_AUDIENCE": "lp",
+                "LINKPLANE_OIDC_JWKS": "http://idp.example.com/jwks",
+            },
+            "must come over https",
+        ),
+        ({"LINKPLANE_TLS_CLIENT_CA_FILE": "/etc/ca.pem"}, "needs LINKPLANE_TLS_CERT_FILE"),
+    ],
+)
+def test_serve_refuses_half_configured_identities(environment, message):
+    from typer.testing import CliRunner
+
+    from linkplane.server import cli
+
+    env = {
+        "LINKPLANE_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+        "LINKPLANE_PAGE_TOKEN_SECRET": "s",
+        **environment,
+    }
+    result = CliRunner().invoke(cli.app, ["serve"], env=env)
+    assert result.exit_code == 2
+    assert message in result.output

@@ -56,8 +56,28 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
+    _check_identity(settings)
     url = settings.database_url.get_secret_value()
     asyncio.run(_serve(settings, url))
+
+
+def _check_identity(settings: Settings) -> None:
+    """Refuse to start with a half-configured identity setup, with a one-line reason."""
+    problem = None
+    if settings.tls_client_ca_file is not None and not (
+        settings.tls_cert_file and settings.tls_key_file
+    ):
+        problem = (
+            "LINKPLANE_TLS_CLIENT_CA_FILE needs LINKPLANE_TLS_CERT_FILE and LINKPLANE_TLS_KEY_FILE"
+        )
+    else:
+        try:
+            identity.Authenticator.from_settings(settings)
+        except ValueError as error:
+            problem = str(error)
+    if problem is not None:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
 
 
 @app.command()
