@@ -106,6 +106,7 @@ async def mtls_server(database_url: str, pki: Pki) -> AsyncIterator[Runtime]:
         tls_key_file=pki.directory / "server.key",
         tls_client_ca_file=pki.directory / "ca.pem",
         auth_tokens={"robot-token": "robot"},
+        admins=["robot"],
     )
     runtime = Runtime(settings, database_url)
     await runtime.start()
@@ -277,3 +278,41 @@ async def test_linkplane_client_presents_its_certificate(mtls_server, pki, tmp_p
         del authenticator.authenticate
     with pytest.raises(ValueError, match="private key"):
         ClientConfig(tls_client_certificate_chain=client.cert_pem)
+
+
+async def test_a_spiffe_identity_is_granted_roles_like_any_principal(mtls_server, pki):
+    from google.iam.v1 import policy_pb2
+
+    from linkplane.client import AsyncClient, ClientConfig
+    from linkplane.client import errors as client_errors
+
+    spiffe = "spiffe://example.org/ns/payments/sa/reader"
+    workload = issue("reader", issuer=pki.ca, sans=[x509.UniformResourceIdentifier(spiffe)])
+    base = {
+        "address": f"localhost:{mtls_server.port}",
+        "tls_root_certificates": pki.ca.cert_pem,
+        "tls_client_certificate_chain": workload.cert_pem,
+        "tls_client_private_key": workload.key_pem,
+        "max_attempts": 1,
+        "default_timeout": 10,
+    }
+    project = "projects/spiffe-grant"
+    async with (
+        AsyncClient(ClientConfig(**base)) as reader,  # type: ignore[arg-type]
+        AsyncClient(ClientConfig(**base, token="robot-token")) as admin,  # type: ignore[arg-type]
+    ):
+        with pytest.raises(client_errors.PermissionDenied):
+            [a async for a in reader.list_accounts(parent=project)]
+        current = await admin.get_iam_policy(resource=project)
+        await admin.set_iam_policy(
+            resource=project,
+            policy=policy_pb2.Policy(
+                bindings=[
+                    policy_pb2.Binding(role="roles/linkplane.viewer", members=[f"user:{spiffe}"])
+                ],
+                etag=current.etag,
+            ),
+        )
+        assert [a async for a in reader.list_accounts(parent=project)] == []
+        events = [e async for e in reader.list_audit_events(parent=project)]
+        assert [(e.actor, e.method) for e in events] == [("robot", "SetIamPolicy")]
