@@ -331,3 +331,15 @@ async def test_the_server_accepts_oidc_and_static_tokens_and_refuses_bad_ones(
         assert await code(expired) == grpc.StatusCode.UNAUTHENTICATED
         assert await code(token(module_key, aud="x")) == grpc.StatusCode.UNAUTHENTICATED
         assert await code(token(ec_key("server-key"))) == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_malformed_key_in_the_jwks_does_not_hide_the_good_ones(tmp_path):
+    key = ec_key("good")
+    path = tmp_path / "jwks.json"
+    broken = {"kty": "EC", "kid": "broken", "crv": "P-256", "x": "not-base64!", "y": "?"}
+    encryption = {**jwks_of(ec_key("enc"))["keys"][0], "use": "enc"}
+    path.write_text(json.dumps({"keys": [broken, encryption, *jwks_of(key)["keys"]]}))
+    auth = authenticator(str(path))
+    assert await principal_of(auth, token(key)) == "alice"
+    assert auth.oidc is not None
+    assert sorted(auth.oidc.keys._keys) == ["good"]

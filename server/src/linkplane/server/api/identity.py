@@ -170,7 +170,12 @@ def public_signing_keys(document: bytes) -> dict[str, Key]:
         if entry.get("use", "sig") != "sig":
             continue
         public = {k: v for k, v in entry.items() if k not in {"d", "p", "q", "dp", "dq", "qi"}}
-        key: Key = KeySet.registry_cls.import_key(public)
+        try:
+            key: Key = KeySet.registry_cls.import_key(public)
+        except (jose_errors.JoseError, ValueError, TypeError) as error:
+            # One malformed key must not take the issuer's other keys down with it.
+            log.warning("oidc.jwks_key_skipped", kid=str(entry.get("kid", "")), error=str(error))
+            continue
         keys[str(entry.get("kid", ""))] = key
     if not keys:
         raise ValueError("the JWKS holds no public signing key")
