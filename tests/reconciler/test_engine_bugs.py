@@ -3,44 +3,18 @@ backoff, and (tests/conftest.py) a failed test whenever `reconciler.bug` is logg
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy.engine import make_url
 
 from linkplane.server.aws import errors as aws_errors
 from linkplane.server.reconciler import engine
-from linkplane.server.storage import changes, database, leases, migrations, models
+from linkplane.server.storage import changes, database, leases, models
 from tests.reconciler.conftest import eventually
-
-
-@pytest.fixture(scope="module")
-def own_database_url(database_url: str) -> Iterator[str]:
-    """A database of this module's own: no other worker may claim its rows."""
-    admin = make_url(database_url).set(database="postgres").render_as_string(hide_password=False)
-    name = f"linkplane_bugs_{secrets.token_hex(4)}"
-
-    async def admin_sql(sql: str) -> None:
-        connection = await asyncpg.connect(changes.asyncpg_dsn(admin))
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
-    url = make_url(database.async_url(database_url)).set(database=name)
-    rendered = url.render_as_string(hide_password=False)
-    migrations.upgrade(rendered)
-    try:
-        yield rendered
-    finally:
-        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+from tests.reconciler.databases import own_database_url  # noqa: F401 - a fixture
 
 
 class Broken:
@@ -70,7 +44,7 @@ class Broken:
 
 
 @pytest.fixture
-async def db(own_database_url: str) -> AsyncIterator[database.Database]:
+async def db(own_database_url: str) -> AsyncIterator[database.Database]:  # noqa: F811
     handle = database.Database(own_database_url)
     try:
         yield handle
@@ -120,7 +94,7 @@ def bugs_counted(error: str) -> float:
 
 
 @pytest.mark.reconciler_bug_expected
-async def test_a_bug_shows_on_the_resource_counts_and_backs_off(db, own_database_url):
+async def test_a_bug_shows_on_the_resource_counts_and_backs_off(db, own_database_url):  # noqa: F811
     uid = await insert_connection(db)
     reconciler = Broken(failures=1)
     feed = changes.ChangeFeed(own_database_url)
