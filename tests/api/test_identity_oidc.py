@@ -343,3 +343,51 @@ async def test_a_malformed_key_in_the_jwks_does_not_hide_the_good_ones(tmp_path)
     assert await principal_of(auth, token(key)) == "alice"
     assert auth.oidc is not None
     assert sorted(auth.oidc.keys._keys) == ["good"]
+
+
+async def test_verified_tokens_are_reused_until_they_expire(tmp_path, monkeypatch):
+    key = ec_key("k1")
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(jwks_of(key)))
+    now = [float(int(time.time()))]
+    config = identity.OidcConfig(
+        issuer=ISSUER, audience=AUDIENCE, jwks=str(path), leeway_seconds=10
+    )
+    verifier = identity.OidcVerifier(config, clock=lambda: now[0])
+    decodes = []
+    real_decode = identity.jwt.decode
+
+    def counting_decode(*args: Any, **kwargs: Any) -> Any:
+        decodes.append(1)
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(identity.jwt, "decode", counting_decode)
+    issued = token(key, exp=int(now[0]) + 100, iat=int(now[0]))
+    assert await verifier.principal(issued) == "alice"
+    assert await verifier.principal(issued) == "alice"
+    assert len(decodes) == 1  # the second call was answered from the cache
+    now[0] += 105  # past exp, within the leeway: still accepted, still cached
+    assert await verifier.principal(issued) == "alice"
+    assert len(decodes) == 1
+    now[0] += 10  # past exp + leeway: the cached answer is dropped and the token refused
+    with pytest.raises(errors.Unauthenticated) as caught:
+        await verifier.principal(issued)
+    assert caught.value.reason == "TOKEN_EXPIRED"
+    assert len(decodes) == 2
+
+
+async def test_a_key_change_drops_tokens_verified_with_the_old_keys(idp):
+    old, new = ec_key("old"), ec_key("new")
+    idp.document = jwks_of(old)
+    config = identity.OidcConfig(
+        issuer=ISSUER, audience=AUDIENCE, jwks=idp.url, jwks_min_refresh_seconds=0
+    )
+    verifier = identity.OidcVerifier(config)
+    cached = token(old)
+    assert await verifier.principal(cached) == "alice"
+    # The IdP withdraws the old key; a token with the new kid makes linkplane refetch.
+    idp.document = jwks_of(new)
+    assert await verifier.principal(token(new, sub="bob")) == "bob"
+    with pytest.raises(errors.Unauthenticated) as caught:
+        await verifier.principal(cached)
+    assert caught.value.reason == "UNKNOWN_SIGNING_KEY"
