@@ -198,3 +198,43 @@ async def test_pending_acceptance_is_not_available(tenant: Tenant) -> None:
     )
     assert condition(ready, "Ready").status == TRUE
     assert (await sim.endpoint(consumer.account_id, ready.endpoint_id))["State"] == "available"
+
+
+async def test_partial_batches_apply_what_they_can(tenant: Tenant) -> None:
+    """A bulk decision AWS can only partly apply: applied where it can, refused items named."""
+    api, sim = tenant.api, tenant.sim
+    provider = await tenant.account("10.29.0.0/16")
+    first, second = await tenant.account("10.44.0.0/16"), await tenant.account("10.45.0.0/16")
+    service = await api.publish(
+        "batch",
+        tenant.managed_service(provider, allowed=[first.account_id, second.account_id]),
+    )
+    taken = await api.connect("taken", tenant.connection(first, service=service.name))
+    refused = await api.connect("refused", tenant.connection(second, service=service.name))
+    await api.reject(service.name, [refused.endpoint_id], reason="no")
+    await api.wait_connection(refused.name, lambda c: c.state == Conn.STATE_REJECTED)
+
+    unknown = "vpce-0123456789abcdef0"
+    answer = await api.accept(
+        service.name, [taken.endpoint_id, refused.endpoint_id, unknown], reason="batch 1"
+    )
+    failures = {f.endpoint_id: f for f in answer.failures}
+    assert set(failures) == {refused.endpoint_id, unknown}
+    assert all(f.code and f.message for f in failures.values())
+    decided = {c.endpoint_id: c for c in answer.service_connections}
+    assert decided[taken.endpoint_id].decision.verdict == SC.Decision.VERDICT_ACCEPTED
+    assert decided[taken.endpoint_id].decision.reason == "batch 1"
+
+    taken_now = await api.wait_connection(taken.name, lambda c: c.state == Conn.STATE_AVAILABLE)
+    assert (await sim.endpoint(first.account_id, taken_now.endpoint_id))["State"] == "available"
+    assert (await sim.endpoint(second.account_id, refused.endpoint_id))["State"] == "rejected"
+    inventory = {c.endpoint_id: c for c in await api.inventory(service.name)}
+    # The refused item keeps its earlier decision.
+    assert inventory[refused.endpoint_id].decision.verdict == SC.Decision.VERDICT_REJECTED
+    assert inventory[refused.endpoint_id].decision.reason == "no"
+
+    # The same for a reject batch: the live one is rejected, the unknown one reported.
+    answer = await api.reject(service.name, [taken.endpoint_id, unknown], reason="batch 2")
+    assert [f.endpoint_id for f in answer.failures] == [unknown]
+    await api.wait_connection(taken.name, lambda c: c.state == Conn.STATE_REJECTED)
+    assert (await sim.endpoint(first.account_id, taken.endpoint_id))["State"] == "rejected"

@@ -168,6 +168,9 @@ async def test_inventory_includes_consumers_outside_linkplane(tenant: Tenant) ->
     rows = {c.endpoint_id: c for c in listed}
     assert rows[by_hand].owner_account_id == outsider.account_id
     assert rows[by_hand].connection == ""
+    # AWS does not tell a provider the VPC of someone else's endpoint; linkplane knows its own.
+    assert rows[by_hand].vpc_id == ""
+    assert rows[ours.endpoint_id].vpc_id == member.network.vpc_id
     assert rows[by_hand].state == SC.STATE_PENDING_ACCEPTANCE
     assert rows[ours.endpoint_id].connection == ours.name
     assert rows[ours.endpoint_id].owner_account_id == member.account_id

@@ -1,0 +1,121 @@
+"""Where and how consumers connect: cross-Region PrivateLink, dual-stack endpoints, and the
+pre-flight checks that refuse an unsupported Region or a VPC without endpoint quota left."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from linkplane.v1 import common_pb2, service_pb2
+from tests.conformance.harness import REGION, SC, TRUE, Conn, Tenant, condition, eventually
+
+AUTOMATIC = service_pb2.AcceptancePolicy.MODE_AUTOMATIC
+IPV4, IPV6 = common_pb2.IP_ADDRESS_TYPE_IPV4, common_pb2.IP_ADDRESS_TYPE_IPV6
+DUALSTACK = common_pb2.IP_ADDRESS_TYPE_DUALSTACK
+WEST = "us-west-2"
+
+
+async def test_cross_region_connection(tenant: Tenant) -> None:
+    api, sim = tenant.api, tenant.sim
+    provider, consumer = await tenant.account("10.90.0.0/16"), await tenant.account()
+    spec = tenant.managed_service(provider, allowed=[consumer.account_id], mode=AUTOMATIC)
+    spec.supported_regions[:] = [WEST]
+    service = await api.publish("global", spec)
+    west = await sim.seed_network(consumer.account_id, "10.91.0.0/16", region=WEST)
+
+    created = await api.connect(
+        "from-west",
+        tenant.connection(consumer, service=service.name, network=west, service_region=REGION),
+    )
+    connection = await api.wait_connection(created.name, lambda c: c.state == Conn.STATE_AVAILABLE)
+    assert connection.region == WEST and connection.service_region == REGION
+    assert connection.resolved_service_name == service.service_name
+    assert condition(connection, "Ready").status == TRUE
+
+    # The endpoint lives in the consumer's Region, in its VPC there, pointing at us-east-1.
+    described = await sim.endpoint(consumer.account_id, connection.endpoint_id, region=WEST)
+    assert described["State"] == "available"
+    assert described["VpcId"] == west.vpc_id
+    assert described["ServiceName"] == service.service_name
+    assert described["ServiceRegion"] == REGION
+    assert await sim.endpoint(consumer.account_id, connection.endpoint_id) == {}, (
+        "nothing in the consumer's us-east-1"
+    )
+    # The provider sees the connection, from us-west-2.
+    [request] = await eventually(lambda: api.inventory(service.name), lambda found: len(found) == 1)
+    assert request.endpoint_id == connection.endpoint_id
+    assert request.region == WEST
+
+
+async def test_preflight_refuses_an_unsupported_region(tenant: Tenant) -> None:
+    api, sim = tenant.api, tenant.sim
+    provider, consumer = await tenant.account("10.92.0.0/16"), await tenant.account()
+    service = await api.publish(
+        "local", tenant.managed_service(provider, allowed=[consumer.account_id], mode=AUTOMATIC)
+    )
+    west = await sim.seed_network(consumer.account_id, "10.93.0.0/16", region=WEST)
+    done = await api.create_connection(
+        "far",
+        tenant.connection(consumer, service=service.name, network=west, service_region=REGION),
+        timeout=240.0,
+    )
+    assert done.HasField("error")
+    failed = await api.get_connection(api.connection_name("far"))
+    assert failed.state == Conn.STATE_FAILED
+    assert not failed.endpoint_id
+    assert failed.last_aws_error.code in {"UnsupportedRegion", "ServiceNotVisible"}
+    assert WEST in failed.last_aws_error.message or REGION in failed.last_aws_error.message
+    # Refused before AWS: no endpoint was even attempted in either Region.
+    for region in (REGION, WEST):
+        ec2 = await sim.client(consumer.account_id, "ec2", region)
+        assert (await ec2.describe_vpc_endpoints())["VpcEndpoints"] == []
+    assert await sim.requests(consumer.account_id, "CreateVpcEndpoint") == []
+
+
+async def test_dual_stack_endpoint(tenant: Tenant) -> None:
+    api, sim = tenant.api, tenant.sim
+    provider, consumer = await tenant.account("10.94.0.0/16"), await tenant.account()
+    spec = tenant.managed_service(provider, allowed=[consumer.account_id], mode=AUTOMATIC)
+    spec.supported_ip_address_types[:] = [IPV4, IPV6]
+    service = await api.publish("dual", spec)
+    created = await api.connect(
+        "dual", tenant.connection(consumer, service=service.name, ip_address_type=DUALSTACK)
+    )
+    connection = await api.wait_connection(
+        created.name,
+        lambda c: (
+            c.state == Conn.STATE_AVAILABLE
+            and bool(c.network_interfaces)
+            and all(n.ipv6_addresses for n in c.network_interfaces)
+        ),
+    )
+    assert connection.ip_address_type == DUALSTACK
+
+    described = await sim.endpoint(consumer.account_id, connection.endpoint_id)
+    assert described["State"] == "available"
+    assert described["IpAddressType"] == "dualstack"
+    assert described["DnsOptions"]["DnsRecordIpType"] == "dualstack"
+    ec2 = await sim.client(consumer.account_id, "ec2")
+    enis = (
+        await ec2.describe_network_interfaces(NetworkInterfaceIds=described["NetworkInterfaceIds"])
+    )["NetworkInterfaces"]
+    # Both families on every ENI, as AWS assigned them, inside the VPC's ranges.
+    assert {
+        (n.network_interface_id, n.private_ip_address, tuple(sorted(n.ipv6_addresses)))
+        for n in connection.network_interfaces
+    } == {
+        (
+            e["NetworkInterfaceId"],
+            e["PrivateIpAddress"],
+            tuple(sorted(a["Ipv6Address"] for a in e["Ipv6Addresses"])),
+        )
+        for e in enis
+    }
+    assert consumer.network.ipv6_cidr_block
+    vpc_v6 = ipaddress.ip_network(consumer.network.ipv6_cidr_block)
+    for eni in connection.network_interfaces:
+        assert all(ipaddress.ip_address(a) in vpc_v6 for a in eni.ipv6_addresses)
+        assert ipaddress.ip_address(eni.private_ip_address) in ipaddress.ip_network(
+            consumer.network.cidr
+        )
+    [request] = await api.inventory(service.name)
+    assert request.state == SC.STATE_AVAILABLE
