@@ -6,12 +6,23 @@ from __future__ import annotations
 import ipaddress
 
 from linkplane.v1 import common_pb2, service_pb2
-from tests.conformance.harness import REGION, SC, TRUE, Conn, Tenant, condition, eventually
+from tests.conformance.harness import (
+    REGION,
+    SC,
+    TRUE,
+    Conn,
+    Tenant,
+    condition,
+    eventually,
+    live,
+)
 
 AUTOMATIC = service_pb2.AcceptancePolicy.MODE_AUTOMATIC
 IPV4, IPV6 = common_pb2.IP_ADDRESS_TYPE_IPV4, common_pb2.IP_ADDRESS_TYPE_IPV6
 DUALSTACK = common_pb2.IP_ADDRESS_TYPE_DUALSTACK
 WEST = "us-west-2"
+SQS = f"com.amazonaws.{REGION}.sqs"
+SNS = f"com.amazonaws.{REGION}.sns"
 
 
 async def test_cross_region_connection(tenant: Tenant) -> None:
@@ -119,3 +130,29 @@ async def test_dual_stack_endpoint(tenant: Tenant) -> None:
         )
     [request] = await api.inventory(service.name)
     assert request.state == SC.STATE_AVAILABLE
+
+
+async def test_preflight_refuses_a_vpc_without_endpoint_quota(tenant: Tenant) -> None:
+    """The per-VPC endpoint quota is the account's applied value in Service Quotas (here 1),
+    not AWS's default of 50."""
+    api, sim = tenant.api, tenant.sim
+    consumer = await tenant.account("10.95.0.0/16")
+    await sim.admin(
+        "PUT", "quotas", {"account_id": consumer.account_id, "region": REGION, "value": 1}
+    )
+    first = await api.connect("first", tenant.connection(consumer, service_name=SQS))
+    await api.wait_connection(first.name, lambda c: c.state == Conn.STATE_AVAILABLE)
+
+    done = await api.create_connection("second", tenant.connection(consumer, service_name=SNS))
+    assert done.HasField("error")
+    failed = await api.get_connection(api.connection_name("second"))
+    assert failed.state == Conn.STATE_FAILED and not failed.endpoint_id
+    assert failed.last_aws_error.code == "VpcEndpointQuota"
+    assert consumer.network.vpc_id in failed.last_aws_error.message
+    assert "1" in failed.last_aws_error.message
+    # linkplane asked Service Quotas, and never sent the create AWS would have refused.
+    assert await sim.requests(consumer.account_id, "GetServiceQuota")
+    creates = await sim.requests(consumer.account_id, "CreateVpcEndpoint")
+    assert [c["outcome"] for c in creates] == ["ok"]
+    endpoints = [e for e in await sim.endpoints(consumer.account_id) if live(e["state"])]
+    assert [e["id"] for e in endpoints] == [(await api.get_connection(first.name)).endpoint_id]
