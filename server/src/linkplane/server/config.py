@@ -93,6 +93,15 @@ class Settings(BaseSettings):
         ge=0,
         description="At most one JWKS refetch per this interval for tokens with an unknown kid.",
     )
+    max_streams: int = Field(
+        default=2000, ge=1, description="Open Watch streams per process; more are refused."
+    )
+    max_streams_per_principal: int = Field(
+        default=100, ge=1, description="Open Watch streams per caller; more are refused."
+    )
+    max_concurrent_calls_per_principal: int = Field(
+        default=64, ge=1, description="Unary calls one caller may have in flight at once."
+    )
     shutdown_grace_seconds: float = Field(
         default=10.0, ge=0, description="How long in-flight calls may drain on SIGTERM."
     )

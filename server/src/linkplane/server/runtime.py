@@ -15,7 +15,7 @@ import prometheus_client
 import structlog
 from grpc_health.v1 import health
 
-from linkplane.server.api import authz, identity, rpc
+from linkplane.server.api import authz, identity, limits, rpc
 from linkplane.server.api import server as api_server
 from linkplane.server.aws import sessions, throttlers
 from linkplane.server.config import Role, Settings
@@ -65,6 +65,7 @@ class Runtime:
             authorizer=authz.Authorizer(
                 self.db, admins=self.settings.admins, enabled=authenticator.enabled
             ),
+            limits=limits.Limits.from_settings(self.settings),
         )
         tls = None
         if self.settings.tls_cert_file and self.settings.tls_key_file:

@@ -14,7 +14,7 @@ import functools
 import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -23,7 +23,8 @@ from google.protobuf.message import Message
 from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
-from linkplane.server.api import authz, fields, identity
+from linkplane.server.api import authz, fields, identity, watches
+from linkplane.server.api.limits import Lease, Limits
 from linkplane.server.domain import errors
 from linkplane.server.protocol import statuses as api_errors
 from linkplane.server.storage import database, requests
@@ -46,6 +47,13 @@ class Dependencies:
     authenticator: identity.Authenticator
     page_secret: bytes
     authorizer: authz.Authorizer
+    # Caps on streams and concurrent calls per principal (api/limits.py), and the process's
+    # one Watch fan-out (api/watches.py).
+    limits: Limits = field(default_factory=Limits)
+    hub: watches.Hub = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.hub = watches.Hub(self.db, self.feed)
 
 
 class HasDeps(Protocol):
@@ -77,9 +85,11 @@ def unary(
     ) -> R:
         started = time.perf_counter()
         code = "OK"
+        lease: Lease | None = None
         try:
             actor = await authenticate(self.deps, context)
             CALLER.set(actor)
+            lease = self.deps.limits.acquire_call(actor)
             await self.deps.authorizer.check(authz.method_name(self, name), request, actor)
             return await method(self, request, context, actor)
         except errors.DomainError as error:
@@ -102,6 +112,8 @@ def unary(
             )
             raise
         finally:
+            if lease is not None:
+                lease.release()
             RPC_TOTAL.labels(name, code).inc()
             RPC_SECONDS.labels(name).observe(time.perf_counter() - started)
 
@@ -119,9 +131,11 @@ def streaming(
         self: HasDeps, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[R]:
         code = "OK"
+        lease: Lease | None = None
         try:
             actor = await authenticate(self.deps, context)
             CALLER.set(actor)
+            lease = self.deps.limits.acquire_stream(actor)
             await self.deps.authorizer.check(authz.method_name(self, name), request, actor)
             async for item in method(self, request, context, actor):
                 yield item
@@ -140,6 +154,8 @@ def streaming(
                 ),
             )
         finally:
+            if lease is not None:
+                lease.release()
             RPC_TOTAL.labels(name, code).inc()
 
     return wrapper

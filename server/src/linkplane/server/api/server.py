@@ -54,8 +54,17 @@ def build(
     server = grpc.aio.server(
         interceptors=[boundary.Boundary()],
         options=[
+            # Requests are small (a spec, a filter); 8 MiB refuses abuse early. Responses may
+            # be a 1,000-resource page; 16 MiB bounds what one message can pin in memory.
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+            ("grpc.max_send_message_length", 16 * 1024 * 1024),
+            # Ping idle connections every 60 s and drop the ones that do not answer in 20 s,
+            # so the stream slots of vanished watchers (api/limits.py) come back.
             ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            # Clients may keep connections alive with pings, even without calls, but no more
+            # often than every 10 s (more is answered with GOAWAY).
+            ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ],
     )

@@ -90,14 +90,12 @@ def watcher(
     project = fields.project_of(parent)
     node = filters.parse(filter_text, fields=kind.filter_fields, enums=kind.filter_enums)
     return watches.Watcher(
-        db=deps.db,
-        feed=deps.feed,
-        kind=kind.name,
-        model=kind.model,
+        hub=deps.hub,
+        kind=watches.WatchKind(
+            name=kind.name, model=kind.model, convert=kind.to_message, columns=kind.columns()
+        ),
         project=project,
         node=node,
-        columns=kind.columns(),
-        convert=kind.to_message,
     )
 
 

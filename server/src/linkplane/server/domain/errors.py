@@ -99,3 +99,21 @@ class PermissionDenied(DomainError):
     """The caller may not do this here; `metadata` names the permission and the resource."""
 
     reason = "IAM_PERMISSION_DENIED"
+
+
+class ResourceExhausted(DomainError):
+    """A cap (streams, concurrent calls) is reached; retrying after `retry_after_seconds`
+    may succeed. `metadata` names the limit and its scope."""
+
+    reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_seconds: int = 1,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.retry_after_seconds = retry_after_seconds

@@ -24,6 +24,7 @@ CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -43,10 +44,11 @@ def to_status(error: errors.DomainError) -> status_pb2.Status:
         error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
     )
     details.append(info)
-    if isinstance(error, errors.Unavailable):
+    if isinstance(error, errors.Unavailable | errors.ResourceExhausted):
         # Clients (and linkplane.client) back off by this hint instead of retrying at once.
+        delay = error.retry_after_seconds if isinstance(error, errors.ResourceExhausted) else 1
         retry = any_pb2.Any()
-        retry.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=1)))
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=delay)))
         details.append(retry)
     if isinstance(error, errors.InvalidArgument):
         bad_request = error_details_pb2.BadRequest(

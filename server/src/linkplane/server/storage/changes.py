@@ -1,10 +1,11 @@
 """Change notifications over Postgres LISTEN/NOTIFY, fanned out to many local subscribers.
 
 Every committed change to a service or connection sends one NOTIFY on `linkplane_changes` in the
-same transaction, so every replica hears about every change, whichever replica made it. Watch
-streams and the reconciler's wake-up subscribe here. When the listening connection drops,
-subscribers receive `RESYNC` and must re-read what they follow: notifications sent meanwhile
-are lost, and the reconciler's polling and the watchers' re-reads cover that gap.
+same transaction, so every replica hears about every change, whichever replica made it. The Watch
+fan-out (one per process, api/watches.py) and the reconciler's wake-up subscribe here. When the
+listening connection drops, subscribers receive `RESYNC` and must re-read what they follow:
+notifications sent meanwhile are lost, and the reconciler's polling and the watchers' re-reads
+cover that gap.
 """
 
 from __future__ import annotations
