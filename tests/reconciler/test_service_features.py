@@ -505,3 +505,48 @@ async def test_lpctl_publishes_ip_types_and_regions_and_asks_for_dns_verificatio
         for s in left["ServiceConfigurations"]
         if s["ServiceState"].lower() not in {"deleting", "deleted"}
     }
+
+
+def _accept_and_ignore(self: Any) -> Any:
+    """ModifyVpcEndpointServiceConfiguration as a misbehaving AWS: 200 OK, nothing changes."""
+    from moto.core.responses import ActionResult
+
+    return ActionResult({"ReturnValue": True})
+
+
+async def test_a_change_aws_ignores_stalls_instead_of_looping(
+    api, networks, project, sim, monkeypatch
+):
+    from moto.ec2.responses import EC2Response
+
+    await api.register(project, PROVIDER)
+    service = await publish(api, project, "ignored", managed_service(project, networks))
+    monkeypatch.setattr(
+        EC2Response, "modify_vpc_endpoint_service_configuration", _accept_and_ignore
+    )
+    started = time.time()
+    updated = await update(
+        api,
+        service_pb2.Service(name=service.name, supported_regions=["us-west-2"]),
+        "supported_regions",
+    )
+    done = await wait_done(api, updated.name, timeout=60)
+    assert done.HasField("error"), "the caller learns that AWS does not take the change"
+    assert "configuration.supported_regions" in done.error.message
+    assert "us-west-2" in done.error.message
+    stalled = await get(api, service.name)
+    condition = {c.type: c for c in stalled.conditions}["Stalled"]
+    assert condition.status == condition.STATUS_TRUE
+    assert "us-west-2" in condition.message
+    assert stalled.state == service_pb2.Service.STATE_UPDATING
+
+    # Dozens of passes later (transitional 0.2 s) AWS was asked three times, not hundreds.
+    await settle_for(sim, 10.0)
+    assert len(calls(sim, "ModifyVpcEndpointServiceConfiguration", started)) == 3
+
+    monkeypatch.undo()
+    deleted = await api.provider.DeleteService(
+        provider_service_pb2.DeleteServiceRequest(name=service.name, force=True)
+    )
+    done = await wait_done(api, deleted.name, timeout=60)
+    assert not done.HasField("error"), done.error
