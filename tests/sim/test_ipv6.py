@@ -30,6 +30,7 @@ async def test_seeded_networks_are_dual_stack_and_can_have_ipv6_only_subnets(aws
     for subnet in subnets:
         assert subnet["CidrBlock"]
         [v6] = subnet["Ipv6CidrBlockAssociationSet"]
+        assert v6["Ipv6CidrBlockState"] == {"State": "associated"}
         assert ipaddress.ip_network(v6["Ipv6CidrBlock"]).subnet_of(
             ipaddress.ip_network(net["ipv6_cidr_block"])
         )

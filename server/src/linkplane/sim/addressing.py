@@ -103,3 +103,30 @@ def check_fixed_ipv6(subnet: Subnet, address: str) -> None:
         raise ec2_errors.InvalidParameter(
             f"The IPv6 address {address} is not in the IPv6 range of subnet {subnet.id}."
         )
+
+
+# moto seam: DescribeSubnets' Ipv6CidrBlockState ------------------------------------------------
+
+_original_association_set = Subnet.ipv6_cidr_block_association_set
+
+
+def _association_set(subnet: Subnet) -> list[dict[str, object]]:
+    # moto nests the stored {"State": …} dict inside another, which serializes as the string
+    # "{'State': 'associated'}"; AWS answers {"State": "associated"}.
+    return [
+        {
+            "ipv6CidrBlock": association["ipv6CidrBlock"],
+            "associationId": association["associationId"],
+            "ipv6CidrBlockState": association["ipv6CidrBlockState"],
+        }
+        for association in subnet.ipv6_cidr_block_associations.values()
+        if association["ipv6CidrBlockState"]["State"] == "associated"
+    ]
+
+
+def install() -> None:
+    Subnet.ipv6_cidr_block_association_set = property(_association_set)  # type: ignore[assignment,method-assign]
+
+
+def uninstall() -> None:
+    Subnet.ipv6_cidr_block_association_set = _original_association_set  # type: ignore[method-assign]

@@ -19,6 +19,7 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from linkplane.sim import (
+    addressing,
     admin,
     ec2_actions,
     elbv2_actions,
@@ -59,6 +60,7 @@ class SimHandle:
                 elbv2_actions.uninstall()
                 zones.uninstall()
                 quotas.uninstall()
+                addressing.uninstall()
                 world.uninstall(self.world)
 
     def reset(self) -> None:
@@ -171,6 +173,7 @@ def start(
         elbv2_actions.install()
         zones.install()
         quotas.install()
+        addressing.install()
         app = gateway.Gateway(
             sim, DomainDispatcherApplication(create_backend_app), admin.AdminApp(sim)
         )
