@@ -91,17 +91,25 @@ class _Module(ast.NodeVisitor):
             return
         if func.attr not in CONTEXT_METHODS:
             return
-        receiver = func.value
-        if isinstance(receiver, ast.Name) and receiver.id == "calls":
-            args = node.args[4:6]  # calls.call(clients, limiter, account, region, service, action)
-        elif isinstance(receiver, ast.Name) and receiver.id in {"ctx", "self"}:
-            args = node.args[0:2]
-            if receiver.id == "self" and not self.module.endswith("aws/calls.py"):
-                return  # self.call(...) of some other class
-        else:
-            return
         if self.module == "aws/calls.py":
             return  # the choke point itself forwards its callers' service and action
+        receiver = func.value
+        receiver_name = (
+            receiver.id
+            if isinstance(receiver, ast.Name)
+            else receiver.attr
+            if isinstance(receiver, ast.Attribute)
+            else ""
+        )
+        first = node.args[0] if node.args else None
+        literal_first = isinstance(first, ast.Constant) and isinstance(first.value, str)
+        if receiver_name == "calls":
+            args = node.args[4:6]  # calls.call(clients, limiter, account, region, service, action)
+        elif literal_first or "ctx" in receiver_name or "context" in receiver_name.lower():
+            # ctx.call("ec2", ...), self.ctx.collect(...), context.paginate(...): a Context.
+            args = node.args[0:2]
+        else:
+            return
         if len(args) < 2:
             self._unresolved(node, "fewer than two positional arguments")
             return

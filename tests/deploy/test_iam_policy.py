@@ -226,6 +226,11 @@ def test_the_scan_follows_literals_names_loops_and_parameters(tmp_path: Path) ->
                 await helper(ctx, "RejectVpcEndpointConnections", [])
                 await ctx.call("ec2", name)
                 await ctx.call("s3", "ListBuckets")
+
+            class Step:
+                async def run(self, context):
+                    await self.ctx.call("ec2", "DescribeSubnets")
+                    await context.collect("ec2", "DescribeRouteTables", "RouteTables")
             """
         )
     )
@@ -238,6 +243,8 @@ def test_the_scan_follows_literals_names_loops_and_parameters(tmp_path: Path) ->
         "servicequotas:GetAWSDefaultServiceQuota",
         "ec2:AcceptVpcEndpointConnections",
         "ec2:RejectVpcEndpointConnections",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeRouteTables",
     }
     # `name` comes from a caller outside the module, and s3 is no service linkplane knows.
     assert len(result.unresolved) == 2
