@@ -105,8 +105,12 @@ async def test_without_configuration_every_caller_is_the_local_principal():
     ("environment", "message"),
     [
         (
-            {"LINKPLANE_OIDC_ISSUER": "https://idp", "LINKPLANE_OIDC_AUDIENCE": "lp"},
+            {"LINKPLANE_OIDC_ISSUER": "corp-idp", "LINKPLANE_OIDC_AUDIENCE": "lp"},
             "LINKPLANE_OIDC_JWKS is required",
+        ),
+        (
+            {"LINKPLANE_OIDC_ISSUER": "https://idp", "LINKPLANE_OIDC_JWKS": "/etc/jwks.json"},
+            "LINKPLANE_OIDC_AUDIENCE is required",
         ),
         (
             {

@@ -65,17 +65,25 @@ class JwksServer:
 
     def __init__(self) -> None:
         self.document: dict[str, Any] = {"keys": []}
+        self.discovery: dict[str, Any] | None = None
         self.fetches = 0
         self.failing = False
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                owner.fetches += 1
+                if self.path == "/.well-known/openid-configuration":
+                    if owner.discovery is None:
+                        self.send_error(404)
+                        return
+                    document = owner.discovery
+                else:
+                    owner.fetches += 1
+                    document = owner.document
                 if owner.failing:
                     self.send_error(503)
                     return
-                body = json.dumps(owner.document).encode()
+                body = json.dumps(document).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -86,7 +94,8 @@ class JwksServer:
                 pass
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/jwks.json"
+        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.url = f"{self.base}/jwks.json"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
@@ -210,9 +219,14 @@ def test_configuration_is_checked_at_start_up(tmp_path):
         identity.OidcConfig(issuer=ISSUER, audience=AUDIENCE, jwks="http://idp.example.com/jwks")
     with pytest.raises(ValueError, match="AUDIENCE"):
         identity.OidcConfig(issuer=ISSUER, audience="", jwks=str(tmp_path / "jwks.json"))
-    with pytest.raises(ValueError, match="JWKS"):
-        identity.OidcConfig(issuer=ISSUER, audience=AUDIENCE, jwks="")
-    settings = Settings(oidc_issuer=ISSUER, oidc_audience=AUDIENCE)  # no JWKS
+    # Without a JWKS location the keys come through the issuer's discovery document, so the
+    # issuer must then be an https URL.
+    identity.OidcConfig(issuer=ISSUER, audience=AUDIENCE, jwks="")
+    with pytest.raises(ValueError, match="LINKPLANE_OIDC_JWKS is required"):
+        identity.OidcConfig(issuer="corp-idp", audience=AUDIENCE, jwks="")
+    with pytest.raises(ValueError, match="https"):
+        identity.OidcConfig(issuer="http://idp.example.com", audience=AUDIENCE, jwks="")
+    settings = Settings(oidc_issuer="corp-idp", oidc_audience=AUDIENCE)  # no JWKS
     with pytest.raises(ValueError, match="JWKS"):
         identity.Authenticator.from_settings(settings)
 
@@ -391,3 +405,24 @@ async def test_a_key_change_drops_tokens_verified_with_the_old_keys(idp):
     with pytest.raises(errors.Unauthenticated) as caught:
         await verifier.principal(cached)
     assert caught.value.reason == "UNKNOWN_SIGNING_KEY"
+
+
+async def test_keys_are_found_through_the_issuers_discovery_document(idp):
+    key = ec_key("discovered")
+    idp.document = jwks_of(key)
+    idp.discovery = {"issuer": idp.base, "jwks_uri": idp.url}
+    config = identity.OidcConfig(issuer=idp.base, audience=AUDIENCE, jwks="")
+    auth = identity.Authenticator(oidc=config)
+    assert await principal_of(auth, token(key, iss=idp.base)) == "alice"
+    assert idp.fetches == 1
+
+    # A discovery document naming another issuer is not trusted (OIDC Discovery 4.3).
+    idp.discovery = {"issuer": "https://evil.example.com", "jwks_uri": idp.url}
+    impostor = identity.Authenticator(oidc=config)
+    with pytest.raises(errors.Unavailable):
+        await principal_of(impostor, token(key, iss=idp.base))
+    # Nor one sending keys over plain http from elsewhere than loopback.
+    idp.discovery = {"issuer": idp.base, "jwks_uri": "http://keys.example.com/jwks"}
+    downgraded = identity.Authenticator(oidc=config)
+    with pytest.raises(errors.Unavailable):
+        await principal_of(downgraded, token(key, iss=idp.base))

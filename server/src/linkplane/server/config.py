@@ -72,8 +72,8 @@ class Settings(BaseSettings):
     )
     oidc_jwks: str | None = Field(
         default=None,
-        description="The issuer's signing keys: a JWKS file path or https URL (required with "
-        "issuer).",
+        description="The issuer's signing keys: a JWKS file path or https URL; unset, the "
+        "jwks_uri of the issuer's OpenID discovery document.",
     )
     oidc_principal_claim: str = Field(
         default="sub", description="The token claim whose value is the caller's principal."

@@ -98,7 +98,8 @@ class OidcConfig:
     audience: str
     """A value the token's `aud` must contain: this linkplane installation."""
     jwks: str
-    """Where the issuer's public keys are: a file path, an https URL (http only on loopback)."""
+    """Where the issuer's public keys are: a file path, an https URL (http only on loopback),
+    or "" for the `jwks_uri` of the issuer's OpenID discovery document."""
     principal_claim: str = "sub"
     """The claim whose (string) value is the caller's principal."""
     algorithms: tuple[str, ...] = ("RS256", "ES256")
@@ -119,14 +120,24 @@ class OidcConfig:
             )
         if not self.audience:
             raise ValueError("LINKPLANE_OIDC_AUDIENCE is required with LINKPLANE_OIDC_ISSUER")
-        if not self.jwks:
-            raise ValueError("LINKPLANE_OIDC_JWKS is required with LINKPLANE_OIDC_ISSUER")
         if not self.principal_claim:
             raise ValueError("LINKPLANE_OIDC_PRINCIPAL_CLAIM must name a claim")
-        jwks_source(self.jwks)  # refuse a bad location at start-up, not at the first call
+        # Refuse a bad location at start-up, not at the first call.
+        if self.jwks:
+            jwks_source(self.jwks)
+        elif not isinstance(jwks_source(discovery_url(self.issuer), "LINKPLANE_OIDC_ISSUER"), str):
+            raise ValueError(
+                "LINKPLANE_OIDC_JWKS is required when LINKPLANE_OIDC_ISSUER is not an https URL "
+                "(its keys are otherwise found through its OpenID discovery document)"
+            )
 
 
-def jwks_source(location: str) -> str | Path:
+def discovery_url(issuer: str) -> str:
+    """Where OpenID Connect Discovery 1.0 puts the issuer's metadata (and its `jwks_uri`)."""
+    return issuer.rstrip("/") + "/.well-known/openid-configuration"
+
+
+def jwks_source(location: str, what: str = "LINKPLANE_OIDC_JWKS") -> str | Path:
     """A JWKS location as a URL (str) or a file (Path); plain http only on loopback."""
     parsed = urllib.parse.urlsplit(location)
     if parsed.scheme == "https":
@@ -139,24 +150,61 @@ def jwks_source(location: str) -> str | Path:
             loopback = False
         if not loopback:
             raise ValueError(
-                f"LINKPLANE_OIDC_JWKS {location!r}: keys must come over https "
+                f"{what} {location!r}: keys must come over https "
                 "(plain http is accepted only on loopback)"
             )
         return location
     if parsed.scheme in {"", "file"}:
         return Path(parsed.path if parsed.scheme == "file" else location)
-    raise ValueError(f"LINKPLANE_OIDC_JWKS {location!r}: use a file path or an https URL")
+    raise ValueError(f"{what} {location!r}: use a file path or an https URL")
+
+
+class _NoDowngrade(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, except from https to anything else (keys must not travel in clear)."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if req.full_url.startswith("https://") and not newurl.startswith("https://"):
+            raise OSError(f"refusing a redirect from {req.full_url} to {newurl}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_NoDowngrade)
 
 
 def read_jwks(source: str | Path) -> bytes:
-    """The JWKS document's bytes (blocking: run in a thread)."""
+    """A JSON document's bytes from a file or URL (blocking: run in a thread); at most 1 MiB."""
     if isinstance(source, Path):
         with source.open("rb") as file:
-            return file.read(MAX_JWKS_BYTES + 1)[:MAX_JWKS_BYTES]
-    request = urllib.request.Request(source, headers={"Accept": "application/json"})  # noqa: S310
-    with urllib.request.urlopen(request, timeout=JWKS_FETCH_TIMEOUT_SECONDS) as response:  # noqa: S310
-        body: bytes = response.read(MAX_JWKS_BYTES + 1)
-    return body[:MAX_JWKS_BYTES]
+            body = file.read(MAX_JWKS_BYTES + 1)
+    else:
+        request = urllib.request.Request(source, headers={"Accept": "application/json"})  # noqa: S310
+        with _OPENER.open(request, timeout=JWKS_FETCH_TIMEOUT_SECONDS) as response:
+            body = response.read(MAX_JWKS_BYTES + 1)
+    if len(body) > MAX_JWKS_BYTES:
+        raise ValueError(f"{source} is larger than {MAX_JWKS_BYTES} bytes")
+    return bytes(body)
+
+
+def fetch_jwks(config: OidcConfig) -> bytes:
+    """The issuer's JWKS: from LINKPLANE_OIDC_JWKS, else through its discovery document."""
+    if config.jwks:
+        return read_jwks(jwks_source(config.jwks))
+    metadata = json.loads(read_jwks(jwks_source(discovery_url(config.issuer))))
+    if not isinstance(metadata, dict) or metadata.get("issuer") != config.issuer:
+        # OpenID Connect Discovery 1.0, section 4.3: the document must name the same issuer.
+        raise ValueError(f"{discovery_url(config.issuer)} names another issuer")
+    jwks_uri = metadata.get("jwks_uri")
+    if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
+        raise ValueError(f"{discovery_url(config.issuer)} has no https jwks_uri")
+    return read_jwks(jwks_source(jwks_uri, "jwks_uri"))
 
 
 def public_signing_keys(document: bytes) -> dict[str, Key]:
@@ -198,7 +246,6 @@ class JwksCache:
 
     def __init__(self, config: OidcConfig) -> None:
         self._config = config
-        self._source = jwks_source(config.jwks)
         self._keys: dict[str, Key] = {}
         self._fetched_at = float("-inf")  # last successful fetch (monotonic)
         self._attempted_at = float("-inf")  # last attempt, successful or not
@@ -238,7 +285,7 @@ class JwksCache:
             self._attempted_at = now
             self.fetches += 1
             try:
-                document = await asyncio.to_thread(read_jwks, self._source)
+                document = await asyncio.to_thread(fetch_jwks, self._config)
                 keys = public_signing_keys(document)
                 if _fingerprint(keys) != _fingerprint(self._keys):
                     self.generation += 1
