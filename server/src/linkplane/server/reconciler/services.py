@@ -905,7 +905,7 @@ class ServiceReconciler:
                     f"{len(live)} live connections; delete with force to reject them",
                 )
                 return engine.Pass(transitional)
-            if live and False:  # CONFORMANCE-BREAK
+            if live:
                 await aws_services.reject_connections(ctx, service_id, live)
                 async with self.ws.db.transaction() as session:
                     await leases.load(session, models.Service, lease)
