@@ -323,3 +323,23 @@ def test_policy_helpers_copy_and_report_changes():
     assert iam.member("user:alice") == "user:alice"
     assert iam.member("spiffe://example.org/x") == "user:spiffe://example.org/x"
     assert iam.role("admin") == "roles/linkplane.admin"
+
+
+def test_lpctl_token_precedence(tmp_path):
+    from pathlib import Path
+
+    from linkplane.client.cli.state import Credentials, resolve_token
+
+    file = tmp_path / "t"
+    profile = {"token": "from-profile", "token_file": "/profile/file"}
+    assert resolve_token(Credentials(), {}) == (None, None)
+    assert resolve_token(Credentials(), profile) == ("from-profile", None)
+    assert resolve_token(Credentials(), {"token_file": "~/t"}) == (None, Path("~/t").expanduser())
+    # Environment (not from a flag): a token beats a token file, both beat the profile.
+    assert resolve_token(Credentials(token="env", token_file=file), profile) == ("env", None)
+    assert resolve_token(Credentials(token_file=file), profile) == (None, file)
+    # A flag beats the other kind from the environment.
+    flagged_file = Credentials(token="env", token_file=file, token_file_from_flag=True)
+    assert resolve_token(flagged_file, {}) == (None, file)
+    flagged_token = Credentials(token="flag", token_file=file, token_from_flag=True)
+    assert resolve_token(flagged_token, {}) == ("flag", None)
