@@ -7,6 +7,11 @@ linkplane reports and what the simulator holds."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -127,6 +132,113 @@ async def test_sqs_interface_endpoint_with_private_dns_reaches_available(
     assert f"sqs.{REGION}.amazonaws.com" in {d["DnsName"] for d in endpoint["DnsEntries"]}
     assert modify_calls(sim) == before
     await delete(api, connection.name)
+
+
+async def test_s3_gateway_endpoint_with_route_tables(api, networks, project, sim, control_plane):
+    await api.register(project, CONSUMER)
+    network = own_network(sim)
+    tables = network["route_table_ids"]
+    # Created with lpctl, as an operator would.
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LINKPLANE_")}
+    environment.update(
+        {"LINKPLANE_ADDRESS": f"127.0.0.1:{control_plane.port}", "LINKPLANE_PROJECT": project}
+    )
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable, "-m", "linkplane.client.cli", "-o", "json",
+            "connections", "create", "s3", "--account", CONSUMER, "--region", REGION,
+            "--service-name", S3, "--endpoint-type", "gateway", "--vpc", network["vpc_id"],
+            "--route-table", tables[0], "--wait", "--wait-timeout", "60",
+        ],
+        capture_output=True, text=True, env=environment, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    created = json.loads(result.stdout)
+    assert created["endpointType"] == "ENDPOINT_TYPE_GATEWAY"
+    assert created["routeTableIds"] == [tables[0]]
+    assert created["state"] == "STATE_AVAILABLE"
+    name = f"projects/{project}/connections/s3"
+    connection = await get(api, name)
+    assert not connection.network_interfaces and not connection.dns_entries
+
+    async def routes_to(endpoint_id: str) -> set[str]:
+        async with as_account(sim, CONSUMER, "ec2") as ec2:
+            found = await ec2.describe_route_tables(RouteTableIds=tables)
+        return {
+            t["RouteTableId"]
+            for t in found["RouteTables"]
+            for r in t.get("Routes", [])
+            if r.get("GatewayId") == endpoint_id
+        }
+
+    endpoint = await sim_endpoint(sim, connection.endpoint_id)
+    assert endpoint["VpcEndpointType"] == "Gateway"
+    assert sorted(endpoint["RouteTableIds"]) == [tables[0]]
+    assert await routes_to(connection.endpoint_id) == {tables[0]}
+
+    # Route tables are updated by diff (ModifyVpcEndpoint Add/RemoveRouteTableIds).
+    update = await api.consumer.UpdateConnection(
+        consumer_service_pb2.UpdateConnectionRequest(
+            connection=Conn(name=name, route_table_ids=[tables[1]]),
+            update_mask={"paths": ["route_table_ids"]},
+            request_id=str(uuid.uuid4()),
+        )
+    )
+    done = await wait_done(api, update.name, 60.0)
+    assert not done.HasField("error"), done.error
+    endpoint = await sim_endpoint(sim, connection.endpoint_id)
+    assert sorted(endpoint["RouteTableIds"]) == [tables[1]]
+    assert await routes_to(connection.endpoint_id) == {tables[1]}
+    await delete(api, name)
+    async with as_account(sim, CONSUMER, "ec2") as ec2:
+        gone = await ec2.describe_vpc_endpoints(
+            Filters=[{"Name": "vpc-id", "Values": [network["vpc_id"]]}]
+        )
+    assert all(str(e["State"]).lower() == "deleted" for e in gone["VpcEndpoints"])
+
+
+async def test_the_endpoint_quota_comes_from_service_quotas(api, networks, project, sim):
+    # A Region of its own: linkplane keeps quota answers for an hour per account and Region.
+    region = "eu-west-1"
+    sqs = f"com.amazonaws.{region}.sqs"
+    await api.register(project, CONSUMER)
+    network = sim_server.seed_network(sim, account_id=CONSUMER, region=region, cidr="10.40.0.0/16")
+    sim.set_quota(CONSUMER, 2, region=region)
+    try:
+        for index in range(3):
+            op = await create(
+                api,
+                project,
+                f"q{index}",
+                Conn(
+                    consumer_account=f"projects/{project}/accounts/{CONSUMER}",
+                    region=region,
+                    vpc_id=network["vpc_id"],
+                    subnet_ids=network["subnet_ids"],
+                    service_name=sqs,
+                ),
+            )
+            done = await wait_done(api, op.name, 60.0)
+            assert done.HasField("error") == (index == 2), done
+        third = await get(api, f"projects/{project}/connections/q2")
+        assert third.state == Conn.STATE_FAILED
+        assert third.last_aws_error.code == "VpcEndpointQuota"
+        assert "quota 2" in third.last_aws_error.message
+        assert not third.endpoint_id
+        # Pre-flight refused it: AWS was never asked to create a third endpoint.
+        refused = [
+            r
+            for r in sim.requests()
+            if r["action"] == "CreateVpcEndpoint"
+            and r["region"] == region
+            and r["error_code"] == "VpcEndpointLimitExceeded"
+        ]
+        assert refused == []
+    finally:
+        sim.set_quota(CONSUMER, 50, region=region)
+    for index in range(2):
+        await delete(api, f"projects/{project}/connections/q{index}")
 
 
 @pytest.mark.parametrize(
