@@ -11,6 +11,6 @@ it serves is modelled or refused, never silently echoed (docs/sim.md, "Conforman
 Layout (lower modules never import higher ones):
 ``clocks``, ``config``, ``throttling``, ``faults``, ``zones``, ``params`` (plain mechanisms) →
 ``models`` → ``world`` (the cross-account registry and lock) → ``catalog``, ``addressing``,
-``quotas``, ``ec2_actions``, ``elbv2_actions`` (moto seams) → ``networks``, ``gateway``, ``admin``
-(WSGI) → ``server``, ``cli``.
+``quotas`` → ``ec2_common`` → ``ec2_endpoints`` → ``ec2_actions``, ``elbv2_actions`` (moto
+seams) → ``networks``, ``gateway``, ``admin`` (WSGI) → ``server``, ``cli``.
 """

@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import parse_qs
 
-from linkplane.sim import config, ec2_actions, networks, world
+from linkplane.sim import config, ec2_endpoints, networks, world
 
 StartResponse = Callable[..., object]
 WsgiEnviron = dict[str, object]
@@ -150,7 +150,7 @@ class AdminApp:
         if route == ("POST", "endpoint-state"):
             endpoint_id = _text(body, "endpoint_id")
             try:
-                ec2_actions.force_endpoint_state(
+                ec2_endpoints.force_endpoint_state(
                     sim,
                     endpoint_id,
                     _text(body, "state"),

@@ -22,6 +22,7 @@ from linkplane.sim import (
     addressing,
     admin,
     ec2_actions,
+    ec2_endpoints,
     elbv2_actions,
     gateway,
     networks,
@@ -115,7 +116,7 @@ class SimHandle:
     ) -> None:
         """Force an endpoint into ``failed``, ``expired`` or ``partial`` (with LastError and,
         for failed, FailureReason from ``code``/``message``)."""
-        ec2_actions.force_endpoint_state(self.world, endpoint_id, state, code, message)
+        ec2_endpoints.force_endpoint_state(self.world, endpoint_id, state, code, message)
 
     def arm_endpoint_outcome(
         self,
