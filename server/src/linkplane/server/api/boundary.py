@@ -53,7 +53,9 @@ class Boundary(_Interceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming or handler.request_deserializer is None:
+        if handler is None:  # an unknown method (grpc's stubs say it never is)
+            return handler
+        if handler.request_streaming or handler.request_deserializer is None:
             return handler
         method = str(handler_call_details.method).rsplit("/", 1)[-1]
         deserializer = _tolerant(handler.request_deserializer)

@@ -304,7 +304,7 @@ class Limiter:
         finally:
             was_head = bool(bucket.queue) and bucket.queue[0] is turn
             if was_head:
-                bucket.queue.popleft()
+                _ = bucket.queue.popleft()  # this waiter's own turn: nothing to await
             else:
                 with contextlib.suppress(ValueError):  # Already served and removed.
                     bucket.queue.remove(turn)
