@@ -177,6 +177,12 @@ async def test_b_connects_to_as_service_and_each_sees_only_its_side(people, netw
     assert entry.endpoint_id == pending.endpoint_id
     assert entry.request_message == "orders team, ticket 42"
     assert entry.connection == ""  # B's resource name is B's business
+    probe = await alice.provider.ListServiceConnections(
+        provider_service_pb2.ListServiceConnectionsRequest(
+            parent=service_name, filter=f'connection = "{connection_name}"'
+        )
+    )
+    assert list(probe.service_connections) == []  # nor can a filter probe for it
     assert b.encode() not in inventory.SerializeToString()
     error = await denied(
         alice.consumer.GetConnection(

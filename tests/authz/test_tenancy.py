@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from linkplane.server import cli, devmode
 from linkplane.server.runtime import Runtime
-from linkplane.server.storage import audit, database, models
+from linkplane.server.storage import audit, database, models, records
 from linkplane.v1 import (
     account_pb2,
     account_service_pb2,
@@ -363,3 +363,56 @@ def test_dev_mode_says_authentication_is_off_and_how_to_turn_it_on():
     assert "LINKPLANE_AUTH_TOKENS" in off and "LINKPLANE_ADMINS" in off
     on = devmode.walkthrough("127.0.0.1:50051", {}, None, auth_enabled=True)
     assert "Authentication is on" in on
+
+
+async def test_the_inventory_names_and_filters_only_connections_of_the_services_project(
+    callers, tenants, authz_server
+):
+    a, b = tenants
+    root = callers["root"]
+    await root.register(a, "111111111111")
+    await root.provider.PublishService(
+        provider_service_pb2.PublishServiceRequest(
+            parent=f"projects/{a}",
+            service_id="svc",
+            service=service_pb2.Service(
+                provider_account=f"projects/{a}/accounts/111111111111",
+                region="us-east-1",
+                load_balancer=service_pb2.LoadBalancer(
+                    managed=service_pb2.ManagedLoadBalancer(
+                        subnet_ids=["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+                        listeners=[service_pb2.Listener(port=443)],
+                        targets=[service_pb2.Target(id="10.0.1.10")],
+                    )
+                ),
+            ),
+        )
+    )
+    service = f"projects/{a}/services/svc"
+    ours, theirs = f"projects/{a}/connections/local", f"projects/{b}/connections/remote"
+    async with authz_server.db.transaction() as session:
+        row = await records.get(session, models.Service, service)
+        assert row is not None
+        for endpoint_id, name in (
+            ("vpce-0000000000000000a", ours),
+            ("vpce-0000000000000000b", theirs),
+        ):
+            session.add(
+                models.ServiceConnection(
+                    service_uid=row.uid,
+                    endpoint_id=endpoint_id,
+                    owner_account_id="222222222222",
+                    state="PENDING_ACCEPTANCE",
+                    connection_name=name,
+                )
+            )
+
+    async def listed(filter_text: str = "") -> list[tuple[str, str]]:
+        response = await root.provider.ListServiceConnections(
+            provider_service_pb2.ListServiceConnectionsRequest(parent=service, filter=filter_text)
+        )
+        return [(c.endpoint_id, c.connection) for c in response.service_connections]
+
+    assert await listed() == [("vpce-0000000000000000a", ours), ("vpce-0000000000000000b", "")]
+    assert await listed(f'connection = "{ours}"') == [("vpce-0000000000000000a", ours)]
+    assert await listed(f'connection = "{theirs}"') == []

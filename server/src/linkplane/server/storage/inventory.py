@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
+from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkplane.server.domain import filters
@@ -21,8 +22,21 @@ def _columns() -> dict[str, object]:
         "owner_account_id": Row.owner_account_id,
         "vpc_id": Row.vpc_id,
         "region": Row.region,
-        "connection": Row.connection_name,
+        "connection": _visible_connection(),
     }
+
+
+def _visible_connection() -> Any:
+    """The consumer's Connection name as the provider may filter on it: only a Connection of the
+    service's own project (like the API shows it), so a filter cannot probe other projects."""
+    project = (
+        select(models.Service.project)
+        .where(models.Service.uid == Row.service_uid)
+        .correlate(Row)
+        .scalar_subquery()
+    )
+    same_project = Row.connection_name.startswith(func.concat("projects/", project, "/"))
+    return case((same_project, Row.connection_name), else_="")
 
 
 async def page(
