@@ -105,36 +105,51 @@ def rendered() -> dict[tuple[str, str], dict[str, Any]]:
 # which every mount is read-only and /tmp is a fresh tmpfs. Needs root and unshare (CI has
 # both); elsewhere the pods run on the normal filesystem.
 READ_ONLY_ROOT = os.geteuid() == 0 and shutil.which("unshare") and shutil.which("findmnt")
+# $1: the directories under /tmp the pod's command needs (this checkout and its virtualenv,
+# when CI clones there), kept visible through /tmp's tmpfs by moving bind mounts of them in.
 READ_ONLY_WRAPPER = """
-for m in $(findmnt -rn -o TARGET | sort -r); do mount -o remount,bind,ro "$m" 2>/dev/null; done
+keep="$1"; shift
+mount -t tmpfs tmpfs /mnt
+i=0; for p in $keep; do mkdir /mnt/$i; mount --rbind "$p" /mnt/$i; i=$((i+1)); done
 mount -t tmpfs -o size=64m tmpfs /tmp
+i=0; for p in $keep; do mkdir -p "$p"; mount --move /mnt/$i "$p"; i=$((i+1)); done
+for m in $(findmnt -rn -o TARGET | sort -r); do
+  [ "$m" = /tmp ] || mount -o remount,bind,ro "$m" 2>/dev/null
+done
 if touch /rootfs-write-check 2>/dev/null; then echo "root filesystem is writable" >&2; exit 97; fi
+if ! touch /tmp/tmp-write-check; then echo "/tmp is not writable" >&2; exit 98; fi
 exec "$@"
 """
 
 
-def pod_command(args: list[str]) -> list[str]:
+def pod_command(args: list[str], database_url: str) -> list[str]:
     if not READ_ONLY_ROOT:
         return args
-    return [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        READ_ONLY_WRAPPER,
-        "sh",
-        *args,
-    ]
+    tmp = Path("/tmp").resolve()
+    needed = {ROOT.resolve(), Path(sys.prefix).resolve()}
+    # An embedded Postgres (no LINKPLANE_TEST_DATABASE_URL) listens on a socket in its
+    # data directory, which tempfile puts under /tmp.
+    socket_dir = make_url(database_url).query.get("host")
+    if isinstance(socket_dir, str) and socket_dir.startswith("/"):
+        needed.add(Path(socket_dir).resolve())
+    keep = sorted(str(p) for p in needed if p.is_relative_to(tmp) and p != tmp)
+    # A kept directory inside another kept one comes along with it.
+    keep = [p for p in keep if not any(p != q and p.startswith(q + "/") for q in keep)]
+    wrapper = ["sh", "-c", READ_ONLY_WRAPPER, "sh", " ".join(keep)]
+    return ["unshare", "--mount", "--propagation", "private", *wrapper, *args]
 
 
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start(
+    args: list[str], env: dict[str, str], log: Path, database_url: str
+) -> subprocess.Popen[bytes]:
     # As in the image: no HOME to write to, only what the pod spec sets.
     base = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8"}
     with log.open("wb") as out:
         return subprocess.Popen(
-            pod_command(args), env={**base, **env}, stdout=out, stderr=subprocess.STDOUT
+            pod_command(args, database_url),
+            env={**base, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
 
 
@@ -189,7 +204,7 @@ def test_migrate_then_api_and_worker_start_and_pass_their_probes(
 
     job = rendered[("Job", "linkplane-migrate")]
     migrate = subprocess.run(
-        pod_command(command(job)),
+        pod_command(command(job), fresh_database),
         env={
             "PATH": f"{BIN}:/usr/bin:/bin",
             "HOME": "/nonexistent",
@@ -214,7 +229,7 @@ def test_migrate_then_api_and_worker_start_and_pass_their_probes(
             env["LINKPLANE_LISTEN"] = f"127.0.0.1:{grpc_port}"
             env["LINKPLANE_METRICS_LISTEN"] = f"127.0.0.1:{metrics_port}"
             log = tmp_path / f"{name}.log"
-            process = start(command(document), env, log)
+            process = start(command(document), env, log, fresh_database)
             pause = (
                 container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
             )
