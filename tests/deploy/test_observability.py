@@ -115,8 +115,11 @@ GRAFANA_VARIABLES = {
     "$__range": "1h",
     "$namespace": ".*",
 }
-# Series of Prometheus itself that rules may use alongside linkplane's.
-PROMETHEUS_SERIES = {"up": frozenset({"job", "instance"})}
+# Series from Prometheus itself and kube-state-metrics that rules may use alongside linkplane's.
+PROMETHEUS_SERIES = {
+    "up": frozenset({"job", "instance"}),
+    "kube_deployment_status_replicas_available": frozenset({"namespace", "deployment"}),
+}
 # Functions whose result keeps its vector argument's labels (all linkplane queries use).
 LABEL_KEEPING = {
     "rate",
@@ -284,7 +287,8 @@ def test_alert_rules_are_well_formed(metrics: dict[str, Metric]) -> None:
         for rule in group["rules"]:
             assert set(rule) <= {"alert", "expr", "for", "keep_firing_for", "labels", "annotations"}
             assert re.fullmatch(r"Linkplane[A-Z][A-Za-z]+", rule["alert"]), rule["alert"]
-            assert NAME.search(rule["expr"]), f"{rule['alert']}: no linkplane metric"
+            about_linkplane = NAME.search(rule["expr"]) or 'deployment=~"linkplane-' in rule["expr"]
+            assert about_linkplane, f"{rule['alert']}: neither a linkplane metric nor workload"
             assert DURATION.match(rule.get("for", "0m")), rule["alert"]
             assert rule["labels"]["severity"] in SEVERITIES, rule["alert"]
             assert rule["annotations"]["summary"] and rule["annotations"]["description"]
