@@ -416,3 +416,46 @@ async def test_the_inventory_names_and_filters_only_connections_of_the_services_
     assert await listed() == [("vpce-0000000000000000a", ours), ("vpce-0000000000000000b", "")]
     assert await listed(f'connection = "{ours}"') == [("vpce-0000000000000000a", ours)]
     assert await listed(f'connection = "{theirs}"') == []
+
+
+async def test_a_watch_ends_at_its_next_event_once_the_role_is_revoked(callers, tenants):
+    a, _ = tenants
+    alice, watcher = callers["alice"], callers["nobody"]
+    await callers["root"].register(a, "111111111111")
+    await alice.grant(a, "roles/linkplane.viewer", "nobody")
+    stream = watcher.provider.WatchServices(
+        provider_service_pb2.WatchServicesRequest(parent=f"projects/{a}", send_initial=True),
+        timeout=60,
+    )
+    events = stream.__aiter__()
+    first = await events.__anext__()
+    assert first.type  # SYNCED: the initial (empty) state was delivered
+    policy = await alice.iam.GetIamPolicy(
+        iam_policy_pb2.GetIamPolicyRequest(resource=f"projects/{a}")
+    )
+    kept = [b for b in policy.bindings if b.role != "roles/linkplane.viewer"]
+    await alice.iam.SetIamPolicy(
+        iam_policy_pb2.SetIamPolicyRequest(
+            resource=f"projects/{a}", policy=policy_pb2.Policy(bindings=kept, etag=policy.etag)
+        )
+    )
+    await callers["root"].provider.PublishService(
+        provider_service_pb2.PublishServiceRequest(
+            parent=f"projects/{a}",
+            service_id="after-revocation",
+            service=service_pb2.Service(
+                provider_account=f"projects/{a}/accounts/111111111111",
+                region="us-east-1",
+                load_balancer=service_pb2.LoadBalancer(
+                    managed=service_pb2.ManagedLoadBalancer(
+                        subnet_ids=["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+                        listeners=[service_pb2.Listener(port=443)],
+                        targets=[service_pb2.Target(id="10.0.1.10")],
+                    )
+                ),
+            ),
+        )
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await events.__anext__()
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED

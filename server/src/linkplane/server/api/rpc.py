@@ -136,8 +136,12 @@ def streaming(
             actor = await authenticate(self.deps, context)
             CALLER.set(actor)
             lease = self.deps.limits.acquire_stream(actor)
-            await self.deps.authorizer.check(authz.method_name(self, name), request, actor)
+            full_name = authz.method_name(self, name)
+            await self.deps.authorizer.check(full_name, request, actor)
             async for item in method(self, request, context, actor):
+                # Re-checked per event (the policy is cached, ~10 us): a revoked role ends the
+                # stream at its next event instead of leaking changes for as long as it lives.
+                await self.deps.authorizer.check(full_name, request, actor)
                 yield item
         except errors.DomainError as error:
             code = api_errors.code_of(error).name
