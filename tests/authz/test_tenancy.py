@@ -459,3 +459,34 @@ async def test_a_watch_ends_at_its_next_event_once_the_role_is_revoked(callers, 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await events.__anext__()
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_admins_reflection_and_page_key_come_from_the_environment(monkeypatch):
+    from linkplane.server.config import Settings
+
+    monkeypatch.setenv("LINKPLANE_ADMINS", '["alice", "user:bob"]')
+    monkeypatch.setenv("LINKPLANE_REFLECTION", "false")
+    monkeypatch.setenv("LINKPLANE_PAGE_TOKEN_SECRET", "s3cret")
+    configured = Settings()
+    assert configured.admins == ["alice", "user:bob"]
+    assert configured.reflection is False
+    assert configured.page_token_key() == b"s3cret"
+    monkeypatch.delenv("LINKPLANE_PAGE_TOKEN_SECRET")
+    # Unset: a random key per process (dev and tests), never a built-in constant.
+    assert Settings().page_token_key() == Settings().page_token_key()
+    assert Settings().page_token_key() not in {b"", b"linkplane-page-tokens"}
+
+
+def test_which_allowed_principals_admit_a_consumer_account():
+    from linkplane.server.api import authz
+
+    account = "222222222222"
+    assert authz.admits(["*"], account)
+    assert authz.admits([account], account)
+    assert authz.admits([f"arn:aws:iam::{account}:root"], account)
+    assert authz.admits([f"arn:aws:iam::{account}:role/linkplane"], account)
+    assert not authz.admits(["333333333333", "arn:aws:iam::333333333333:root"], account)
+    # Organization principals cannot be verified here: they do not count.
+    org = "arn:aws:organizations::111111111111:organization/o-abcdefghij"
+    assert not authz.admits([org], account)
+    assert not authz.admits([], account)
