@@ -264,7 +264,10 @@ class ConsumerServicer(consumer_service_pb2_grpc.ConsumerServiceServicer):
         watcher = standard.watcher(
             self.deps, CONNECTIONS, parent=request.parent, filter_text=request.filter
         )
-        async for event_type, message in watcher.events(send_initial=request.send_initial):
-            yield consumer_service_pb2.WatchConnectionsResponse(
+        async for response in watcher.responses(
+            send_initial=request.send_initial,
+            build=lambda event_type, message: consumer_service_pb2.WatchConnectionsResponse(
                 type=event_type, connection=message, event_time=watches.now()
-            )
+            ),
+        ):
+            yield response

@@ -457,10 +457,13 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
         watcher = standard.watcher(
             self.deps, SERVICES, parent=request.parent, filter_text=request.filter
         )
-        async for event_type, message in watcher.events(send_initial=request.send_initial):
-            yield provider_service_pb2.WatchServicesResponse(
+        async for response in watcher.responses(
+            send_initial=request.send_initial,
+            build=lambda event_type, message: provider_service_pb2.WatchServicesResponse(
                 type=event_type, service=message, event_time=watches.now()
-            )
+            ),
+        ):
+            yield response
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,14 @@ follows and emits the differences, so no change is lost.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime
 import enum
 import operator
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from google.protobuf import timestamp_pb2
@@ -51,8 +52,14 @@ log = structlog.get_logger(__name__)
 SNAPSHOT_PAGE = 200
 # Snapshot pages read at once, process-wide (the pool keeps the rest for unary calls).
 SNAPSHOT_READERS = 4
-# Updates a subscriber may have pending before it re-lists instead of queueing more.
-SUBSCRIBER_QUEUE = 1_000
+# Resources a subscriber may have pending before it re-lists instead of queueing more.
+SUBSCRIBER_BACKLOG = 10_000
+# Stream sends per event-loop iteration (Turnstile).
+SENDS_PER_TICK = 8
+# Live responses kept for the subscribers that send the same event (Hub.response).
+RESPONSE_CACHE = 1024
+
+R = TypeVar("R")
 
 
 def now() -> timestamp_pb2.Timestamp:
@@ -170,28 +177,113 @@ class Gate:
             self._notify()
 
 
+class Turnstile:
+    """Lets at most `per_tick` stream sends start per event-loop iteration.
+
+    A change concerns every subscriber at once; without this, a thousand sends would sit in
+    the loop's ready queue ahead of a unary call's next step. Through the turnstile each loop
+    iteration carries a bounded slice of fan-out work, so unary calls keep their latency while
+    the streams absorb any shortfall of CPU (they catch up, coalesced, when it returns).
+    """
+
+    def __init__(self, per_tick: int) -> None:
+        self.per_tick = per_tick
+        self._passed = 0
+        self._queue: collections.deque[Callable[[], None]] = collections.deque()
+        self._scheduled = False
+
+    def admit(self, wake: Callable[[], None]) -> None:
+        """Call `wake` when its turn comes (in a later loop iteration)."""
+        self._queue.append(wake)
+        self._schedule()
+
+    async def wait(self) -> None:
+        """Return now if this iteration has turns left, else when a later one has."""
+        self._schedule()
+        if self._passed < self.per_tick and not self._queue:
+            self._passed += 1
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def go() -> None:
+            if not turn.done():
+                turn.set_result(None)
+
+        self.admit(go)
+        await turn
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._tick)
+
+    def _tick(self) -> None:
+        self._scheduled = False
+        self._passed = 0
+        while self._queue and self._passed < self.per_tick:
+            self._queue.popleft()()
+            self._passed += 1
+        if self._queue:
+            self._schedule()
+
+
 @dataclass(eq=False)
 class Subscription:
-    """One stream's place in the hub: what it follows and its pending updates."""
+    """One stream's place in the hub: what it follows and what it has yet to send.
+
+    Pending updates are kept per name, the newest replacing an older one: a stream that falls
+    behind sends each resource's latest state rather than every intermediate one (what a
+    re-read at send time gave before), and its backlog is bounded by the resources it follows.
+    """
 
     kind: WatchKind
     project: str
-    queue: asyncio.Queue[Item] = field(default_factory=lambda: asyncio.Queue(SUBSCRIBER_QUEUE + 1))
+    turnstile: Turnstile
+    pending: dict[str, Update] = field(default_factory=dict)
+    interrupt: Resync | Failed | None = None
+    _waiter: asyncio.Future[None] | None = None
+    _admitted: bool = False
 
     def offer(self, item: Item) -> None:
-        if isinstance(item, Resync | Failed):
-            _clear(self.queue)
-        elif self.queue.qsize() >= SUBSCRIBER_QUEUE:
-            # Too far behind: drop the backlog and re-list, rather than grow without bound.
-            _clear(self.queue)
-            item = Resync()
-        self.queue.put_nowait(item)
+        if isinstance(item, Failed):
+            self.interrupt = item
+            self.pending.clear()
+        elif isinstance(item, Resync):
+            # The re-listing happens after this, so it is newer than anything pending.
+            if not isinstance(self.interrupt, Failed):
+                self.interrupt = item
+            self.pending.clear()
+        elif item.name in self.pending or len(self.pending) < SUBSCRIBER_BACKLOG:
+            self.pending[item.name] = item
+        else:
+            # Too far behind on too many resources: re-list instead of growing without bound.
+            self.offer(Resync())
+            return
+        if self._waiter is not None and not self._admitted:
+            self._admitted = True
+            self.turnstile.admit(self._wake)
 
+    def _wake(self) -> None:
+        self._admitted = False
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
-def _clear(queue: asyncio.Queue[Item]) -> None:
-    with contextlib.suppress(asyncio.QueueEmpty):
+    async def next(self) -> Item:
+        """The next thing to act on, when the turnstile gives this stream its turn."""
+        if self.interrupt is None and self.pending:
+            await self.turnstile.wait()
         while True:
-            queue.get_nowait()
+            if self.interrupt is not None:
+                item: Item = self.interrupt
+                self.interrupt = None
+                return item
+            if self.pending:
+                return self.pending.pop(next(iter(self.pending)))
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
 
 
 class Hub:
@@ -211,9 +303,28 @@ class Hub:
         self.epoch = 0
         self.gate = Gate()
         self.snapshot_slots = asyncio.Semaphore(snapshot_readers)
+        self.turnstile = Turnstile(SENDS_PER_TICK)
         self._kinds: dict[str, WatchKind] = {}
         self._subscribers: dict[tuple[str, str], set[Subscription]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._responses: collections.OrderedDict[tuple[Any, int], tuple[Message, Any]] = (
+            collections.OrderedDict()
+        )
+
+    def response(self, event_type: Any, message: Message, build: Callable[[Any, Any], R]) -> R:
+        """The stream response for a live event, built once for all the subscribers that send
+        it (the same message object reaches them all); its event_time is when it was built."""
+        key = (event_type, id(message))
+        cached = self._responses.get(key)
+        if cached is not None and cached[0] is message:
+            response: R = cached[1]
+            return response
+        built = build(event_type, message)
+        # The entry keeps `message` alive, so its id cannot be reused while cached.
+        self._responses[key] = (message, built)
+        while len(self._responses) > RESPONSE_CACHE:
+            self._responses.popitem(last=False)
+        return built
 
     @property
     def subscribers(self) -> int:
@@ -221,7 +332,7 @@ class Hub:
 
     @contextlib.contextmanager
     def subscribe(self, kind: WatchKind, project: str) -> Iterator[Subscription]:
-        subscription = Subscription(kind=kind, project=project)
+        subscription = Subscription(kind=kind, project=project, turnstile=self.turnstile)
         self._kinds[kind.name] = kind
         self._subscribers.setdefault((kind.name, project), set()).add(subscription)
         if self._task is None or self._task.done():
@@ -340,6 +451,22 @@ class Watcher:
         # anything is streamed.
         filtering.compile_filter(node, kind.columns)
 
+    async def responses(
+        self, *, send_initial: bool, build: Callable[[Any, Any], R]
+    ) -> AsyncIterator[R]:
+        """`events` as stream responses made by `build(event_type, message)`; a live event's
+        response is built once per process, not once per subscriber."""
+        live = {
+            common_pb2.EVENT_TYPE_ADDED,
+            common_pb2.EVENT_TYPE_MODIFIED,
+            common_pb2.EVENT_TYPE_DELETED,
+        }
+        async for event_type, message in self.events(send_initial=send_initial):
+            if event_type in live:
+                yield self.hub.response(event_type, message, build)
+            else:
+                yield build(event_type, message)
+
     async def events(self, *, send_initial: bool) -> AsyncIterator[tuple[Any, Any]]:
         with self.hub.subscribe(self.kind, self.project) as subscription:
             async for event in self._sync(Listing.EXISTING if send_initial else Listing.SILENT):
@@ -347,7 +474,7 @@ class Watcher:
             if send_initial:
                 yield common_pb2.EVENT_TYPE_SYNCED, None
             while True:
-                item = await subscription.queue.get()
+                item = await subscription.next()
                 if isinstance(item, Failed):
                     raise item.error
                 if isinstance(item, Resync):
@@ -413,6 +540,7 @@ class Watcher:
             # The connection and the gate are released before anything is written to the
             # client, however slow it reads.
             epochs.append(epoch)
+            await self.hub.turnstile.wait()
             for name, message in page:
                 listed.add(name)
                 page_of[name] = epoch
