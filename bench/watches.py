@@ -200,7 +200,7 @@ async def measure(
         await asyncio.gather(writer(), prober())
         samples.wall = time.perf_counter() - start
         samples.server_cpu = cpu_seconds(server_pid) - cpu
-        samples.load = Path("/proc/loadavg").read_text().split()[0]
+        samples.load = f"{os.getloadavg()[0]:.1f}"
     return samples
 
 
