@@ -316,11 +316,14 @@ class Authorizer:
         self.ttl = ttl
         # project → (expiry on the monotonic clock, member → permissions)
         self._cache: dict[str, tuple[float, dict[str, frozenset[str]]]] = {}
+        # Bumped by every invalidation: a read that began before it must not be cached after it.
+        self._epoch = 0
 
     def is_admin_everywhere(self, principal: str) -> bool:
         return not self.enabled or principal in self.admins
 
     def invalidate(self, project: str) -> None:
+        self._epoch += 1
         self._cache.pop(project, None)
 
     async def permissions(self, principal: str, project: str) -> frozenset[str]:
@@ -330,12 +333,14 @@ class Authorizer:
         now = time.monotonic()
         cached = self._cache.get(project)
         if cached is None or cached[0] <= now:
+            epoch = self._epoch
             async with self.db.transaction() as session:
                 policy = await iam.read(session, project)
             cached = (now + self.ttl, _grants(policy.bindings))
-            if len(self._cache) >= self.MAX_CACHED_PROJECTS:
-                self._cache.clear()
-            self._cache[project] = cached
+            if epoch == self._epoch:
+                if len(self._cache) >= self.MAX_CACHED_PROJECTS:
+                    self._cache.clear()
+                self._cache[project] = cached
         return cached[1].get(member(principal), PUBLIC)
 
     async def has(self, principal: str, project: str, permission: str) -> bool:
