@@ -9,7 +9,17 @@ import ipaddress
 import botocore.exceptions
 import pytest
 
-from tests.conformance.harness import FALSE, SC, TIMEOUT, TRUE, Conn, Tenant, condition
+from tests.conformance.harness import (
+    FALSE,
+    SC,
+    TIMEOUT,
+    TRUE,
+    Conn,
+    Svc,
+    Tenant,
+    condition,
+    eventually,
+)
 
 
 async def test_cross_account_accept_and_reject(tenant: Tenant) -> None:
@@ -238,3 +248,52 @@ async def test_partial_batches_apply_what_they_can(tenant: Tenant) -> None:
     assert [f.endpoint_id for f in answer.failures] == [unknown]
     await api.wait_connection(taken.name, lambda c: c.state == Conn.STATE_REJECTED)
     assert (await sim.endpoint(first.account_id, taken.endpoint_id))["State"] == "rejected"
+
+
+async def test_failed_and_expired_endpoints_are_never_ready(tenant: Tenant) -> None:
+    """States AWS gives no way to cause (injected in the simulator) end the create, clearly."""
+    api, sim = tenant.api, tenant.sim
+    provider, consumer = await tenant.account("10.46.0.0/16"), await tenant.account()
+    service = await api.publish(
+        "flaky", tenant.managed_service(provider, allowed=[consumer.account_id])
+    )
+    # AWS fails to provision the next endpoint of this consumer.
+    await sim.admin(
+        "POST",
+        "endpoint-outcomes",
+        {
+            "state": "failed",
+            "account": consumer.account_id,
+            "code": "InsufficientFreeAddressesInSubnet",
+            "message": "no free addresses in the subnet",
+        },
+    )
+    done = await api.create_connection("doomed", tenant.connection(consumer, service=service.name))
+    assert done.HasField("error")
+    failed = await api.get_connection(api.connection_name("doomed"))
+    assert failed.state == Conn.STATE_FAILED
+    assert failed.last_aws_error.code == "InsufficientFreeAddressesInSubnet"
+    assert condition(failed, "Ready").status == FALSE
+    described = await sim.endpoint(consumer.account_id, failed.endpoint_id)
+    assert described["State"] == "failed"
+    assert described["LastError"]["Code"] == "InsufficientFreeAddressesInSubnet"
+
+    # A request nobody decides on expires.
+    other = await tenant.account("10.47.0.0/16")
+    await api.update_service(
+        Svc(name=service.name, allowed_principals=[consumer.account_id, other.account_id]),
+        "allowed_principals",
+    )
+    waiting = await api.connect("ignored", tenant.connection(other, service=service.name))
+    assert waiting.state == Conn.STATE_PENDING_ACCEPTANCE
+    await sim.admin(
+        "POST", "endpoint-state", {"endpoint_id": waiting.endpoint_id, "state": "expired"}
+    )
+    expired = await api.wait_connection(waiting.name, lambda c: c.state == Conn.STATE_EXPIRED)
+    assert condition(expired, "Ready").status == FALSE
+    assert (await sim.endpoint(other.account_id, waiting.endpoint_id))["State"] == "expired"
+    row = await eventually(
+        lambda: api.inventory(service.name, filter=f'owner_account_id = "{other.account_id}"'),
+        lambda found: [c.state for c in found] == [SC.STATE_EXPIRED],
+    )
+    assert row[0].endpoint_id == waiting.endpoint_id
