@@ -8,8 +8,8 @@ from typing import Any
 import grpc
 import pytest
 
-from linkplane.v1 import common_pb2, consumer_service_pb2, service_pb2
-from tests.conformance.harness import TIMEOUT, Conn, Tenant, condition, eventually, live
+from linkplane.v1 import common_pb2, consumer_service_pb2, provider_service_pb2, service_pb2
+from tests.conformance.harness import TIMEOUT, Conn, Svc, Tenant, condition, eventually, live
 
 AUTOMATIC = service_pb2.AcceptancePolicy.MODE_AUTOMATIC
 
@@ -186,6 +186,54 @@ async def test_watches_stream_the_lifecycle(tenant: Tenant) -> None:
         assert kinds[-1] == common_pb2.EVENT_TYPE_DELETED
         states = [e.connection.state for e in events if e.connection.name == created.name]
         assert states.index(Conn.STATE_AVAILABLE) > states.index(Conn.STATE_CREATING)
+    finally:
+        stream.cancel()
+        collector.cancel()
+        await asyncio.gather(collector, return_exceptions=True)
+
+
+async def test_service_watch_streams_publish_and_delete(tenant: Tenant) -> None:
+    api, sim = tenant.api, tenant.sim
+    provider = await tenant.account("10.64.0.0/16")
+    events: list[provider_service_pb2.WatchServicesResponse] = []
+    synced = asyncio.Event()
+    stream = api.provider.WatchServices(
+        provider_service_pb2.WatchServicesRequest(parent=api.parent, send_initial=True)
+    )
+
+    async def collect() -> None:
+        async for event in stream:
+            events.append(event)
+            if event.type == common_pb2.EVENT_TYPE_SYNCED:
+                synced.set()
+
+    async def snapshot() -> list[Any]:
+        return list(events)
+
+    def seen(kind: Any, state: Any = None) -> list[Svc]:
+        return [
+            e.service
+            for e in events
+            if e.type == kind and (state is None or e.service.state == state)
+        ]
+
+    collector = asyncio.create_task(collect())
+    try:
+        await asyncio.wait_for(synced.wait(), TIMEOUT)
+        assert [e.type for e in events] == [common_pb2.EVENT_TYPE_SYNCED], "an empty project"
+        service = await api.publish("streamed", tenant.managed_service(provider))
+        await eventually(snapshot, lambda _: seen(common_pb2.EVENT_TYPE_MODIFIED, Svc.STATE_ACTIVE))
+        [added] = seen(common_pb2.EVENT_TYPE_ADDED)
+        assert added.name == service.name and added.state == Svc.STATE_CREATING
+        active = seen(common_pb2.EVENT_TYPE_MODIFIED, Svc.STATE_ACTIVE)[-1]
+        [aws_service] = (await sim.objects(provider.account_id))["endpoint_services"]
+        assert aws_service["id"] == active.service_id and aws_service["state"] == "Available"
+
+        done = await api.delete_service(service.name)
+        assert not done.HasField("error"), done.error
+        await eventually(snapshot, lambda _: seen(common_pb2.EVENT_TYPE_DELETED))
+        assert (await sim.objects(provider.account_id))["endpoint_services"] == []
+        assert events[-1].type == common_pb2.EVENT_TYPE_DELETED
     finally:
         stream.cancel()
         collector.cancel()
