@@ -53,6 +53,7 @@ class Limits:
     max_streams_per_principal: int = 100
     max_calls_per_principal: int = 64
     open_streams: int = 0
+    calls_in_flight: int = 0
     _streams: Counter[str] = field(default_factory=Counter)
     _calls: Counter[str] = field(default_factory=Counter)
 
@@ -100,7 +101,11 @@ class Limits:
                 retry=CALL_RETRY_SECONDS,
             )
         self._calls[principal] += 1
-        return Lease(self._calls, principal)
+        self.calls_in_flight += 1
+        return Lease(self._calls, principal, on_release=self._call_done)
+
+    def _call_done(self) -> None:
+        self.calls_in_flight -= 1
 
     def _stream_closed(self) -> None:
         self.open_streams -= 1

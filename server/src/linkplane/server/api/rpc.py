@@ -53,7 +53,8 @@ class Dependencies:
     hub: watches.Hub = field(init=False)
 
     def __post_init__(self) -> None:
-        self.hub = watches.Hub(self.db, self.feed)
+        # Stream sends yield to unary calls in flight (watches.Turnstile).
+        self.hub = watches.Hub(self.db, self.feed, busy=lambda: self.limits.calls_in_flight > 0)
 
 
 class HasDeps(Protocol):

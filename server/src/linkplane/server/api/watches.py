@@ -186,8 +186,10 @@ class Turnstile:
     the streams absorb any shortfall of CPU (they catch up, coalesced, when it returns).
     """
 
-    def __init__(self, per_tick: int) -> None:
+    def __init__(self, per_tick: int, busy: Callable[[], bool] | None = None) -> None:
         self.per_tick = per_tick
+        # While `busy()` (unary calls in flight), one send per iteration: the calls come first.
+        self.busy = busy or (lambda: False)
         self._passed = 0
         self._queue: collections.deque[Callable[[], None]] = collections.deque()
         self._scheduled = False
@@ -200,7 +202,7 @@ class Turnstile:
     async def wait(self) -> None:
         """Return now if this iteration has turns left, else when a later one has."""
         self._schedule()
-        if self._passed < self.per_tick and not self._queue:
+        if self._passed < self._allowance() and not self._queue:
             self._passed += 1
             return
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -212,6 +214,9 @@ class Turnstile:
         self.admit(go)
         await turn
 
+    def _allowance(self) -> int:
+        return 1 if self.busy() else self.per_tick
+
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
@@ -220,7 +225,8 @@ class Turnstile:
     def _tick(self) -> None:
         self._scheduled = False
         self._passed = 0
-        while self._queue and self._passed < self.per_tick:
+        allowance = self._allowance()
+        while self._queue and self._passed < allowance:
             self._queue.popleft()()
             self._passed += 1
         if self._queue:
@@ -296,6 +302,7 @@ class Hub:
         *,
         page_size: int = SNAPSHOT_PAGE,
         snapshot_readers: int = SNAPSHOT_READERS,
+        busy: Callable[[], bool] | None = None,
     ) -> None:
         self.db = db
         self.feed = feed
@@ -303,7 +310,7 @@ class Hub:
         self.epoch = 0
         self.gate = Gate()
         self.snapshot_slots = asyncio.Semaphore(snapshot_readers)
-        self.turnstile = Turnstile(SENDS_PER_TICK)
+        self.turnstile = Turnstile(SENDS_PER_TICK, busy)
         self._kinds: dict[str, WatchKind] = {}
         self._subscribers: dict[tuple[str, str], set[Subscription]] = {}
         self._task: asyncio.Task[None] | None = None
