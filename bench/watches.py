@@ -408,8 +408,14 @@ async def run(args: argparse.Namespace) -> None:
                 if round_ == 1:
                     refusal = await refused_stream(address, project)
                     print(f"[{round_}] stream {args.streams + 1} (over the cap): {refusal}")
+                watcher_cpu = cpu_seconds(watcher.process.pid)
                 busy = await measure(address, names, args, server.pid)
+                watcher_cpu = cpu_seconds(watcher.process.pid) - watcher_cpu
                 print(busy.line(f"[{round_}] {args.streams} streams"))
+                print(
+                    f"[{round_}] the watcher process (same machine) used "
+                    f"{watcher_cpu / busy.wall:4.2f} cores receiving"
+                )
                 loaded.merge(busy)
                 expected = busy.changes * args.streams
                 got = await delivered(watcher, expected)
