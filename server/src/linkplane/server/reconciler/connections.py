@@ -502,7 +502,12 @@ class ConnectionReconciler:
                 ctx, book.endpoint_id, recently_created=attempts < VISIBILITY_GRACE_ATTEMPTS
             )
             book.fresh_read = False
-            if found is not None and tags.tag_value(found, tags.UID_KEY) == uid:
+            if (
+                found is not None
+                and tags.tag_value(found, tags.UID_KEY) == uid
+                and aws_endpoints.normalize_state(found.get("State"))
+                not in aws_endpoints.GONE_STATES
+            ):
                 return found
         found = await self.snapshots.find(ctx, uid)
         if found is None:
