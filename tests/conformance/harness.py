@@ -272,7 +272,8 @@ class Api:
     async def succeed(self, operation: operations_pb2.Operation) -> any_pb2.Any:
         done = await self.wait(operation)
         assert not done.HasField("error"), done.error
-        return done.response
+        response: any_pb2.Any = done.response
+        return response
 
     # -- services -------------------------------------------------------------------------------
     def service_name(self, service_id: str) -> str:
@@ -472,7 +473,7 @@ class Tenant:
     ) -> Conn:
         """A Connection from the consumer's (seeded, or given) network to a target."""
         net = network or consumer.network
-        target = {"service": service} if service else {"service_name": service_name}
+        target: dict[str, Any] = {"service": service} if service else {"service_name": service_name}
         placement: dict[str, Any] = {"region": net.region, "vpc_id": net.vpc_id}
         if "route_table_ids" not in fields:  # gateway endpoints have route tables, no subnets
             placement["subnet_ids"] = net.subnet_ids

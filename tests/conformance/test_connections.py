@@ -244,8 +244,8 @@ async def test_partial_batches_apply_what_they_can(tenant: Tenant) -> None:
     assert inventory[refused.endpoint_id].decision.reason == "no"
 
     # The same for a reject batch: the live one is rejected, the unknown one reported.
-    answer = await api.reject(service.name, [taken.endpoint_id, unknown], reason="batch 2")
-    assert [f.endpoint_id for f in answer.failures] == [unknown]
+    rejection = await api.reject(service.name, [taken.endpoint_id, unknown], reason="batch 2")
+    assert [f.endpoint_id for f in rejection.failures] == [unknown]
     await api.wait_connection(taken.name, lambda c: c.state == Conn.STATE_REJECTED)
     assert (await sim.endpoint(first.account_id, taken.endpoint_id))["State"] == "rejected"
 

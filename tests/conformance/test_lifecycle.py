@@ -54,8 +54,8 @@ async def test_ordered_teardown(tenant: Tenant) -> None:
         < first_of["DeleteTargetGroup"]
     ), teardown
     # No step was refused by AWS for being out of order.
-    refused = [e for e in log if e["action"].startswith("Delete") and e["outcome"] == "error"]
-    assert refused == [], refused
+    refusals = [e for e in log if e["action"].startswith("Delete") and e["outcome"] == "error"]
+    assert refusals == [], refusals
 
     inventory = await sim.objects(provider.account_id)
     assert inventory["endpoint_services"] == [] and inventory["load_balancers"] == []
@@ -166,7 +166,7 @@ async def test_watches_stream_the_lifecycle(tenant: Tenant) -> None:
             return list(events)
 
         await eventually(
-            snapshot, lambda _: seen(common_pb2.EVENT_TYPE_MODIFIED, Conn.STATE_AVAILABLE)
+            snapshot, lambda _: bool(seen(common_pb2.EVENT_TYPE_MODIFIED, Conn.STATE_AVAILABLE))
         )
         assert seen(common_pb2.EVENT_TYPE_ADDED)
         available = seen(common_pb2.EVENT_TYPE_MODIFIED, Conn.STATE_AVAILABLE)[-1]
@@ -178,7 +178,7 @@ async def test_watches_stream_the_lifecycle(tenant: Tenant) -> None:
 
         done = await api.delete_connection(created.name)
         assert not done.HasField("error"), done.error
-        await eventually(snapshot, lambda _: seen(common_pb2.EVENT_TYPE_DELETED))
+        await eventually(snapshot, lambda _: bool(seen(common_pb2.EVENT_TYPE_DELETED)))
         assert await sim.endpoint(consumer.account_id, available.endpoint_id) == {}
         # The events arrived in the order things happened.
         kinds = [e.type for e in events if e.connection.name == created.name]
@@ -222,7 +222,9 @@ async def test_service_watch_streams_publish_and_delete(tenant: Tenant) -> None:
         await asyncio.wait_for(synced.wait(), TIMEOUT)
         assert [e.type for e in events] == [common_pb2.EVENT_TYPE_SYNCED], "an empty project"
         service = await api.publish("streamed", tenant.managed_service(provider))
-        await eventually(snapshot, lambda _: seen(common_pb2.EVENT_TYPE_MODIFIED, Svc.STATE_ACTIVE))
+        await eventually(
+            snapshot, lambda _: bool(seen(common_pb2.EVENT_TYPE_MODIFIED, Svc.STATE_ACTIVE))
+        )
         [added] = seen(common_pb2.EVENT_TYPE_ADDED)
         assert added.name == service.name and added.state == Svc.STATE_CREATING
         active = seen(common_pb2.EVENT_TYPE_MODIFIED, Svc.STATE_ACTIVE)[-1]
@@ -231,7 +233,7 @@ async def test_service_watch_streams_publish_and_delete(tenant: Tenant) -> None:
 
         done = await api.delete_service(service.name)
         assert not done.HasField("error"), done.error
-        await eventually(snapshot, lambda _: seen(common_pb2.EVENT_TYPE_DELETED))
+        await eventually(snapshot, lambda _: bool(seen(common_pb2.EVENT_TYPE_DELETED)))
         assert (await sim.objects(provider.account_id))["endpoint_services"] == []
         assert events[-1].type == common_pb2.EVENT_TYPE_DELETED
     finally:
