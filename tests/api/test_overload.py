@@ -437,3 +437,52 @@ async def test_filters_in_memory_agree_with_list(
 def test_matches_follows_sql_null_logic(text, values, expected):
     node = filters.parse(text, fields={"service_name", "state", "labels"})
     assert watches.matches(node, values) is expected
+
+
+def _update(name: str, epoch: int) -> watches.Update:
+    return watches.Update(name=name, epoch=epoch, resource=None)
+
+
+async def test_updates_read_before_a_listing_page_do_not_overwrite_it():
+    """Epoch rules of api/watches.py: a hub read older than the page that listed a name is
+    dropped; a newer one is applied; one older than the whole listing is dropped."""
+    watcher = watches.Watcher.__new__(watches.Watcher)
+    watcher._synced = watches._Synced(first=3, last=5, page_of={"a": 4})
+    assert await watcher._settle(_update("a", 4)) is None  # read before a's page
+    assert await watcher._settle(_update("a", 5)) == _update("a", 5)  # read after it
+    assert await watcher._settle(_update("b", 3)) is None  # before every page
+    assert watcher._synced is not None
+    assert await watcher._settle(_update("c", 6)) == _update("c", 6)  # after the listing
+    assert watcher._synced is None  # epochs only grow: later updates need no check
+
+
+async def test_the_turnstile_bounds_sends_per_loop_iteration_and_yields_to_calls():
+    """Between two turns of the turnstile (one per loop iteration) at most `per_tick` sends
+    start, and only one while unary calls are in flight."""
+    busy = [False]
+    turnstile = watches.Turnstile(per_tick=3, busy=lambda: busy[0])
+    passed = [0]
+    between_ticks: list[int] = []
+    original = turnstile._tick
+
+    def tick() -> None:
+        between_ticks.append(passed[0])
+        passed[0] = 0
+        original()
+
+    turnstile._tick = tick  # type: ignore[method-assign]
+
+    async def send() -> None:
+        await turnstile.wait()
+        passed[0] += 1
+
+    await asyncio.gather(*(send() for _ in range(9)))
+    await asyncio.sleep(0)
+    assert sum(between_ticks) + passed[0] == 9
+    assert max(between_ticks) == 3
+    busy[0] = True
+    between_ticks.clear()
+    passed[0] = 0
+    await asyncio.gather(*(send() for _ in range(4)))
+    await asyncio.sleep(0)
+    assert max([*between_ticks, passed[0]]) == 1
