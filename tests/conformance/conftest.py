@@ -73,4 +73,6 @@ async def tenant(
     """This test's project, API and simulator view; its accounts are created on demand."""
     async with contextlib.AsyncExitStack() as stack:
         project = f"c-{uuid.uuid4().hex[:12]}"
-        yield Tenant(Api(plane_channel, project), Sim(sim_handle.endpoint_url, stack))
+        tenant = Tenant(Api(plane_channel, project), Sim(sim_handle.endpoint_url, stack))
+        yield tenant
+        await tenant.clean_up()

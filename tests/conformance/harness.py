@@ -439,6 +439,29 @@ class Tenant:
         resource = await self.api.register(account_id) if register else ""
         return Account(account_id, network, resource)
 
+    async def clean_up(self) -> None:
+        """Ask linkplane to delete what the test left (connections, then services with force)
+        without waiting: settled resources are resynced every 2 s, and hundreds of them would
+        slow every later test. A refused delete (already deleting, gone) is ignored."""
+        listed = await self.api.consumer.ListConnections(
+            consumer_service_pb2.ListConnectionsRequest(parent=self.api.parent, page_size=1000)
+        )
+        for connection in listed.connections:
+            if connection.state != Conn.STATE_DELETING:
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    await self.api.consumer.DeleteConnection(
+                        consumer_service_pb2.DeleteConnectionRequest(name=connection.name)
+                    )
+        services = await self.api.provider.ListServices(
+            provider_service_pb2.ListServicesRequest(parent=self.api.parent, page_size=1000)
+        )
+        for service in services.services:
+            if service.state != Svc.STATE_DELETING:
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    await self.api.provider.DeleteService(
+                        provider_service_pb2.DeleteServiceRequest(name=service.name, force=True)
+                    )
+
     def managed_service(
         self,
         provider: Account,
