@@ -233,6 +233,7 @@ class Api:
     def __init__(self, channel: grpc.aio.Channel, project: str) -> None:
         self.project = project
         self.parent = f"projects/{project}"
+        self.channel = channel
         self.accounts = account_service_pb2_grpc.AccountServiceStub(channel)
         self.provider = provider_service_pb2_grpc.ProviderServiceStub(channel)
         self.consumer = consumer_service_pb2_grpc.ConsumerServiceStub(channel)

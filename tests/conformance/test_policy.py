@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from linkplane.v1 import service_pb2
+from linkplane.v1 import audit_service_pb2, audit_service_pb2_grpc, service_pb2
 from tests.conformance.harness import SC, Conn, Svc, Tenant, eventually, live
 
 AUTOMATIC = service_pb2.AcceptancePolicy.MODE_AUTOMATIC
@@ -134,6 +134,23 @@ async def test_decisions_are_recorded_with_the_request_message(tenant: Tenant) -
     assert rejected.decision.verdict == SC.Decision.VERDICT_REJECTED
     assert rejected.decision.reason == "unknown team"
     assert not rejected.decision.automatic
+    # The audit log says who decided what, when and why.
+    audit = audit_service_pb2_grpc.AuditServiceStub(api.channel)
+    events = (
+        await audit.ListAuditEvents(
+            audit_service_pb2.ListAuditEventsRequest(parent=api.parent, page_size=1000)
+        )
+    ).audit_events
+    by_resource = {
+        e.resource: e for e in events if e.method in {"ConnectionAccepted", "ConnectionRejected"}
+    }
+    yes_event = by_resource[f"{service.name}/serviceConnections/{asking.endpoint_id}"]
+    assert yes_event.method == "ConnectionAccepted"
+    assert yes_event.actor == accepted.decision.actor
+    assert yes_event.details["reason"] == "approved in CHG-42"
+    no_event = by_resource[f"{service.name}/serviceConnections/{pushy.endpoint_id}"]
+    assert no_event.method == "ConnectionRejected"
+    assert no_event.details["reason"] == "unknown team"
     # The decisions took effect in AWS.
     await api.wait_connection(asking.name, lambda c: c.state == Conn.STATE_AVAILABLE)
     assert (await sim.endpoint(yes.account_id, asking.endpoint_id))["State"] == "available"
