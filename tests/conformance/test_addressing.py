@@ -149,7 +149,7 @@ async def test_preflight_refuses_a_vpc_without_endpoint_quota(tenant: Tenant) ->
     assert failed.state == Conn.STATE_FAILED and not failed.endpoint_id
     assert failed.last_aws_error.code == "VpcEndpointQuota"
     assert consumer.network.vpc_id in failed.last_aws_error.message
-    assert "1" in failed.last_aws_error.message
+    assert "(quota 1" in failed.last_aws_error.message, "the applied value, not the default 50"
     # linkplane asked Service Quotas, and never sent the create AWS would have refused.
     assert await sim.requests(consumer.account_id, "GetServiceQuota")
     creates = await sim.requests(consumer.account_id, "CreateVpcEndpoint")
