@@ -322,6 +322,48 @@ def _canonical_policy(document: str) -> object:
     return parsed
 
 
+def check_ip_type(
+    spec: specs.ConnectionSpec,
+    target: Target,
+    detail: ServiceDetail,
+    subnets: list[Subnet],
+) -> None:
+    """An IPv6 or dual-stack endpoint needs a service that offers IPv6 and subnets with it."""
+    wanted = spec.ip_address_type
+    if wanted not in {"ipv6", "dualstack"}:
+        return
+    offered = [t.lower() for t in detail.ip_address_types]
+    if offered and "ipv6" not in offered:
+        raise _permanent(
+            "UnsupportedIpAddressType",
+            f"ip_address_type {wanted} needs a service that supports IPv6; "
+            f"{target.service_name} supports {', '.join(detail.ip_address_types)}",
+            "DescribeVpcEndpointServices",
+        )
+    for subnet in subnets:
+        if not subnet.has_ipv6:
+            raise _permanent(
+                "SubnetWithoutIpv6",
+                f"ip_address_type {wanted} needs subnets with an IPv6 CIDR; subnet "
+                f"{subnet.subnet_id} has none",
+                "DescribeSubnets",
+            )
+        if wanted == "dualstack" and not subnet.has_ipv4:
+            raise _permanent(
+                "SubnetWithoutIpv4",
+                f"ip_address_type dualstack needs subnets with IPv4 and IPv6 CIDRs; subnet "
+                f"{subnet.subnet_id} is IPv6-only",
+                "DescribeSubnets",
+            )
+        if wanted == "ipv6" and subnet.has_ipv4:
+            raise _permanent(
+                "SubnetNotIpv6Only",
+                f"ip_address_type ipv6 needs IPv6-only subnets; subnet {subnet.subnet_id} "
+                "has IPv4 too (use dualstack)",
+                "DescribeSubnets",
+            )
+
+
 class ConnectionReconciler:
     kind = KIND
     model = models.Connection
@@ -665,51 +707,9 @@ class ConnectionReconciler:
                 "UnsupportedRegion",
                 f"{spec.service} does not support consumers in {spec.region}",
             )
-        self._check_ip_type(spec, target, detail, subnets)
+        check_ip_type(spec, target, detail, subnets)
         await self._check_quota(ctx, spec)
         return detail
-
-    def _check_ip_type(
-        self,
-        spec: specs.ConnectionSpec,
-        target: Target,
-        detail: ServiceDetail,
-        subnets: list[Subnet],
-    ) -> None:
-        """An IPv6 or dual-stack endpoint needs a service that offers IPv6 and subnets with it."""
-        wanted = spec.ip_address_type
-        if wanted not in {"ipv6", "dualstack"}:
-            return
-        offered = [t.lower() for t in detail.ip_address_types]
-        if offered and "ipv6" not in offered:
-            raise _permanent(
-                "UnsupportedIpAddressType",
-                f"ip_address_type {wanted} needs a service that supports IPv6; "
-                f"{target.service_name} supports {', '.join(detail.ip_address_types)}",
-                "DescribeVpcEndpointServices",
-            )
-        for subnet in subnets:
-            if not subnet.has_ipv6:
-                raise _permanent(
-                    "SubnetWithoutIpv6",
-                    f"ip_address_type {wanted} needs subnets with an IPv6 CIDR; subnet "
-                    f"{subnet.subnet_id} has none",
-                    "DescribeSubnets",
-                )
-            if wanted == "dualstack" and not subnet.has_ipv4:
-                raise _permanent(
-                    "SubnetWithoutIpv4",
-                    f"ip_address_type dualstack needs subnets with IPv4 and IPv6 CIDRs; subnet "
-                    f"{subnet.subnet_id} is IPv6-only",
-                    "DescribeSubnets",
-                )
-            if wanted == "ipv6" and subnet.has_ipv4:
-                raise _permanent(
-                    "SubnetNotIpv6Only",
-                    f"ip_address_type ipv6 needs IPv6-only subnets; subnet {subnet.subnet_id} "
-                    "has IPv4 too (use dualstack)",
-                    "DescribeSubnets",
-                )
 
     async def _check_quota(self, ctx: calls.Context, spec: specs.ConnectionSpec) -> None:
         """Room for one more interface endpoint in the VPC, from one filtered Describe."""
@@ -998,7 +998,7 @@ class ConnectionReconciler:
             if wanted_ip != observed_ip:
                 # Check before asking AWS, for the same clear error as at creation.
                 detail = await self._service_detail(ctx, target, attempts)
-                self._check_ip_type(spec, target, detail, await self._subnets(ctx, spec))
+                check_ip_type(spec, target, detail, await self._subnets(ctx, spec))
             plan.compare(
                 "IpAddressType",
                 list(wanted_ip),

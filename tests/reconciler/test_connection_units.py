@@ -1,0 +1,180 @@
+"""The Connection reconciler's pure parts: reading AWS's answers into typed data, the IP type
+rules, the private bookkeeping, and the endpoint-kind rules of the API (no AWS, no database)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from linkplane.server.aws import endpoints as aws_endpoints
+from linkplane.server.aws import errors as aws_errors
+from linkplane.server.domain import endpoints as kinds
+from linkplane.server.domain import specs
+from linkplane.server.reconciler import connections
+
+
+def subnet(subnet_id: str, *, v4: bool = True, v6: bool = True, **extra: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "SubnetId": subnet_id,
+        "AvailabilityZone": "us-east-1a",
+        "AvailabilityZoneId": "use1-az1",
+        "Ipv6Native": not v4,
+    }
+    if v4:
+        data["CidrBlock"] = "10.0.0.0/24"
+    if v6:
+        data["Ipv6CidrBlockAssociationSet"] = [
+            {"Ipv6CidrBlock": "2600:1f18::/64", "Ipv6CidrBlockState": {"State": "associated"}}
+        ]
+    data.update(extra)
+    return data
+
+
+def detail(ip_types: list[str], *types: str) -> connections.ServiceDetail:
+    return connections.ServiceDetail.parse(
+        [
+            {
+                "ServiceName": "com.amazonaws.vpce.us-east-1.vpce-svc-1",
+                "ServiceType": [{"ServiceType": t} for t in types or ("Interface",)],
+                "SupportedIpAddressTypes": ip_types,
+            }
+        ],
+        "Interface",
+    )
+
+
+TARGET = connections.Target(
+    service_name="com.amazonaws.vpce.us-east-1.vpce-svc-1",
+    region="us-east-1",
+    cross_region=False,
+    linkplane=None,
+)
+
+
+def spec(ip_type: str) -> specs.ConnectionSpec:
+    return specs.ConnectionSpec(region="us-east-1", subnet_ids=["s"], ip_address_type=ip_type)
+
+
+@pytest.mark.parametrize(
+    ("ip_type", "offered", "subnets", "code"),
+    [
+        ("dualstack", ["ipv4"], [subnet("s1")], "UnsupportedIpAddressType"),
+        ("dualstack", ["ipv4", "ipv6"], [subnet("s1", v6=False)], "SubnetWithoutIpv6"),
+        ("dualstack", ["ipv4", "ipv6"], [subnet("s1", v4=False)], "SubnetWithoutIpv4"),
+        ("ipv6", ["ipv4", "ipv6"], [subnet("s1")], "SubnetNotIpv6Only"),
+        ("ipv6", ["ipv6"], [subnet("s1", v4=False)], None),
+        ("dualstack", ["ipv4", "ipv6"], [subnet("s1")], None),
+        ("ipv4", ["ipv4"], [subnet("s1", v6=False)], None),
+    ],
+)
+def test_ip_address_type_rules(ip_type, offered, subnets, code):
+    parsed = [connections.Subnet.parse(s) for s in subnets]
+    if code is None:
+        connections.check_ip_type(spec(ip_type), TARGET, detail(offered), parsed)
+        return
+    with pytest.raises(aws_errors.AwsError) as caught:
+        connections.check_ip_type(spec(ip_type), TARGET, detail(offered), parsed)
+    assert caught.value.code == code
+    assert not caught.value.retryable
+    assert "s1" in caught.value.message or "ipv6" in caught.value.message.lower()
+
+
+def test_an_ipv6_block_being_removed_does_not_count():
+    removing = subnet("s1")
+    removing["Ipv6CidrBlockAssociationSet"][0]["Ipv6CidrBlockState"]["State"] = "disassociating"
+    assert not connections.Subnet.parse(removing).has_ipv6
+    assert connections.Subnet.parse(subnet("s1")).has_ipv6
+
+
+def test_service_detail_reads_the_entry_of_the_endpoint_type():
+    interface = {
+        "ServiceName": "com.amazonaws.us-east-1.s3",
+        "ServiceType": [{"ServiceType": "Interface"}],
+        "PrivateDnsName": "*.s3.us-east-1.amazonaws.com",
+        "PrivateDnsNameVerificationState": "verified",
+    }
+    gateway = {
+        "ServiceName": "com.amazonaws.us-east-1.s3",
+        "ServiceType": [{"ServiceType": "Gateway"}],
+    }
+    as_gateway = connections.ServiceDetail.parse([interface, gateway], "Gateway")
+    assert as_gateway.service_types == ("Interface", "Gateway")
+    assert as_gateway.private_dns_name == ""
+    as_interface = connections.ServiceDetail.parse([interface, gateway], "Interface")
+    assert as_interface.private_dns_name and as_interface.private_dns_verified
+
+
+def test_endpoint_parse_reads_aws_shapes():
+    endpoint = aws_endpoints.Endpoint.parse(
+        {
+            "VpcEndpointId": "vpce-1",
+            "VpcEndpointType": "Interface",
+            "State": "pendingAcceptance",
+            "SubnetIds": ["s1"],
+            "Groups": [{"GroupId": "sg-1", "GroupName": "default"}],
+            "PrivateDnsEnabled": False,
+            "IpAddressType": "dualstack",
+            "DnsOptions": {"DnsRecordIpType": "dualstack"},
+            "DnsEntries": [{"DnsName": "a.example", "HostedZoneId": "Z1"}],
+            "LastError": {"Code": "X", "Message": "y"},
+        }
+    )
+    assert endpoint.state == "PendingAcceptance"
+    assert endpoint.security_group_ids == ("sg-1",)
+    assert endpoint.ip_address_type == "dualstack"
+    assert endpoint.dns_record_ip_type == "dualstack"
+    assert endpoint.dns_entries == (aws_endpoints.DnsEntry("a.example", "Z1"),)
+    assert endpoint.last_error == aws_endpoints.LastError("X", "y")
+    assert endpoint.private_dns_enabled is False
+
+
+def test_bookkeeping_round_trips_in_the_status_json():
+    status: dict[str, Any] = {"incarnation": 2, "endpoint_id": "vpce-1", "other": 1}
+    book = connections.Bookkeeping.load(status)
+    assert book == connections.Bookkeeping(incarnation=2, endpoint_id="vpce-1")
+    assert book.token_generation(3) == 2_000_003
+    book.fresh_read = True
+    book.endpoint_id = ""
+    book.save(status)
+    assert status == {"incarnation": 2, "fresh_read": True, "other": 1}
+    assert connections.Bookkeeping.load({}) == connections.Bookkeeping()
+
+
+def test_plan_separates_changes_from_settled_fields():
+    plan = connections.Plan()
+    plan.compare("SubnetIds", ["a"], ["a"], {})
+    plan.compare("PrivateDnsEnabled", True, False, {"PrivateDnsEnabled": True})
+    assert plan.settled == ["SubnetIds"]
+    assert [c.field for c in plan.changes] == ["PrivateDnsEnabled"]
+
+
+@pytest.mark.parametrize(
+    ("name", "service"),
+    [
+        ("com.amazonaws.us-east-1.sqs", "sqs"),
+        ("com.amazonaws.eu-west-1.s3", "s3"),
+        ("com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0", ""),
+    ],
+)
+def test_aws_service_names(name, service):
+    assert kinds.aws_service(name) == service
+    assert kinds.gateway_capable(name) == (service in {"s3", "dynamodb"})
+
+
+def test_a_valid_gateway_spec_has_no_violations():
+    gateway = specs.ConnectionSpec(
+        region="us-east-1",
+        service_name="com.amazonaws.us-east-1.dynamodb",
+        endpoint_type="gateway",
+        route_table_ids=["rtb-0123456789abcdef0"],
+    )
+    assert kinds.check_kind(gateway, "connection") == []
+    wrong_region = specs.ConnectionSpec(
+        region="us-east-1",
+        service_name="com.amazonaws.us-west-2.s3",
+        endpoint_type="gateway",
+        route_table_ids=["rtb-0123456789abcdef0"],
+    )
+    (violation,) = kinds.check_kind(wrong_region, "connection")
+    assert violation.field == "connection.service_name"
