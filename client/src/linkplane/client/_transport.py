@@ -1,8 +1,10 @@
 """Channels, credentials and the retrying unary call shared by `AsyncClient` and `Client`.
 
 Kept apart from the clients so both flavours apply the same rules: one deadline per call that
-covers every attempt, retries only on UNAVAILABLE (AIP-194: other codes mean the request itself
-is wrong or the state forbids it, so repeating it cannot help), and errors mapped through
+covers every attempt, retries only on UNAVAILABLE and on RESOURCE_EXHAUSTED that carries a
+`google.rpc.RetryInfo` (AIP-194: other codes mean the request itself is wrong or the state
+forbids it, so repeating it cannot help; a RetryInfo is the server saying a later try may
+succeed, and when), and errors mapped through
 `errors.from_rpc_error` so raw `grpc.RpcError`s never reach callers.
 """
 
@@ -13,6 +15,7 @@ is wrong or the state forbids it, so repeating it cannot help), and errors mappe
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -99,17 +102,35 @@ def sync_channel(config: config_.ClientConfig) -> grpc.Channel:
 
 
 def _retry_delay(
-    error: grpc.RpcError, attempt: int, config: config_.ClientConfig, deadline: float
+    error: errors.LinkplaneError, attempt: int, config: config_.ClientConfig, deadline: float
 ) -> float | None:
-    """Seconds to wait before the next attempt, or None when the error is final."""
-    code = error.code() if callable(getattr(error, "code", None)) else None
-    if code is not grpc.StatusCode.UNAVAILABLE or attempt + 1 >= config.max_attempts:
+    """Seconds to wait before the next attempt, or None when the error is final.
+
+    UNAVAILABLE is retried with backoff, or after the server's RetryInfo when that is longer.
+    RESOURCE_EXHAUSTED is retried only when it carries a RetryInfo (the server's per-caller caps
+    do; a quota would not) and then after the advised delay, for fewer attempts.
+    """
+    advised = error.retry_delay
+    if error.code is grpc.StatusCode.UNAVAILABLE:
+        if attempt + 1 >= config.max_attempts:
+            return None
+        delay = max(config.retry_backoff.delay(attempt), advised or 0.0)
+    elif error.code is grpc.StatusCode.RESOURCE_EXHAUSTED and advised is not None:
+        if attempt + 1 >= config.max_exhausted_attempts:
+            return None
+        delay = advised + spread(advised)
+    else:
         return None
-    delay = config.retry_backoff.delay(attempt)
-    # Sleeping past the deadline would only turn UNAVAILABLE into a less useful timeout.
+    # Sleeping past the deadline would only turn the error into a less useful timeout.
     if time.monotonic() + delay >= deadline:
         return None
     return delay
+
+
+def spread(advised: float) -> float:
+    """Up to 10% extra on an advised delay, so callers refused together do not return together."""
+    # Random here is for spreading load, not for security.
+    return advised * 0.1 * random.random()  # noqa: S311
 
 
 async def call_async(
@@ -133,9 +154,10 @@ async def call_async(
                 request, timeout=max(deadline - time.monotonic(), 0.001), metadata=metadata
             )
         except grpc.RpcError as error:
-            delay = _retry_delay(error, attempt, config, deadline)
+            mapped = errors.from_rpc_error(error)
+            delay = _retry_delay(mapped, attempt, config, deadline)
             if delay is None:
-                raise errors.from_rpc_error(error) from error
+                raise mapped from error
         await asyncio.sleep(delay)
         attempt += 1
 
@@ -157,8 +179,9 @@ def call_sync(
                 request, timeout=max(deadline - time.monotonic(), 0.001), metadata=metadata
             )
         except grpc.RpcError as error:
-            delay = _retry_delay(error, attempt, config, deadline)
+            mapped = errors.from_rpc_error(error)
+            delay = _retry_delay(mapped, attempt, config, deadline)
             if delay is None:
-                raise errors.from_rpc_error(error) from error
+                raise mapped from error
         time.sleep(delay)
         attempt += 1

@@ -77,7 +77,15 @@ class ClientConfig:
 
     max_attempts: int = 5
     """Attempts of a unary call (first try included) while the server answers UNAVAILABLE.
-    No other code is ever retried; mutations re-send the same `request_id`."""
+    Besides RESOURCE_EXHAUSTED with a RetryInfo (`max_exhausted_attempts`), no other code is
+    ever retried; mutations re-send the same `request_id`."""
+
+    max_exhausted_attempts: int = 3
+    """Attempts of a unary call (first try included) while the server answers
+    RESOURCE_EXHAUSTED with a `google.rpc.RetryInfo` (a per-caller cap on concurrent calls or
+    streams): each retry waits the advised delay. Fewer than for UNAVAILABLE because the advised
+    waits are long and an over-cap caller should back off, not keep pressing. RESOURCE_EXHAUSTED
+    without RetryInfo is never retried."""
 
     retry_backoff: Backoff = dataclasses.field(default_factory=Backoff)
     """Delays between attempts of a unary call answered with UNAVAILABLE."""
@@ -90,7 +98,8 @@ class ClientConfig:
     watch_backoff: Backoff = dataclasses.field(
         default_factory=lambda: Backoff(initial=0.2, maximum=10.0)
     )
-    """Delays between reconnects of a broken watch stream."""
+    """Delays between reconnects of a broken watch stream (a RetryInfo the server sent with
+    its refusal, e.g. the stream cap's, is waited out instead when longer)."""
 
     watch_max_reconnects: int | None = 20
     """Consecutive reconnects of a watch, with no event received in between, before the

@@ -116,6 +116,18 @@ class LinkplaneError(Exception):
         info = self._error_info
         return dict(info.metadata) if info is not None else {}
 
+    @property
+    def retry_delay(self) -> float | None:
+        """Seconds the server advised waiting before a retry (`google.rpc.RetryInfo`), if sent.
+
+        linkplane sends it with RESOURCE_EXHAUSTED (a per-caller cap on calls or streams) and
+        UNAVAILABLE; the client's retries and watch reconnects honour it.
+        """
+        info = _first_detail(self.status, error_details_pb2.RetryInfo)
+        if info is None or not info.HasField("retry_delay"):
+            return None
+        return max(0.0, float(info.retry_delay.ToTimedelta().total_seconds()))
+
     @functools.cached_property
     def field_violations(self) -> list[FieldViolation]:
         """`BadRequest.field_violations` as `(field, description)` pairs, in server order."""

@@ -21,6 +21,7 @@ import grpc
 
 from linkplane.client import config as config_
 from linkplane.client import errors
+from linkplane.client._transport import spread
 from linkplane.v1 import common_pb2
 
 __all__ = ["AsyncWatch", "Watch", "WatchEvent"]
@@ -35,7 +36,8 @@ SYNCED = common_pb2.EVENT_TYPE_SYNCED
 
 # A clean end of a watch is never normal (watches are open-ended), so it is treated like
 # UNAVAILABLE: the server went away gracefully, e.g. a rolling restart.
-_RECONNECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE})
+# RESOURCE_EXHAUSTED only counts when it carries a RetryInfo (see `_reconnect_delay`).
+_RECONNECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,9 +117,26 @@ class _Coherence(Generic[ResourceT]):
         return events
 
 
-def _is_transient(error: grpc.RpcError) -> bool:
-    code = error.code() if callable(getattr(error, "code", None)) else None
-    return code in _RECONNECT_CODES
+def _reconnect_delay(
+    error: grpc.RpcError, failures: int, config: config_.ClientConfig
+) -> float | None:
+    """Seconds to wait before reconnecting after `error`, or None when it is final.
+
+    UNAVAILABLE reconnects with backoff; RESOURCE_EXHAUSTED with a RetryInfo (the server's
+    stream cap) reconnects too, after the advised delay. Either way a RetryInfo longer than the
+    backoff is honoured, so watchers refused together do not all come back at once.
+    """
+    mapped = errors.from_rpc_error(error)
+    advised = mapped.retry_delay
+    if mapped.code is grpc.StatusCode.RESOURCE_EXHAUSTED and advised is None:
+        return None
+    if mapped.code not in _RECONNECT_CODES:
+        return None
+    _give_up_after(failures, config, mapped)
+    backoff = config.watch_backoff.delay(failures - 1)
+    if advised is None:
+        return backoff
+    return max(backoff, advised + spread(advised))
 
 
 class AsyncWatch(Generic[ResourceT]):
@@ -159,19 +178,24 @@ class AsyncWatch(Generic[ResourceT]):
         while True:
             self._coherence.connected()
             call = self._start()
+            # Stays None for a clean end of the stream: reconnect with backoff.
+            delay: float | None = None
             try:
                 async for response in call:
                     failures = 0
                     for event in self._coherence.apply(response, self._field):
                         yield event
             except grpc.RpcError as error:
-                if not _is_transient(error):
+                delay = _reconnect_delay(error, failures + 1, self._config)
+                if delay is None:
                     raise errors.from_rpc_error(error) from error
             finally:
                 call.cancel()
             failures += 1
-            _give_up_after(failures, self._config)
-            await asyncio.sleep(self._config.watch_backoff.delay(failures - 1))
+            if delay is None:
+                _give_up_after(failures, self._config)
+                delay = self._config.watch_backoff.delay(failures - 1)
+            await asyncio.sleep(delay)
 
 
 class Watch(Generic[ResourceT]):
@@ -212,23 +236,32 @@ class Watch(Generic[ResourceT]):
         while True:
             self._coherence.connected()
             call = self._start()
+            # Stays None for a clean end of the stream: reconnect with backoff.
+            delay: float | None = None
             try:
                 for response in call:
                     failures = 0
                     yield from self._coherence.apply(response, self._field)
             except grpc.RpcError as error:
-                if not _is_transient(error):
+                delay = _reconnect_delay(error, failures + 1, self._config)
+                if delay is None:
                     raise errors.from_rpc_error(error) from error
             finally:
                 call.cancel()
             failures += 1
-            _give_up_after(failures, self._config)
-            time.sleep(self._config.watch_backoff.delay(failures - 1))
+            if delay is None:
+                _give_up_after(failures, self._config)
+                delay = self._config.watch_backoff.delay(failures - 1)
+            time.sleep(delay)
 
 
-def _give_up_after(failures: int, config: config_.ClientConfig) -> None:
+def _give_up_after(
+    failures: int, config: config_.ClientConfig, last: errors.LinkplaneError | None = None
+) -> None:
     limit = config.watch_max_reconnects
     if limit is not None and failures > limit:
+        if last is not None and last.code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+            raise last  # still refused: the caller should see the cap, not a vague Unavailable
         raise errors.Unavailable(
             f"watch stream lost {failures} times in a row without an event; giving up",
             code=grpc.StatusCode.UNAVAILABLE,
