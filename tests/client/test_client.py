@@ -277,3 +277,19 @@ def test_sync_watch_without_initial_snapshot(
     watch.close()
     assert (event.type_name, event.resource.name) == ("ADDED", f"{PARENT}/services/new")
     assert len(backend.watch_requests) == 2
+
+
+@pytest.mark.parametrize(
+    "mask",
+    ["display_name,labels", " display_name , labels ", ["display_name", "labels"]],
+    ids=["comma-string", "comma-string-with-blanks", "list"],
+)
+async def test_update_mask_is_a_list_or_a_comma_separated_string(
+    aclient: AsyncClient, client: Client, backend: Backend, mask: str | list[str]
+) -> None:
+    name = f"{PARENT}/services/masked"
+    backend.add_service(name)
+    await aclient.update_service(service={"name": name, "displayName": "x"}, update_mask=mask)
+    client.update_service(service={"name": name, "displayName": "y"}, update_mask=mask)
+    sent = [list(r.update_mask.paths) for r in backend.calls["UpdateService"]]
+    assert sent == [["display_name", "labels"]] * 2

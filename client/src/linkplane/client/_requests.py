@@ -31,6 +31,9 @@ ConnectionLike = connection_pb2.Connection | Mapping[str, Any]
 """A `Connection` message, or a dict in its proto3 JSON form."""
 AccountLike = account_pb2.Account | Mapping[str, Any]
 """An `Account` message, or a dict in its proto3 JSON form."""
+UpdateMask = str | Sequence[str]
+"""Field-mask paths: a list (`["labels", "display_name"]`) or the comma-separated string form
+that FieldMask's JSON mapping and `gcloud --update-mask` use (`"labels,display_name"`)."""
 
 
 def coerce(message_type: type[MessageT], value: MessageT | Mapping[str, Any]) -> MessageT:
@@ -45,9 +48,17 @@ def request_id(value: str | None) -> str:
     return value if value is not None else str(uuid.uuid4())
 
 
-def field_mask(paths: Sequence[str] | None) -> field_mask_pb2.FieldMask | None:
-    """A FieldMask of `paths`; None leaves the mask unset (every writable field)."""
-    return None if paths is None else field_mask_pb2.FieldMask(paths=list(paths))
+def field_mask(paths: UpdateMask | None) -> field_mask_pb2.FieldMask | None:
+    """A FieldMask of `paths`; None leaves the mask unset (every writable field).
+
+    A string is split on commas (a str is also a Sequence[str], so without this "a,b" would
+    silently become the paths "a", ",", "b"); blanks around the commas are ignored.
+    """
+    if paths is None:
+        return None
+    if isinstance(paths, str):
+        return field_mask_pb2.FieldMask(paths=[p.strip() for p in paths.split(",") if p.strip()])
+    return field_mask_pb2.FieldMask(paths=list(paths))
 
 
 def publish_service(
@@ -64,7 +75,7 @@ def publish_service(
 
 
 def update_service(
-    service: ServiceLike, mask: Sequence[str] | None, rid: str | None, validate_only: bool
+    service: ServiceLike, mask: UpdateMask | None, rid: str | None, validate_only: bool
 ) -> provider_service_pb2.UpdateServiceRequest:
     """UpdateServiceRequest."""
     return provider_service_pb2.UpdateServiceRequest(
@@ -137,7 +148,7 @@ def create_connection(
 
 
 def update_connection(
-    connection: ConnectionLike, mask: Sequence[str] | None, rid: str | None, validate_only: bool
+    connection: ConnectionLike, mask: UpdateMask | None, rid: str | None, validate_only: bool
 ) -> consumer_service_pb2.UpdateConnectionRequest:
     """UpdateConnectionRequest."""
     return consumer_service_pb2.UpdateConnectionRequest(
@@ -171,7 +182,7 @@ def register_account(
 
 
 def update_account(
-    account: AccountLike, mask: Sequence[str] | None, rid: str | None, validate_only: bool
+    account: AccountLike, mask: UpdateMask | None, rid: str | None, validate_only: bool
 ) -> account_service_pb2.UpdateAccountRequest:
     """UpdateAccountRequest."""
     return account_service_pb2.UpdateAccountRequest(
@@ -192,7 +203,7 @@ def delete_account(
 
 
 def set_iam_policy(
-    resource: str, policy: policy_pb2.Policy, mask: Sequence[str] | None
+    resource: str, policy: policy_pb2.Policy, mask: UpdateMask | None
 ) -> iam_policy_pb2.SetIamPolicyRequest:
     """SetIamPolicyRequest (the mask defaults to the server's: bindings and etag)."""
     return iam_policy_pb2.SetIamPolicyRequest(
