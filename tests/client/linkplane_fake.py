@@ -412,6 +412,8 @@ class Provider(provider_service_pb2_grpc.ProviderServiceServicer):
                         current.labels.update(request.service.labels)
                     elif path == "display_name":
                         current.display_name = request.service.display_name
+                    elif path == "allowed_principals":
+                        current.allowed_principals[:] = request.service.allowed_principals
                 self.b.set_service(name, state=Service.STATE_UPDATING)
 
             return self.b.new_operation(

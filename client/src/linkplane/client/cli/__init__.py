@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from linkplane.client import errors
 from linkplane.client.cli import accounts, audit, connections, demo, iam, operations, services
@@ -28,8 +29,47 @@ from linkplane.client.cli.state import (
 
 __all__ = ["app", "main"]
 
+_OUTPUT_FLAGS = ("-o", "--output")
+
+
+def hoist_output(args: list[str]) -> list[str]:
+    """Move `-o/--output FORMAT` given after the subcommand to the front, where the root
+    callback reads it, so `lpctl services list -o json` works as kubectl users expect.
+
+    Handles `-o json`, `-ojson`, `--output json` and `--output=json`; everything after `--`
+    is left alone (a positional that happens to be `-o`).
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest.extend(args[index:])
+            break
+        if arg in _OUTPUT_FLAGS and index + 1 < len(args):
+            front.extend(args[index : index + 2])
+            index += 2
+            continue
+        if arg.startswith("--output=") or (arg.startswith("-o") and not arg.startswith("--")):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        index += 1
+    return front + rest
+
+
+class _RootGroup(TyperGroup):
+    """lpctl's root command: hoists `-o/--output` before the arguments are parsed."""
+
+    # `ctx` is typer's vendored click Context, which typer does not export under a public name.
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_output(args))
+
+
 app = typer.Typer(
     name="lpctl",
+    cls=_RootGroup,
     help="Manage AWS PrivateLink through linkplane: publish services, connect VPCs, "
     "accept requests, follow operations.",
     epilog="Example: lpctl --project payments services list -o table\n\n"
@@ -87,7 +127,12 @@ def root(
     ] = None,
     output: Annotated[
         OutputFormat | None,
-        typer.Option("--output", "-o", help="table (default on a TTY) | json (when piped) | yaml."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="table (default on a TTY) | json (when piped) | yaml; also accepted after "
+            "the subcommand.",
+        ),
     ] = None,
     timeout: Annotated[
         float | None, typer.Option("--timeout", help="Deadline of each call, seconds [30].")

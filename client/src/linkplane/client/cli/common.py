@@ -148,15 +148,19 @@ def finish(
     wait: bool,
     timeout: float | None,
     verb: str,
-) -> None:
-    """Print the operation (without --wait) or wait for it and print its result."""
+) -> Any:
+    """Print the operation (without --wait) or wait for it and print its result.
+
+    Returns the result with --wait (None without), for commands that add a word about it.
+    """
     if not wait:
         if state.output is OutputFormat.table:
             output.stdout.print(op.name)
             stderr.print(f"started; follow with: lpctl operations wait {op.name}")
         else:
             output.emit(state, op.proto)
-        return
+        return None
     result = wait_for(state, op, timeout, verb)
     if isinstance(result, message.Message):
         output.emit(state, result)
+    return result

@@ -8,10 +8,11 @@ from collections.abc import Mapping
 from typing import Annotated, TypeVar
 
 import typer
+from rich.markup import escape
 
 from linkplane.client import _requests, names
 from linkplane.client.cli import common, output
-from linkplane.client.cli.state import state_of
+from linkplane.client.cli.state import state_of, stderr
 from linkplane.v1 import common_pb2, connection_pb2
 
 V = TypeVar("V")
@@ -153,7 +154,26 @@ def create(
         validate_only=validate_only,
         timeout=state.timeout,
     )
-    common.finish(state, op, wait=wait, timeout=wait_timeout, verb=f"create {name}")
+    result = common.finish(state, op, wait=wait, timeout=wait_timeout, verb=f"create {name}")
+    if isinstance(result, connection_pb2.Connection):
+        warn_if_pending_acceptance(result)
+
+
+def warn_if_pending_acceptance(connection: connection_pb2.Connection) -> None:
+    """Say plainly that a connection the create left PENDING_ACCEPTANCE is not usable yet.
+
+    The create operation ends there because linkplane has done all it can from the consumer
+    side; a `✓ done` alone reads as "connected", which it is not until the provider accepts.
+    """
+    if connection.state != connection_pb2.Connection.STATE_PENDING_ACCEPTANCE:
+        return
+    service = names.short_id(connection.service) if connection.service else "SERVICE"
+    stderr.print(
+        f"[yellow]![/] {escape(names.short_id(connection.name))} is PENDING_ACCEPTANCE: the "
+        f"endpoint {escape(connection.endpoint_id)} exists but carries no traffic until the "
+        "service's provider accepts it (provider: lpctl services connections accept "
+        f"{escape(service)} {escape(connection.endpoint_id)})"
+    )
 
 
 @app.command(epilog="Example: lpctl connections get orders-to-payments -o json")

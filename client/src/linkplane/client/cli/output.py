@@ -130,6 +130,17 @@ _COLUMNS: dict[type[Any], tuple[list[str], Callable[[Any], list[str]]]] = {
     ),
 }
 
+# Columns holding ids people copy into the next command (resource names, vpce-..., vpce-svc-...
+# service names, account ids, vpc-...): never wrapped or cut. On a narrow terminal the other
+# columns wrap instead; if even that is not enough the line gets longer than the terminal
+# (stdout soft-wraps) rather than an id losing characters.
+_ID_COLUMNS = frozenset(
+    {"NAME", "PROVIDER", "SERVICE NAME", "CONSUMER", "TARGET", "ENDPOINT", "ACCOUNT", "OWNER"}
+    | {"VPC", "CONNECTION", "RESOURCE", "REQUEST ID"}
+)
+# Narrowest a wrapping column gets when the terminal is too narrow for the ids.
+_MIN_WRAPPED_WIDTH = 8
+
 
 def operation_dict(op: operations_pb2.Operation) -> dict[str, Any]:
     """An Operation as JSON with `metadata` and `response` unpacked to their real types."""
@@ -178,10 +189,32 @@ def emit_list(state: CliState, items: Iterable[message.Message]) -> int:
         stderr.print("no results")
     else:
         headers, row = _COLUMNS[type(materialised[0])]
-        table = Table(*headers, box=None, pad_edge=False, header_style="bold")
-        for item in materialised:
-            table.add_row(*row(item))
-        stdout.print(table)
+        rows = [row(item) for item in materialised]
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        # Rich drops or cuts columns when the table cannot fit, so ask for the width that
+        # shows every id whole and at least a few characters of each other column.
+        needed = 2 * (len(headers) - 1)
+        for index, header in enumerate(headers):
+            widest = max(len(header), *(len(cells[index]) for cells in rows))
+            if header in _ID_COLUMNS:
+                table.add_column(header, no_wrap=True, overflow="ignore", min_width=widest)
+                needed += widest
+            else:
+                table.add_column(header, overflow="fold")
+                needed += min(widest, _MIN_WRAPPED_WIDTH)
+        for cells in rows:
+            table.add_row(*cells)
+        console = stdout
+        if needed > stdout.width:
+            # Console.print(width=...) cannot exceed the terminal's width; a wider console can.
+            console = Console(
+                highlight=False,
+                soft_wrap=True,
+                width=needed,
+                force_terminal=stdout.is_terminal,
+                no_color=stdout.no_color,
+            )
+        console.print(table)
     return len(materialised)
 
 

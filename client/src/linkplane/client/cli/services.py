@@ -11,15 +11,16 @@ the private DNS name's TXT record now.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 from typing import Annotated, Any
 
 import typer
 
-from linkplane.client import _requests, names
+from linkplane.client import _requests, errors, names
 from linkplane.client.cli import common, output
-from linkplane.client.cli.state import state_of
+from linkplane.client.cli.state import CliState, ExitCode, fail, state_of, stderr
 from linkplane.v1 import common_pb2, service_pb2
 
 app = typer.Typer(
@@ -33,6 +34,12 @@ connections_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(connections_app, name="connections")
+principals_app = typer.Typer(
+    help="Add or remove one principal allowed to connect (--allow replaces the whole list).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(principals_app, name="principals")
 
 
 class Mode(enum.StrEnum):
@@ -129,7 +136,11 @@ ModeOpt = Annotated[
 ]
 Allow = Annotated[
     list[str] | None,
-    typer.Option("--allow", help="Principal allowed to connect (repeatable; '*' for anyone)."),
+    typer.Option(
+        "--allow",
+        help="Principal allowed to connect (repeatable; '*' for anyone). REPLACES the whole "
+        "list; to add or remove one use 'lpctl services principals add|remove'.",
+    ),
 ]
 PrivateDns = Annotated[
     str | None, typer.Option("--private-dns-name", help="Private DNS name, e.g. api.example.com.")
@@ -477,11 +488,49 @@ def connections_list(
     common.show_list(state, pager, limit, all)
 
 
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """Which connection requests `accept`/`reject` decide on."""
+
+    endpoint_ids: list[str]
+    """Explicit vpce-... ids."""
+    all_pending: bool = False
+    """Every request now PENDING_ACCEPTANCE (listed when the command runs)."""
+    from_account: str | None = None
+    """With `all_pending`, only those from this 12-digit AWS account."""
+
+
+def _pending_ids(state: CliState, service: str, from_account: str | None) -> list[str]:
+    """The endpoint ids of the service's requests waiting for a decision (optionally from one
+    AWS account), read from the server now."""
+    pager = state.client().list_service_connections(parent=service, timeout=state.timeout)
+    return [
+        c.endpoint_id
+        for c in pager
+        if c.state == service_pb2.ServiceConnection.STATE_PENDING_ACCEPTANCE
+        and (from_account is None or c.owner_account_id == from_account)
+    ]
+
+
+def _resolve(state: CliState, service: str, selection: Selection) -> list[str]:
+    if selection.all_pending and selection.endpoint_ids:
+        raise typer.BadParameter("give endpoint ids or --all-pending, not both")
+    if selection.from_account is not None and not selection.all_pending:
+        raise typer.BadParameter("--from goes with --all-pending", param_hint="--from")
+    if selection.from_account is not None and not re.fullmatch(r"\d{12}", selection.from_account):
+        raise typer.BadParameter("--from takes a 12-digit AWS account id", param_hint="--from")
+    if not selection.all_pending:
+        if not selection.endpoint_ids:
+            raise typer.BadParameter("give endpoint ids (vpce-...) or --all-pending")
+        return selection.endpoint_ids
+    return _pending_ids(state, service, selection.from_account)
+
+
 def _decide(
     ctx: typer.Context,
     accept: bool,
     service: str,
-    endpoint_ids: list[str],
+    selection: Selection,
     reason: str,
     wait: bool,
     wait_timeout: float | None,
@@ -490,9 +539,17 @@ def _decide(
 ) -> None:
     state = state_of(ctx)
     client = state.client()
+    full = names.service_name(state.project, service)
+    endpoint_ids = _resolve(state, full, selection)
+    if not endpoint_ids:
+        who = f" from {selection.from_account}" if selection.from_account else ""
+        stderr.print(f"no pending connection requests{who} to {service}; nothing to do")
+        return
+    if selection.all_pending:
+        stderr.print(f"{len(endpoint_ids)} pending: {' '.join(endpoint_ids)}")
     method: Any = client.accept_service_connections if accept else client.reject_service_connections
     op = method(
-        service=names.service_name(state.project, service),
+        service=full,
         endpoint_ids=endpoint_ids,
         reason=reason,
         request_id=request_id,
@@ -505,18 +562,36 @@ def _decide(
     )
 
 
-EndpointIds = Annotated[list[str], typer.Argument(help="Endpoint ids, vpce-...")]
+EndpointIds = Annotated[
+    list[str] | None,
+    typer.Argument(help="Endpoint ids, vpce-... (or --all-pending).", show_default=False),
+]
 Reason = Annotated[str, typer.Option("--reason", help="Why, for the audit log.")]
+AllPending = Annotated[
+    bool,
+    typer.Option(
+        "--all-pending", help="Every request now waiting for a decision (PENDING_ACCEPTANCE)."
+    ),
+]
+FromAccount = Annotated[
+    str | None,
+    typer.Option(
+        "--from", help="With --all-pending: only requests from this AWS account (12 digits)."
+    ),
+]
 
 
 @connections_app.command(
     epilog="Example: lpctl services connections accept payments vpce-0abc "
-    "--reason 'ticket 42' --wait"
+    "--reason 'ticket 42' --wait; every pending request from one account: lpctl services "
+    "connections accept payments --all-pending --from 222222222222"
 )
 def accept(
     ctx: typer.Context,
     service: Annotated[str, typer.Argument(help="Service id or full name.")],
-    endpoint_ids: EndpointIds,
+    endpoint_ids: EndpointIds = None,
+    all_pending: AllPending = False,
+    from_account: FromAccount = None,
     reason: Reason = "",
     wait: common.Wait = False,
     wait_timeout: common.WaitTimeout = None,
@@ -524,17 +599,21 @@ def accept(
     request_id: common.RequestId = None,
 ) -> None:
     """Accept pending connection requests to a service."""
-    _decide(ctx, True, service, endpoint_ids, reason, wait, wait_timeout, validate_only, request_id)
+    selection = Selection(endpoint_ids or [], all_pending, from_account)
+    _decide(ctx, True, service, selection, reason, wait, wait_timeout, validate_only, request_id)
 
 
 @connections_app.command(
     epilog="Example: lpctl services connections reject payments vpce-0abc "
-    "--reason 'unknown consumer'"
+    "--reason 'unknown consumer'; every pending request: lpctl services connections reject "
+    "payments --all-pending"
 )
 def reject(
     ctx: typer.Context,
     service: Annotated[str, typer.Argument(help="Service id or full name.")],
-    endpoint_ids: EndpointIds,
+    endpoint_ids: EndpointIds = None,
+    all_pending: AllPending = False,
+    from_account: FromAccount = None,
     reason: Reason = "",
     wait: common.Wait = False,
     wait_timeout: common.WaitTimeout = None,
@@ -542,6 +621,112 @@ def reject(
     request_id: common.RequestId = None,
 ) -> None:
     """Reject connection requests or live connections to a service."""
-    _decide(
-        ctx, False, service, endpoint_ids, reason, wait, wait_timeout, validate_only, request_id
+    selection = Selection(endpoint_ids or [], all_pending, from_account)
+    _decide(ctx, False, service, selection, reason, wait, wait_timeout, validate_only, request_id)
+
+
+def _change_principals(
+    ctx: typer.Context,
+    service: str,
+    principals: list[str],
+    *,
+    add: bool,
+    wait: bool,
+    wait_timeout: float | None,
+    request_id: str | None,
+) -> None:
+    """Read the service, add or remove principals, write `allowed_principals` back with the
+    etag; a concurrent change (Aborted) re-reads and tries again, as `iam add-binding` does."""
+    state = state_of(ctx)
+    client = state.client()
+    full = names.service_name(state.project, service)
+    for attempt in range(_PRINCIPAL_ATTEMPTS):
+        current = client.get_service(name=full, timeout=state.timeout)
+        allowed = list(current.allowed_principals)
+        if add:
+            wanted = allowed + [p for p in dict.fromkeys(principals) if p not in allowed]
+        else:
+            missing = [p for p in principals if p not in allowed]
+            if missing:
+                raise fail(
+                    f"{', '.join(missing)} not allowed on {service} (allowed: "
+                    f"{', '.join(allowed) or 'nobody'})",
+                    ExitCode.NOT_FOUND,
+                )
+            wanted = [p for p in allowed if p not in principals]
+        if wanted == allowed:
+            stderr.print(f"{', '.join(principals)} already allowed on {service}; nothing to do")
+            output.emit(state, current)
+            return
+        change = service_pb2.Service(name=full, etag=current.etag, allowed_principals=wanted)
+        try:
+            op = client.update_service(
+                service=change,
+                update_mask=["allowed_principals"],
+                request_id=request_id,
+                timeout=state.timeout,
+            )
+        except errors.Aborted:
+            if attempt + 1 == _PRINCIPAL_ATTEMPTS:
+                raise
+            continue
+        verb = "allow" if add else "disallow"
+        common.finish(
+            state, op, wait=wait, timeout=wait_timeout, verb=f"{verb} {' '.join(principals)}"
+        )
+        return
+
+
+_PRINCIPAL_ATTEMPTS = 5
+Principals = Annotated[
+    list[str], typer.Argument(help="Principals: AWS account id, ARN, or '*'.", show_default=False)
+]
+
+
+@principals_app.command(
+    name="add", epilog="Example: lpctl services principals add payments 333333333333 --wait"
+)
+def principals_add(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="Service id or full name.")],
+    principals: Principals,
+    wait: common.Wait = False,
+    wait_timeout: common.WaitTimeout = None,
+    request_id: common.RequestId = None,
+) -> None:
+    """Allow more principals to connect, keeping those already allowed."""
+    _change_principals(
+        ctx,
+        service,
+        principals,
+        add=True,
+        wait=wait,
+        wait_timeout=wait_timeout,
+        request_id=request_id,
+    )
+
+
+@principals_app.command(
+    name="remove", epilog="Example: lpctl services principals remove payments 333333333333"
+)
+def principals_remove(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="Service id or full name.")],
+    principals: Principals,
+    wait: common.Wait = False,
+    wait_timeout: common.WaitTimeout = None,
+    request_id: common.RequestId = None,
+) -> None:
+    """Stop allowing principals to connect (exit 3 when one is not allowed now).
+
+    Existing connections stay; reject them with 'lpctl services connections reject'.
+    """
+    _change_principals(
+        ctx,
+        service,
+        principals,
+        add=False,
+        wait=wait,
+        wait_timeout=wait_timeout,
+        request_id=request_id,
     )

@@ -236,7 +236,13 @@ def report(error: errors.LinkplaneError) -> None:
 
 
 def access_hint(error: errors.LinkplaneError) -> str | None:
-    """What to do about UNAUTHENTICATED (16) and PERMISSION_DENIED (7), in lpctl's terms."""
+    """What to do about UNAUTHENTICATED (16) and PERMISSION_DENIED (7), in lpctl's terms, and
+    about a `--wait` that timed out (exit 6) while the operation goes on."""
+    if isinstance(error, errors.OperationTimeout):
+        return (
+            "the operation is still running on the server; follow it with: "
+            f"lpctl operations wait {error.operation_name}"
+        )
     if isinstance(error, errors.Unauthenticated):
         if error.reason == "MISSING_CREDENTIALS":
             return (
