@@ -433,6 +433,24 @@ class Client:
         request = _requests.delete_account(name, etag, request_id, validate_only)
         self._call(self._accounts.DeleteAccount, request, timeout)
 
+    def check_account(
+        self,
+        *,
+        name: str,
+        usage: account_service_pb2.CheckAccountRequest.Usage.ValueType = (
+            account_service_pb2.CheckAccountRequest.USAGE_UNSPECIFIED
+        ),
+        region: str = "",
+        timeout: float | None = None,
+    ) -> account_service_pb2.CheckAccountResponse:
+        """Assume the account's role and ask AWS whether it allows each action linkplane calls
+        there (DryRun where EC2 has it). Denied actions are results, not errors."""
+        request = account_service_pb2.CheckAccountRequest(name=name, usage=usage, region=region)
+        result: account_service_pb2.CheckAccountResponse = self._call(
+            self._accounts.CheckAccount, request, timeout
+        )
+        return result
+
     # -- google.iam.v1.IAMPolicy on projects ------------------------------------------------
 
     def get_iam_policy(self, *, resource: str, timeout: float | None = None) -> policy_pb2.Policy:

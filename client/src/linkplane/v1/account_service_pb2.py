@@ -22,6 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import client_pb2 as google_dot_api_dot_client__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
@@ -30,7 +31,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from linkplane.v1 import account_pb2 as linkplane_dot_v1_dot_account__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"linkplane/v1/account_service.proto\x12\x0clinkplane.v1\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1alinkplane/v1/account.proto\"\xad\x01\n\x16RegisterAccountRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\naccount_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12,\n\x07\x61\x63\x63ount\x18\x03 \x01(\x0b\x32\x15.linkplane.v1.AccountB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rvalidate_only\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x01\"A\n\x11GetAccountRequest\x12,\n\x04name\x18\x01 \x01(\tB\x1e\xe2\x41\x01\x02\xfa\x41\x17\n\x15linkplane.dev/Account\"t\n\x13ListAccountsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06\x66ilter\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"X\n\x14ListAccountsResponse\x12\'\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x15.linkplane.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb2\x01\n\x14UpdateAccountRequest\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x15.linkplane.v1.AccountB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rvalidate_only\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01\"\x8f\x01\n\x14\x44\x65leteAccountRequest\x12,\n\x04name\x18\x01 \x01(\tB\x1e\xe2\x41\x01\x02\xfa\x41\x17\n\x15linkplane.dev/Account\x12\x12\n\x04\x65tag\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rvalidate_only\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01\x32\xe9\x03\n\x0e\x41\x63\x63ountService\x12l\n\x0fRegisterAccount\x12$.linkplane.v1.RegisterAccountRequest\x1a\x15.linkplane.v1.Account\"\x1c\xda\x41\x19parent,account,account_id\x12M\n\nGetAccount\x12\x1f.linkplane.v1.GetAccountRequest\x1a\x15.linkplane.v1.Account\"\x07\xda\x41\x04name\x12`\n\x0cListAccounts\x12!.linkplane.v1.ListAccountsRequest\x1a\".linkplane.v1.ListAccountsResponse\"\t\xda\x41\x06parent\x12\x62\n\rUpdateAccount\x12\".linkplane.v1.UpdateAccountRequest\x1a\x15.linkplane.v1.Account\"\x16\xda\x41\x13\x61\x63\x63ount,update_mask\x12T\n\rDeleteAccount\x12\".linkplane.v1.DeleteAccountRequest\x1a\x16.google.protobuf.Empty\"\x07\xda\x41\x04nameB\x14\n\x10\x64\x65v.linkplane.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"linkplane/v1/account_service.proto\x12\x0clinkplane.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1alinkplane/v1/account.proto\"\xad\x01\n\x16RegisterAccountRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\naccount_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12,\n\x07\x61\x63\x63ount\x18\x03 \x01(\x0b\x32\x15.linkplane.v1.AccountB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rvalidate_only\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x01\"A\n\x11GetAccountRequest\x12,\n\x04name\x18\x01 \x01(\tB\x1e\xe2\x41\x01\x02\xfa\x41\x17\n\x15linkplane.dev/Account\"t\n\x13ListAccountsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06\x66ilter\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"X\n\x14ListAccountsResponse\x12\'\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x15.linkplane.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb2\x01\n\x14UpdateAccountRequest\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x15.linkplane.v1.AccountB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rvalidate_only\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01\"\x8f\x01\n\x14\x44\x65leteAccountRequest\x12,\n\x04name\x18\x01 \x01(\tB\x1e\xe2\x41\x01\x02\xfa\x41\x17\n\x15linkplane.dev/Account\x12\x12\n\x04\x65tag\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1b\n\rvalidate_only\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01\"\xdf\x01\n\x13\x43heckAccountRequest\x12,\n\x04name\x18\x01 \x01(\tB\x1e\xe2\x41\x01\x02\xfa\x41\x17\n\x15linkplane.dev/Account\x12<\n\x05usage\x18\x02 \x01(\x0e\x32\'.linkplane.v1.CheckAccountRequest.UsageB\x04\xe2\x41\x01\x01\x12\x14\n\x06region\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"F\n\x05Usage\x12\x15\n\x11USAGE_UNSPECIFIED\x10\x00\x12\x12\n\x0eUSAGE_PROVIDER\x10\x01\x12\x12\n\x0eUSAGE_CONSUMER\x10\x02\"\xec\x01\n\x0fPermissionCheck\x12\x14\n\x06\x61\x63tion\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12:\n\x06result\x18\x02 \x01(\x0e\x32$.linkplane.v1.PermissionCheck.ResultB\x04\xe2\x41\x01\x03\x12\x15\n\x07message\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\"p\n\x06Result\x12\x16\n\x12RESULT_UNSPECIFIED\x10\x00\x12\x12\n\x0eRESULT_ALLOWED\x10\x01\x12\x11\n\rRESULT_DENIED\x10\x02\x12\x10\n\x0cRESULT_ERROR\x10\x03\x12\x15\n\x11RESULT_UNVERIFIED\x10\x04\"\x8f\x01\n\x14\x43heckAccountResponse\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06region\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\ncaller_arn\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x33\n\x06\x63hecks\x18\x04 \x03(\x0b\x32\x1d.linkplane.v1.PermissionCheckB\x04\xe2\x41\x01\x03\x32\xfb\x04\n\x0e\x41\x63\x63ountService\x12l\n\x0fRegisterAccount\x12$.linkplane.v1.RegisterAccountRequest\x1a\x15.linkplane.v1.Account\"\x1c\xda\x41\x19parent,account,account_id\x12M\n\nGetAccount\x12\x1f.linkplane.v1.GetAccountRequest\x1a\x15.linkplane.v1.Account\"\x07\xda\x41\x04name\x12`\n\x0cListAccounts\x12!.linkplane.v1.ListAccountsRequest\x1a\".linkplane.v1.ListAccountsResponse\"\t\xda\x41\x06parent\x12\x62\n\rUpdateAccount\x12\".linkplane.v1.UpdateAccountRequest\x1a\x15.linkplane.v1.Account\"\x16\xda\x41\x13\x61\x63\x63ount,update_mask\x12T\n\rDeleteAccount\x12\".linkplane.v1.DeleteAccountRequest\x1a\x16.google.protobuf.Empty\"\x07\xda\x41\x04name\x12\x8f\x01\n\x0c\x43heckAccount\x12!.linkplane.v1.CheckAccountRequest\x1a\".linkplane.v1.CheckAccountResponse\"8\xda\x41\x04name\x82\xd3\xe4\x93\x02+\"&/v1/{name=projects/*/accounts/*}:check:\x01*B\x14\n\x10\x64\x65v.linkplane.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -74,6 +75,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETEACCOUNTREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
   _globals['_DELETEACCOUNTREQUEST'].fields_by_name['validate_only']._loaded_options = None
   _globals['_DELETEACCOUNTREQUEST'].fields_by_name['validate_only']._serialized_options = b'\342A\001\001'
+  _globals['_CHECKACCOUNTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_CHECKACCOUNTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\027\n\025linkplane.dev/Account'
+  _globals['_CHECKACCOUNTREQUEST'].fields_by_name['usage']._loaded_options = None
+  _globals['_CHECKACCOUNTREQUEST'].fields_by_name['usage']._serialized_options = b'\342A\001\001'
+  _globals['_CHECKACCOUNTREQUEST'].fields_by_name['region']._loaded_options = None
+  _globals['_CHECKACCOUNTREQUEST'].fields_by_name['region']._serialized_options = b'\342A\001\001'
+  _globals['_PERMISSIONCHECK'].fields_by_name['action']._loaded_options = None
+  _globals['_PERMISSIONCHECK'].fields_by_name['action']._serialized_options = b'\342A\001\003'
+  _globals['_PERMISSIONCHECK'].fields_by_name['result']._loaded_options = None
+  _globals['_PERMISSIONCHECK'].fields_by_name['result']._serialized_options = b'\342A\001\003'
+  _globals['_PERMISSIONCHECK'].fields_by_name['message']._loaded_options = None
+  _globals['_PERMISSIONCHECK'].fields_by_name['message']._serialized_options = b'\342A\001\003'
+  _globals['_CHECKACCOUNTRESPONSE'].fields_by_name['name']._loaded_options = None
+  _globals['_CHECKACCOUNTRESPONSE'].fields_by_name['name']._serialized_options = b'\342A\001\003'
+  _globals['_CHECKACCOUNTRESPONSE'].fields_by_name['region']._loaded_options = None
+  _globals['_CHECKACCOUNTRESPONSE'].fields_by_name['region']._serialized_options = b'\342A\001\003'
+  _globals['_CHECKACCOUNTRESPONSE'].fields_by_name['caller_arn']._loaded_options = None
+  _globals['_CHECKACCOUNTRESPONSE'].fields_by_name['caller_arn']._serialized_options = b'\342A\001\003'
+  _globals['_CHECKACCOUNTRESPONSE'].fields_by_name['checks']._loaded_options = None
+  _globals['_CHECKACCOUNTRESPONSE'].fields_by_name['checks']._serialized_options = b'\342A\001\003'
   _globals['_ACCOUNTSERVICE'].methods_by_name['RegisterAccount']._loaded_options = None
   _globals['_ACCOUNTSERVICE'].methods_by_name['RegisterAccount']._serialized_options = b'\332A\031parent,account,account_id'
   _globals['_ACCOUNTSERVICE'].methods_by_name['GetAccount']._loaded_options = None
@@ -84,18 +105,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACCOUNTSERVICE'].methods_by_name['UpdateAccount']._serialized_options = b'\332A\023account,update_mask'
   _globals['_ACCOUNTSERVICE'].methods_by_name['DeleteAccount']._loaded_options = None
   _globals['_ACCOUNTSERVICE'].methods_by_name['DeleteAccount']._serialized_options = b'\332A\004name'
-  _globals['_REGISTERACCOUNTREQUEST']._serialized_start=229
-  _globals['_REGISTERACCOUNTREQUEST']._serialized_end=402
-  _globals['_GETACCOUNTREQUEST']._serialized_start=404
-  _globals['_GETACCOUNTREQUEST']._serialized_end=469
-  _globals['_LISTACCOUNTSREQUEST']._serialized_start=471
-  _globals['_LISTACCOUNTSREQUEST']._serialized_end=587
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=589
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=677
-  _globals['_UPDATEACCOUNTREQUEST']._serialized_start=680
-  _globals['_UPDATEACCOUNTREQUEST']._serialized_end=858
-  _globals['_DELETEACCOUNTREQUEST']._serialized_start=861
-  _globals['_DELETEACCOUNTREQUEST']._serialized_end=1004
-  _globals['_ACCOUNTSERVICE']._serialized_start=1007
-  _globals['_ACCOUNTSERVICE']._serialized_end=1496
+  _globals['_ACCOUNTSERVICE'].methods_by_name['CheckAccount']._loaded_options = None
+  _globals['_ACCOUNTSERVICE'].methods_by_name['CheckAccount']._serialized_options = b'\332A\004name\202\323\344\223\002+\"&/v1/{name=projects/*/accounts/*}:check:\001*'
+  _globals['_REGISTERACCOUNTREQUEST']._serialized_start=259
+  _globals['_REGISTERACCOUNTREQUEST']._serialized_end=432
+  _globals['_GETACCOUNTREQUEST']._serialized_start=434
+  _globals['_GETACCOUNTREQUEST']._serialized_end=499
+  _globals['_LISTACCOUNTSREQUEST']._serialized_start=501
+  _globals['_LISTACCOUNTSREQUEST']._serialized_end=617
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=619
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=707
+  _globals['_UPDATEACCOUNTREQUEST']._serialized_start=710
+  _globals['_UPDATEACCOUNTREQUEST']._serialized_end=888
+  _globals['_DELETEACCOUNTREQUEST']._serialized_start=891
+  _globals['_DELETEACCOUNTREQUEST']._serialized_end=1034
+  _globals['_CHECKACCOUNTREQUEST']._serialized_start=1037
+  _globals['_CHECKACCOUNTREQUEST']._serialized_end=1260
+  _globals['_CHECKACCOUNTREQUEST_USAGE']._serialized_start=1190
+  _globals['_CHECKACCOUNTREQUEST_USAGE']._serialized_end=1260
+  _globals['_PERMISSIONCHECK']._serialized_start=1263
+  _globals['_PERMISSIONCHECK']._serialized_end=1499
+  _globals['_PERMISSIONCHECK_RESULT']._serialized_start=1387
+  _globals['_PERMISSIONCHECK_RESULT']._serialized_end=1499
+  _globals['_CHECKACCOUNTRESPONSE']._serialized_start=1502
+  _globals['_CHECKACCOUNTRESPONSE']._serialized_end=1645
+  _globals['_ACCOUNTSERVICE']._serialized_start=1648
+  _globals['_ACCOUNTSERVICE']._serialized_end=2283
 # @@protoc_insertion_point(module_scope)

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from linkplane.v1 import account_pb2 as _account_pb2
 import builtins as _builtins
 import sys
@@ -217,3 +218,161 @@ class DeleteAccountRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteAccountRequest: _TypeAlias = DeleteAccountRequest  # noqa: Y015
+
+@_typing.final
+class CheckAccountRequest(_message.Message):
+    """Request for CheckAccount."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Usage:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _UsageEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[CheckAccountRequest._Usage.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        USAGE_UNSPECIFIED: CheckAccountRequest._Usage.ValueType  # 0
+        """Both: every action linkplane may call in an account."""
+        USAGE_PROVIDER: CheckAccountRequest._Usage.ValueType  # 1
+        """The provider variant (deploy/aws/provider.json): services and their load balancers."""
+        USAGE_CONSUMER: CheckAccountRequest._Usage.ValueType  # 2
+        """The consumer variant (deploy/aws/consumer.json): interface endpoints."""
+
+    class Usage(_Usage, metaclass=_UsageEnumTypeWrapper):
+        """What the account is used for: which of linkplane's IAM policy variants to check."""
+
+    USAGE_UNSPECIFIED: CheckAccountRequest.Usage.ValueType  # 0
+    """Both: every action linkplane may call in an account."""
+    USAGE_PROVIDER: CheckAccountRequest.Usage.ValueType  # 1
+    """The provider variant (deploy/aws/provider.json): services and their load balancers."""
+    USAGE_CONSUMER: CheckAccountRequest.Usage.ValueType  # 2
+    """The consumer variant (deploy/aws/consumer.json): interface endpoints."""
+
+    NAME_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`projects/{project}/accounts/{aws_account_id}`."""
+    usage: Global___CheckAccountRequest.Usage.ValueType
+    """Which variant's actions to check; unspecified checks both."""
+    region: _builtins.str
+    """The Region to check in, for example `us-east-1`; empty means the account's first allowed
+    Region, or `us-east-1` when it allows any. Must be one of the account's allowed Regions.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        usage: Global___CheckAccountRequest.Usage.ValueType = ...,
+        region: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "region", b"region", "usage", b"usage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckAccountRequest: _TypeAlias = CheckAccountRequest  # noqa: Y015
+
+@_typing.final
+class PermissionCheck(_message.Message):
+    """The outcome of checking one AWS action."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Result:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ResultEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[PermissionCheck._Result.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        RESULT_UNSPECIFIED: PermissionCheck._Result.ValueType  # 0
+        """Not used."""
+        RESULT_ALLOWED: PermissionCheck._Result.ValueType  # 1
+        """AWS would allow the action (`DryRunOperation`, or the read succeeded)."""
+        RESULT_DENIED: PermissionCheck._Result.ValueType  # 2
+        """AWS refused it (`UnauthorizedOperation`, `AccessDenied`)."""
+        RESULT_ERROR: PermissionCheck._Result.ValueType  # 3
+        """The check itself failed (throttled, unreachable, role not assumable, unexpected answer)."""
+        RESULT_UNVERIFIED: PermissionCheck._Result.ValueType  # 4
+        """AWS offers no side-effect-free way to check this action (ELBv2 writes have no DryRun);
+        `message` says so. Not a failure.
+        """
+
+    class Result(_Result, metaclass=_ResultEnumTypeWrapper):
+        """What AWS answered."""
+
+    RESULT_UNSPECIFIED: PermissionCheck.Result.ValueType  # 0
+    """Not used."""
+    RESULT_ALLOWED: PermissionCheck.Result.ValueType  # 1
+    """AWS would allow the action (`DryRunOperation`, or the read succeeded)."""
+    RESULT_DENIED: PermissionCheck.Result.ValueType  # 2
+    """AWS refused it (`UnauthorizedOperation`, `AccessDenied`)."""
+    RESULT_ERROR: PermissionCheck.Result.ValueType  # 3
+    """The check itself failed (throttled, unreachable, role not assumable, unexpected answer)."""
+    RESULT_UNVERIFIED: PermissionCheck.Result.ValueType  # 4
+    """AWS offers no side-effect-free way to check this action (ELBv2 writes have no DryRun);
+    `message` says so. Not a failure.
+    """
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    action: _builtins.str
+    """The IAM action, for example `ec2:CreateVpcEndpoint`."""
+    result: Global___PermissionCheck.Result.ValueType
+    """What AWS answered."""
+    message: _builtins.str
+    """How it was checked and what AWS said (its error code and message when not allowed)."""
+    def __init__(
+        self,
+        *,
+        action: _builtins.str = ...,
+        result: Global___PermissionCheck.Result.ValueType = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "message", b"message", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PermissionCheck: _TypeAlias = PermissionCheck  # noqa: Y015
+
+@_typing.final
+class CheckAccountResponse(_message.Message):
+    """Response for CheckAccount."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    CALLER_ARN_FIELD_NUMBER: _builtins.int
+    CHECKS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The account checked."""
+    region: _builtins.str
+    """The Region checked in."""
+    caller_arn: _builtins.str
+    """Who linkplane acts as in the account (STS GetCallerIdentity after assuming the role);
+    empty when the role could not be assumed.
+    """
+    @_builtins.property
+    def checks(self) -> _containers.RepeatedCompositeFieldContainer[Global___PermissionCheck]:
+        """One result per action, `sts:AssumeRole` first, then ordered by action."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        region: _builtins.str = ...,
+        caller_arn: _builtins.str = ...,
+        checks: _abc.Iterable[Global___PermissionCheck] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_arn", b"caller_arn", "checks", b"checks", "name", b"name", "region", b"region"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckAccountResponse: _TypeAlias = CheckAccountResponse  # noqa: Y015

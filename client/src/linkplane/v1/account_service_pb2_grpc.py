@@ -63,6 +63,11 @@ class AccountServiceStub:
                 request_serializer=linkplane_dot_v1_dot_account__service__pb2.DeleteAccountRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.CheckAccount = channel.unary_unary(
+                '/linkplane.v1.AccountService/CheckAccount',
+                request_serializer=linkplane_dot_v1_dot_account__service__pb2.CheckAccountRequest.SerializeToString,
+                response_deserializer=linkplane_dot_v1_dot_account__service__pb2.CheckAccountResponse.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
@@ -105,6 +110,16 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckAccount(self, request, context):
+        """Checks the account's IAM role before the first reconcile (AIP-136 custom method `:check`):
+        assumes the role, then tries each AWS action linkplane calls there, with `DryRun` where
+        EC2 supports it and a harmless read elsewhere, and reports one result per action. Changes
+        nothing in AWS; a denied action is a result, not an error of this call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +147,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.DeleteAccount,
                     request_deserializer=linkplane_dot_v1_dot_account__service__pb2.DeleteAccountRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'CheckAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckAccount,
+                    request_deserializer=linkplane_dot_v1_dot_account__service__pb2.CheckAccountRequest.FromString,
+                    response_serializer=linkplane_dot_v1_dot_account__service__pb2.CheckAccountResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -271,6 +291,33 @@ class AccountService:
             '/linkplane.v1.AccountService/DeleteAccount',
             linkplane_dot_v1_dot_account__service__pb2.DeleteAccountRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkplane.v1.AccountService/CheckAccount',
+            linkplane_dot_v1_dot_account__service__pb2.CheckAccountRequest.SerializeToString,
+            linkplane_dot_v1_dot_account__service__pb2.CheckAccountResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,12 @@ class AccountServiceStub:
     """Changes an account's role, external id, regions or labels."""
     DeleteAccount: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.DeleteAccountRequest, _empty_pb2.Empty]
     """Removes an account. FAILED_PRECONDITION while services or connections use it."""
+    CheckAccount: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.CheckAccountRequest, _account_service_pb2.CheckAccountResponse]
+    """Checks the account's IAM role before the first reconcile (AIP-136 custom method `:check`):
+    assumes the role, then tries each AWS action linkplane calls there, with `DryRun` where
+    EC2 supports it and a harmless read elsewhere, and reports one result per action. Changes
+    nothing in AWS; a denied action is a result, not an error of this call.
+    """
 
 @_typing.type_check_only
 class AccountServiceAsyncStub(AccountServiceStub):
@@ -65,6 +71,12 @@ class AccountServiceAsyncStub(AccountServiceStub):
     """Changes an account's role, external id, regions or labels."""
     DeleteAccount: _aio.UnaryUnaryMultiCallable[_account_service_pb2.DeleteAccountRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Removes an account. FAILED_PRECONDITION while services or connections use it."""
+    CheckAccount: _aio.UnaryUnaryMultiCallable[_account_service_pb2.CheckAccountRequest, _account_service_pb2.CheckAccountResponse]  # type: ignore[assignment]
+    """Checks the account's IAM role before the first reconcile (AIP-136 custom method `:check`):
+    assumes the role, then tries each AWS action linkplane calls there, with `DryRun` where
+    EC2 supports it and a harmless read elsewhere, and reports one result per action. Changes
+    nothing in AWS; a denied action is a result, not an error of this call.
+    """
 
 class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
     """Registers the AWS accounts linkplane acts in. Registration does not call AWS, so these
@@ -110,5 +122,17 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Removes an account. FAILED_PRECONDITION while services or connections use it."""
+
+    @_abc_1.abstractmethod
+    def CheckAccount(
+        self,
+        request: _account_service_pb2.CheckAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.CheckAccountResponse, _abc.Awaitable[_account_service_pb2.CheckAccountResponse]]:
+        """Checks the account's IAM role before the first reconcile (AIP-136 custom method `:check`):
+        assumes the role, then tries each AWS action linkplane calls there, with `DryRun` where
+        EC2 supports it and a harmless read elsewhere, and reports one result per action. Changes
+        nothing in AWS; a denied action is a result, not an error of this call.
+        """
 
 def add_AccountServiceServicer_to_server(servicer: AccountServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

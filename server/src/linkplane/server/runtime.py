@@ -17,7 +17,7 @@ from grpc_health.v1 import health
 
 from linkplane.server.api import authz, identity, limits, rpc
 from linkplane.server.api import server as api_server
-from linkplane.server.aws import sessions, throttlers
+from linkplane.server.aws import permissions, sessions, throttlers
 from linkplane.server.config import Role, Settings
 from linkplane.server.reconciler import connections, engine, garbage, services, workspace
 from linkplane.server.storage import changes, database
@@ -42,6 +42,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self.engine: engine.Engine | None = None
         self._clients: sessions.AwsClients | None = None
+        self._limiter: throttlers.Limiter | None = None
         self.collector: garbage.Collector | None = None
         self.deps: rpc.Dependencies | None = None
 
@@ -66,6 +67,7 @@ class Runtime:
                 self.db, admins=self.settings.admins, enabled=authenticator.enabled
             ),
             limits=limits.Limits.from_settings(self.settings),
+            aws=self._aws_access(),
         )
         tls = None
         if self.settings.tls_cert_file and self.settings.tls_key_file:
@@ -93,20 +95,29 @@ class Runtime:
         )
         return self.port
 
-    async def _start_workers(self) -> None:
-        secret = self.settings.aws_secret_access_key
-        key = self.settings.aws_access_key_id
-        self._clients = sessions.AwsClients(
-            sessions.Settings(
-                endpoint_url=self.settings.aws_endpoint_url,
-                access_key_id=key.get_secret_value() if key else None,
-                secret_access_key=secret.get_secret_value() if secret else None,
+    def _aws_access(self) -> permissions.Access:
+        """The AWS clients and limiter: the workers' when this process runs them (so calls the
+        API makes, like CheckAccount's, share their rate limits), else made here. Creating
+        clients does no I/O, so an API-only process without AWS settings loses nothing."""
+        if self._clients is None or self._limiter is None:
+            secret = self.settings.aws_secret_access_key
+            key = self.settings.aws_access_key_id
+            self._clients = sessions.AwsClients(
+                sessions.Settings(
+                    endpoint_url=self.settings.aws_endpoint_url,
+                    access_key_id=key.get_secret_value() if key else None,
+                    secret_access_key=secret.get_secret_value() if secret else None,
+                )
             )
-        )
+            self._limiter = throttlers.Limiter(time_scale=self.settings.aws_time_scale)
+        return permissions.Access(clients=self._clients, limiter=self._limiter)
+
+    async def _start_workers(self) -> None:
+        aws = self._aws_access()
         space = workspace.Workspace(
             db=self.db,
-            clients=self._clients,
-            limiter=throttlers.Limiter(time_scale=self.settings.aws_time_scale),
+            clients=aws.clients,
+            limiter=aws.limiter,
             timing=workspace.Timing(
                 transitional_seconds=self.settings.transitional_resync_seconds,
                 resync_seconds=self.settings.resync_interval_seconds,

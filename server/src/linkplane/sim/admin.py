@@ -7,6 +7,7 @@ The reference is in docs/sim.md ("Admin API").
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import parse_qs
 
@@ -83,6 +84,47 @@ def request_view(sim: world.World, query: Mapping[str, list[str]]) -> list[dict[
     if "limit" in query:
         entries = entries[-int(query["limit"][0]) :]
     return entries
+
+
+_IAM_ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
+_ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
+_ROLE_ARN = re.compile(r"^arn:aws:iam::(\d{12}):role/(?:[\w+=,.@/-]+/)?[\w+=,.@-]{1,64}$")
+# Calls an assumed role's sessions make that IAM never refuses, or that its sessions never make.
+_NOT_DENIABLE = {
+    "sts:GetCallerIdentity": "AWS needs no permission for it",
+    "sts:AssumeRole": "linkplane's own principal calls it, not the role's sessions",
+}
+
+
+def parse_denial(body: Json) -> tuple[str, frozenset[str]]:
+    """``{"account", "role" (name or ARN), "actions": ["ec2:CreateVpcEndpoint"]}``."""
+    account = _text(body, "account")
+    if not re.fullmatch(r"\d{12}", account):
+        raise AdminError(400, f"account {account!r}: must be a 12-digit AWS account id")
+    role = _text(body, "role")
+    if role.startswith("arn:"):
+        match = _ROLE_ARN.match(role)
+        if match is None or match.group(1) != account:
+            raise AdminError(400, f"role {role!r}: must be a role ARN in account {account}")
+        role_arn = role
+    elif _ROLE_NAME.match(role):
+        role_arn = f"arn:aws:iam::{account}:role/{role}"
+    else:
+        raise AdminError(400, f"role {role!r}: must be a role name or ARN")
+    actions = body.get("actions")
+    if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
+        raise AdminError(400, "actions: must be a list of IAM actions like ec2:CreateVpcEndpoint")
+    for action in actions:
+        if not _IAM_ACTION.match(action):
+            raise AdminError(400, f"actions: {action!r} is not an IAM action (service:Action)")
+        if action in _NOT_DENIABLE:
+            raise AdminError(400, f"actions: {action} cannot be denied: {_NOT_DENIABLE[action]}")
+    return role_arn, frozenset(actions)
+
+
+def denials_view(sim: world.World) -> dict[str, list[str]]:
+    with sim.lock:
+        return {role: sorted(actions) for role, actions in sorted(sim.denials.items())}
 
 
 class AdminApp:
@@ -179,6 +221,16 @@ class AdminApp:
                 raise AdminError(405, f"{method} not allowed on /_sim/endpoint-outcomes")
             with sim.lock:
                 return 200, [dataclasses.asdict(o) for o in sim.endpoint_outcomes]
+        if path == "deny":
+            if method == "PUT":
+                role_arn, actions = parse_denial(body)
+                sim.deny(role_arn, actions)
+            elif method == "DELETE":
+                with sim.lock:
+                    sim.denials.clear()
+            elif method != "GET":
+                raise AdminError(405, f"{method} not allowed on /_sim/deny")
+            return 200, denials_view(sim)
         if route == ("POST", "reset"):
             sim.reset()
             return 200, {"ok": True}

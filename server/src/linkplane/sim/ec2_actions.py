@@ -410,6 +410,7 @@ def describe_vpc_endpoint_services(self: EC2Response) -> ActionResult:
     names: list[str] = self._get_param("ServiceNames", [])
     regions: list[str] = list(self._get_param("ServiceRegions", [])) or [caller.region]
     _check_regions(regions)
+    common.dry_run(self)
     services: list[Json] = []
     if caller.region in regions:
         services.extend(aws.detail(caller.account) for aws in catalog.aws_services(caller.region))
@@ -603,6 +604,9 @@ _ACTIONS: dict[str, Callable[[EC2Response], ActionResult]] = {
     "describe_vpc_endpoint_services": describe_vpc_endpoint_services,
     "describe_vpc_endpoint_service_configurations": describe_vpc_endpoint_service_configurations,
     "modify_vpc_endpoint_service_permissions": modify_vpc_endpoint_service_permissions,
+    # moto's own, which answer data for DryRun=true; linkplane's CheckAccount sends it.
+    "describe_vpc_endpoints": common.honouring_dry_run(EC2Response.describe_vpc_endpoints),
+    "describe_route_tables": common.honouring_dry_run(EC2Response.describe_route_tables),
     **{
         re.sub(r"(?<!^)(?=[A-Z])", "_", action).lower(): _unmodelled_action(action)
         for action in _UNMODELLED_ACTIONS

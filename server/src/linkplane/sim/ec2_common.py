@@ -9,7 +9,9 @@ import base64
 import binascii
 import dataclasses
 import json
+from collections.abc import Callable
 
+from moto.core.responses import ActionResult
 from moto.ec2 import exceptions as ec2_errors
 from moto.ec2.responses import EC2Response
 
@@ -200,6 +202,20 @@ def dry_run(response: EC2Response) -> None:
     """AWS's DryRunOperation (HTTP 412) once the request is known to be valid."""
     if response._get_bool_param("DryRun"):
         raise ec2_errors.DryRunClientError()
+
+
+def honouring_dry_run(
+    moto_action: Callable[[EC2Response], ActionResult],
+) -> Callable[[EC2Response], ActionResult]:
+    """One of moto's read-only actions that ignores ``DryRun`` (it would answer the data),
+    made to answer DryRunOperation first, as EC2 does; nothing else about it changes."""
+
+    def action(self: EC2Response) -> ActionResult:
+        dry_run(self)
+        return moto_action(self)
+
+    action.__name__ = moto_action.__name__
+    return action
 
 
 def not_found_endpoint(endpoint_id: str) -> Json:

@@ -3,12 +3,14 @@
 Every HTTP request reaches ``Gateway``. ``/_sim/...`` goes to the admin API; anything else is an
 AWS call. The gateway works out which account signed it (assumed-role keys act as the role's
 account), advances the world's delayed states, applies injected faults and AWS's throttling with
-AWS's error formats, serves the call through moto under the world's lock (moto's backends are
-not thread-safe), and records the outcome.
+AWS's error formats, refuses actions the admin API denied to the signing role (the same answer
+with or without ``DryRun``, as IAM is evaluated before anything else), serves the call through
+moto under the world's lock (moto's backends are not thread-safe), and records the outcome.
 """
 
 import dataclasses
 import io
+import json
 import re
 import time
 import uuid
@@ -68,6 +70,13 @@ class AwsCall:
     region: str
     parameters: str
     """All parameter values, decoded and newline-joined (to spot ids it names)."""
+    access_key: str = ""
+    """The signing access key (an assumed role's key names the role)."""
+
+    @property
+    def iam_action(self) -> str:
+        """``ec2:CreateVpcEndpoint``: the signing name is IAM's service prefix."""
+        return f"{self.service}:{self.action}"
 
 
 @dataclasses.dataclass
@@ -114,6 +123,9 @@ class Gateway:
         elif not sim.throttler.admit(call.service, call.action, call.account, call.region):
             served = _throttled(call.service)
             outcome = "throttled"
+        elif sim.denials and sim.denied(role_arn := self._role_of(call), call.iam_action):
+            served = _unauthorized(call, role_arn)
+            outcome = "error"
         elif call.action.startswith("Describe") and (
             hidden := sim.faults.hidden_among(call.parameters)
         ):
@@ -167,6 +179,11 @@ class Gateway:
         headers.append(("Content-Length", str(len(body))))
         return _Served(status, headers, body)
 
+    def _role_of(self, call: AwsCall) -> str | None:
+        if not call.access_key:
+            return None
+        return self._world.role_arn_for_access_key(call.access_key, call.account)
+
     def _hide_created(self, call: AwsCall, served: _Served, delay: float) -> None:
         pattern = _CREATED_ID.get(call.action)
         match = pattern.search(served.body) if pattern else None
@@ -196,7 +213,7 @@ class Gateway:
             environ.get("HTTP_X_MOTO_ACCOUNT_ID", "")
         ) or self._world.account_for_access_key(access_key, DEFAULT_ACCOUNT_ID)
         parameters = "\n".join(value for values in params.values() for value in values)
-        return AwsCall(service, action, account, region, parameters)
+        return AwsCall(service, action, account, region, parameters, access_key)
 
 
 def _read_body(environ: WsgiEnviron) -> bytes:
@@ -237,6 +254,33 @@ def _error(service: str, code: str, message: str, status: int) -> _Served:
     return _Served(status, headers, body)
 
 
+def _unauthorized(call: AwsCall, role_arn: str | None) -> _Served:
+    """IAM's refusal, in each protocol's words (EC2 also for ``DryRun=true``)."""
+    session = f"{role_arn}" if role_arn else call.account
+    if call.service == "ec2":
+        return _error(
+            "ec2",
+            "UnauthorizedOperation",
+            f"You are not authorized to perform this operation. User: {session} is not "
+            f"authorized to perform: {call.iam_action} (denied by linkplane-sim's deny list)",
+            403,
+        )
+    message = (
+        f"User: {session} is not authorized to perform: {call.iam_action} "
+        "(denied by linkplane-sim's deny list)"
+    )
+    if call.service == "servicequotas":
+        # A JSON protocol: the error is a JSON document with __type.
+        body = json.dumps({"__type": "AccessDeniedException", "message": message}).encode()
+        headers = [
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("Content-Length", str(len(body))),
+            ("x-amzn-RequestId", str(uuid.uuid4())),
+        ]
+        return _Served(400, headers, body)
+    return _error(call.service, "AccessDenied", message, 403)
+
+
 def _throttled(service: str) -> _Served:
     if service == "ec2":
         return _error(service, "RequestLimitExceeded", "Request limit exceeded.", 503)
@@ -251,6 +295,11 @@ def _not_found(service: str, resource_id: str) -> _Served:
 
 
 def _reason(status: int) -> str:
-    return {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error"}.get(
-        status, "Service Unavailable" if status == 503 else "Status"
-    )
+    return {
+        200: "OK",
+        400: "Bad Request",
+        403: "Forbidden",
+        404: "Not Found",
+        412: "Precondition Failed",
+        500: "Internal Server Error",
+    }.get(status, "Service Unavailable" if status == 503 else "Status")

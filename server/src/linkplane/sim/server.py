@@ -134,6 +134,15 @@ class SimHandle:
             world.EndpointOutcome(state, count, account, service_name, code, message)
         )
 
+    def deny(self, account_id: str, role: str, actions: list[str]) -> None:
+        """Refuse ``actions`` (IAM names, ``ec2:CreateVpcEndpoint``) to the sessions of
+        ``role`` (a name in ``account_id``, or its ARN), with or without DryRun; replaces that
+        role's list, and an empty list removes it. Like ``PUT /_sim/deny``."""
+        role_arn, denied = admin.parse_denial(
+            {"account": account_id, "role": role, "actions": list(actions)}
+        )
+        self.world.deny(role_arn, denied)
+
     def set_time_scale(self, time_scale: float) -> None:
         self.world.clock.set_time_scale(time_scale)
 

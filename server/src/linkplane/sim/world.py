@@ -89,6 +89,8 @@ class World:
         # Next IPv6 host number handed out per subnet (ENIs of dual-stack/IPv6 endpoints).
         self.ipv6_hosts: dict[str, int] = {}
         self._access_key_accounts: dict[str, str] = {}
+        # IAM actions ("ec2:CreateVpcEndpoint") each role ARN may not call (admin API).
+        self.denials: dict[str, frozenset[str]] = {}
 
     # Time ------------------------------------------------------------------------------------
 
@@ -149,6 +151,21 @@ class World:
         key = iam_backends[account]["aws"].access_keys.get(access_key)
         role_arn = getattr(key, "role_arn", None)
         return str(role_arn) if role_arn else None
+
+    def deny(self, role_arn: str, actions: frozenset[str]) -> None:
+        """Replace the IAM actions ``role_arn``'s sessions are refused; empty removes it."""
+        with self.lock:
+            if actions:
+                self.denials[role_arn] = actions
+            else:
+                self.denials.pop(role_arn, None)
+
+    def denied(self, role_arn: str | None, iam_action: str) -> bool:
+        """Whether a session of ``role_arn`` (None: not an assumed role) may not call it."""
+        if role_arn is None:
+            return False
+        with self.lock:
+            return iam_action in self.denials.get(role_arn, frozenset())
 
     # Registry queries ------------------------------------------------------------------------
 
@@ -242,6 +259,7 @@ class World:
             self.endpoint_outcomes.clear()
             self.ipv6_hosts.clear()
             self._access_key_accounts.clear()
+            self.denials.clear()
             self.throttler.reset()
             self.faults.reset()
 

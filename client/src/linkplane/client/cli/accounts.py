@@ -4,14 +4,16 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from linkplane.client import names
 from linkplane.client.cli import common, output
-from linkplane.client.cli.state import state_of, stderr
-from linkplane.v1 import account_pb2
+from linkplane.client.cli.state import ExitCode, OutputFormat, state_of, stderr
+from linkplane.v1 import account_pb2, account_service_pb2
 
 app = typer.Typer(
     help="Register and manage AWS accounts.", no_args_is_help=True, rich_markup_mode=None
@@ -148,3 +150,75 @@ def delete(
         timeout=state.timeout,
     )
     stderr.print(f"deleted {name}")
+
+
+class Usage(enum.StrEnum):
+    """Which IAM policy variant of deploy/aws/ to check."""
+
+    both = "both"
+    provider = "provider"
+    consumer = "consumer"
+
+
+_USAGES = {
+    Usage.both: account_service_pb2.CheckAccountRequest.USAGE_UNSPECIFIED,
+    Usage.provider: account_service_pb2.CheckAccountRequest.USAGE_PROVIDER,
+    Usage.consumer: account_service_pb2.CheckAccountRequest.USAGE_CONSUMER,
+}
+_CHECK = account_service_pb2.PermissionCheck
+
+
+def _result_name(value: int) -> str:
+    return str(_CHECK.Result.Name(value)).removeprefix("RESULT_")  # type: ignore[arg-type]
+
+
+@app.command(
+    epilog="Example: lpctl accounts check 222222222222 --as consumer\n\n"
+    "Exit status: 0 when every checked action is allowed (or cannot be checked: UNVERIFIED), "
+    "8 when AWS denies any, 1 when any check itself failed (ERROR)."
+)
+def check(
+    ctx: typer.Context,
+    account: AccountRef,
+    usage: Annotated[
+        Usage,
+        typer.Option(
+            "--as",
+            help="What the account is used for: the provider or consumer policy variant, or both.",
+        ),
+    ] = Usage.both,
+    region: Annotated[
+        str, typer.Option("--region", help="Region to check in [first allowed region].")
+    ] = "",
+) -> None:
+    """Assume the account's role and ask AWS whether it allows each action linkplane calls.
+
+    EC2 actions are tried with DryRun, others with a harmless read; nothing changes in AWS.
+    """
+    state = state_of(ctx)
+    name = names.account_name(state.project, account)
+    result = state.client().check_account(
+        name=name, usage=_USAGES[usage], region=region, timeout=state.timeout
+    )
+    if state.output is OutputFormat.table:
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        table.add_column("ACTION", no_wrap=True)
+        table.add_column("RESULT", no_wrap=True)
+        table.add_column("MESSAGE", overflow="fold")
+        for item in result.checks:
+            table.add_row(item.action, _result_name(item.result), item.message)
+        output.stdout.print(table)
+    else:
+        output.emit(state, result)
+    denied = [c.action for c in result.checks if c.result == _CHECK.RESULT_DENIED]
+    failed = [c.action for c in result.checks if c.result == _CHECK.RESULT_ERROR]
+    who = result.caller_arn or "(role not assumed)"
+    stderr.print(
+        f"{name} in {result.region} as {who}: {len(result.checks)} actions, "
+        f"{len(denied)} denied, {len(failed)} errors"
+    )
+    if denied:
+        stderr.print("denied: " + ", ".join(denied))
+        raise typer.Exit(int(ExitCode.DENIED))
+    if failed:
+        raise typer.Exit(int(ExitCode.ERROR))

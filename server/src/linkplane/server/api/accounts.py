@@ -5,6 +5,10 @@ unless an admin of that project lists another project in `shared_with_projects`.
 elsewhere is ALREADY_EXISTS without saying where. The external id is write-only (responses
 carry `external_id_set`), stays out of the audit log and the request-id records, and the role
 ARN is shown only to the project's admins.
+
+CheckAccount is the one method that calls AWS, at once and read-only: it assumes the account's
+role and asks AWS, action by action, whether the role may do what linkplane will do there
+(aws/permissions.py), so a missing permission shows up before the first reconcile.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from google.protobuf import empty_pb2
 from sqlalchemy import func, or_, select, text
 
 from linkplane.server.api import authz, fields, rpc
+from linkplane.server.aws import permissions, sessions
 from linkplane.server.domain import errors, filters, names, pagination, specs, validation
 from linkplane.server.protocol import converters
 from linkplane.server.storage import audit, models, records
@@ -34,6 +39,37 @@ WRITABLE = {
 OUTPUT_ONLY = {"aws_account_id", "create_time", "update_time", "external_id_set"}
 MAX_SHARED_PROJECTS = 100
 FILTER_FIELDS = {"display_name", "aws_account_id", "labels"}
+DEFAULT_CHECK_REGION = "us-east-1"
+_USAGES = {
+    account_service_pb2.CheckAccountRequest.USAGE_UNSPECIFIED: tuple(permissions.Variant),
+    account_service_pb2.CheckAccountRequest.USAGE_PROVIDER: (permissions.Variant.PROVIDER,),
+    account_service_pb2.CheckAccountRequest.USAGE_CONSUMER: (permissions.Variant.CONSUMER,),
+}
+_RESULTS = {
+    permissions.Result.ALLOWED: account_service_pb2.PermissionCheck.RESULT_ALLOWED,
+    permissions.Result.DENIED: account_service_pb2.PermissionCheck.RESULT_DENIED,
+    permissions.Result.ERROR: account_service_pb2.PermissionCheck.RESULT_ERROR,
+    permissions.Result.UNVERIFIED: account_service_pb2.PermissionCheck.RESULT_UNVERIFIED,
+}
+
+
+def check_region(requested: str, allowed: list[str]) -> str:
+    """The Region to check in: the requested one (an allowed one), else the first allowed."""
+    if not requested:
+        return allowed[0] if allowed else DEFAULT_CHECK_REGION
+    if not validation.REGION.match(requested):
+        raise errors.InvalidArgument(
+            [errors.FieldViolation("region", "must be an AWS Region like us-east-1")]
+        )
+    if allowed and requested not in allowed:
+        raise errors.InvalidArgument(
+            [
+                errors.FieldViolation(
+                    "region", f"is not one of the account's allowed_regions {allowed}"
+                )
+            ]
+        )
+    return requested
 
 
 def _columns() -> dict[str, Any]:
@@ -281,6 +317,46 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
                 session, "UpdateAccount", request, response=result.SerializeToString()
             )
             return result
+
+    @rpc.unary
+    async def CheckAccount(
+        self, request: account_service_pb2.CheckAccountRequest, context: Context, actor: str
+    ) -> account_service_pb2.CheckAccountResponse:
+        name = str(fields.name_of(request.name, "accounts"))
+        variants = _USAGES.get(request.usage)
+        if variants is None:
+            raise errors.InvalidArgument(
+                [errors.FieldViolation("usage", f"unknown value {request.usage}")]
+            )
+        async with self.deps.db.transaction() as session:
+            row = await records.get(session, models.Account, name)
+            if row is None:
+                raise errors.NotFound(name, kind="account")
+        spec = specs.account_from_json(row.spec)
+        region = check_region(request.region, list(spec.allowed_regions))
+        if self.deps.aws is None:
+            raise errors.FailedPrecondition(
+                "this server process has no AWS access configured",
+                reason="AWS_NOT_CONFIGURED",
+                metadata={"name": name},
+            )
+        account = sessions.AccountRef(
+            account_id=row.aws_account_id,
+            role_arn=spec.role_arn or None,
+            external_id=spec.external_id or None,
+        )
+        report = await permissions.check(self.deps.aws.context(account, region), variants)
+        return account_service_pb2.CheckAccountResponse(
+            name=name,
+            region=region,
+            caller_arn=report.caller_arn,
+            checks=[
+                account_service_pb2.PermissionCheck(
+                    action=o.action, result=_RESULTS[o.result], message=o.message
+                )
+                for o in report.outcomes
+            ],
+        )
 
     @rpc.unary
     async def DeleteAccount(

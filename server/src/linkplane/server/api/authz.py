@@ -124,6 +124,7 @@ RULES: Mapping[str, Rule] = {
         "linkplane.accounts.update", "account.name", Shape.ACCOUNT
     ),
     _m(_ACCOUNTS, "DeleteAccount"): Rule("linkplane.accounts.delete", "name", Shape.ACCOUNT),
+    _m(_ACCOUNTS, "CheckAccount"): Rule("linkplane.accounts.check", "name", Shape.ACCOUNT),
     _m(_OPERATIONS, "GetOperation"): Rule("linkplane.operations.get", "name", Shape.OPERATION),
     _m(_OPERATIONS, "ListOperations"): Rule("linkplane.operations.list", "", Shape.CALLER),
     _m(_OPERATIONS, "WaitOperation"): Rule("linkplane.operations.wait", "name", Shape.OPERATION),
@@ -187,6 +188,8 @@ _ADMINISTER = (
     "linkplane.accounts.register",
     "linkplane.accounts.update",
     "linkplane.accounts.delete",
+    # Assumes the account's role and calls AWS with it: as sensitive as seeing the role ARN.
+    "linkplane.accounts.check",
     "linkplane.projects.getIamPolicy",
     "linkplane.projects.setIamPolicy",
 )

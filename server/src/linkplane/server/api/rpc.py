@@ -25,6 +25,7 @@ from prometheus_client import Counter, Histogram
 
 from linkplane.server.api import authz, fields, identity, watches
 from linkplane.server.api.limits import Lease, Limits
+from linkplane.server.aws import permissions
 from linkplane.server.domain import errors
 from linkplane.server.protocol import statuses as api_errors
 from linkplane.server.storage import database, requests
@@ -50,6 +51,9 @@ class Dependencies:
     # Caps on streams and concurrent calls per principal (api/limits.py), and the process's
     # one Watch fan-out (api/watches.py).
     limits: Limits = field(default_factory=Limits)
+    # AWS clients and rate limiter for the one RPC that calls AWS itself (CheckAccount); None
+    # in processes built without them (tests of other services).
+    aws: permissions.Access | None = None
     hub: watches.Hub = field(init=False)
 
     def __post_init__(self) -> None:
