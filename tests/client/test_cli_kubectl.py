@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -314,3 +315,53 @@ def test_wait_timeout_exits_6_and_says_how_to_follow(
     result = lpctl(fake_server, "operations", "wait", name, "--wait-timeout", "0.5")
     assert result.returncode == 6, result.stderr
     assert f"lpctl operations wait {name}" in " ".join(result.stderr.split())
+
+
+# -- shell completion of resource ids ----------------------------------------------------------
+
+
+def _complete(address: str, words: str) -> subprocess.CompletedProcess[str]:
+    """What bash completion gets for the last word of `words` (typer's bash protocol)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LINKPLANE_")}
+    line = f"lpctl --address {address} {words}"
+    environment.update(
+        {
+            "_LPCTL_COMPLETE": "complete_bash",
+            "COMP_WORDS": line,
+            "COMP_CWORD": str(len(line.split()) - 1),
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "linkplane.client.cli"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_completion_of_service_and_connection_ids(
+    fake_server: FakeServer, backend: Backend
+) -> None:
+    def setup() -> None:
+        for name in ("payments", "payroll", "orders"):
+            backend.add_service(f"projects/default/services/{name}")
+        backend.connections["projects/default/connections/pay-link"] = connection_pb2.Connection(
+            name="projects/default/connections/pay-link", etag="1"
+        )
+
+    fake_server.call(setup)
+    result = _complete(fake_server.address, "services get pay")
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.split()) == ["payments", "payroll"]
+    result = _complete(fake_server.address, "connections create x --service or")
+    assert result.stdout.split() == ["orders"]
+    result = _complete(fake_server.address, "connections delete p")
+    assert result.stdout.split() == ["pay-link"]
+
+
+def test_completion_against_an_unreachable_server_suggests_nothing() -> None:
+    result = _complete("127.0.0.1:1", "services get pay")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == []

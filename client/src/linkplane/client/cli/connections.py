@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from linkplane.client import _requests, names
-from linkplane.client.cli import common, output
+from linkplane.client.cli import common, completion, output
 from linkplane.client.cli.state import state_of, stderr
 from linkplane.v1 import common_pb2, connection_pb2
 
@@ -63,6 +63,9 @@ def _choice(value: str, choices: Mapping[str, V], flag: str) -> V:
 
 
 DisplayName = Annotated[str | None, typer.Option("--display-name", help="Human-readable name.")]
+ConnectionRef = Annotated[
+    str, typer.Argument(help="Connection id or full name.", autocompletion=completion.connections)
+]
 
 
 @app.command(
@@ -80,7 +83,12 @@ def create(
     ] = None,
     region: Annotated[str | None, typer.Option("--region", help="The VPC's region.")] = None,
     service: Annotated[
-        str | None, typer.Option("--service", help="A linkplane service (id or full name).")
+        str | None,
+        typer.Option(
+            "--service",
+            help="A linkplane service (id or full name).",
+            autocompletion=completion.services,
+        ),
     ] = None,
     service_name: Annotated[
         str | None,
@@ -179,7 +187,7 @@ def warn_if_pending_acceptance(connection: connection_pb2.Connection) -> None:
 @app.command(epilog="Example: lpctl connections get orders-to-payments -o json")
 def get(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Connection id or full name.")],
+    name: ConnectionRef,
     watch: common.Watch = False,
 ) -> None:
     """Show one connection (with --watch, stream its changes)."""
@@ -220,7 +228,7 @@ def list_(
 )
 def update(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Connection id or full name.")],
+    name: ConnectionRef,
     subnet: Subnets = None,
     security_group: SecurityGroups = None,
     route_table: RouteTables = None,
@@ -280,7 +288,7 @@ def update(
 @app.command(epilog="Example: lpctl connections delete orders-to-payments --wait")
 def delete(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Connection id or full name.")],
+    name: ConnectionRef,
     etag: common.Etag = "",
     wait: common.Wait = False,
     wait_timeout: common.WaitTimeout = None,

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from linkplane.client import _requests, errors, names
-from linkplane.client.cli import common, output
+from linkplane.client.cli import common, completion, output
 from linkplane.client.cli.state import CliState, ExitCode, fail, state_of, stderr
 from linkplane.v1 import common_pb2, service_pb2
 
@@ -100,6 +100,11 @@ def parse_accept_rule(value: str) -> service_pb2.AcceptRule:
     if sep and tail.isdigit() and head and not head.endswith(":"):
         return service_pb2.AcceptRule(principal=head, connection_limit=int(tail))
     return service_pb2.AcceptRule(principal=value)
+
+
+ServiceRef = Annotated[
+    str, typer.Argument(help="Service id or full name.", autocompletion=completion.services)
+]
 
 
 def _account(project: str, ref: str) -> str:
@@ -313,7 +318,7 @@ def publish(
 @app.command(epilog="Example: lpctl services get payments -o yaml")
 def get(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Service id or full name.")],
+    name: ServiceRef,
     watch: common.Watch = False,
 ) -> None:
     """Show one service (with --watch, stream its changes)."""
@@ -352,7 +357,7 @@ def list_(
 )
 def update(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Service id or full name.")],
+    name: ServiceRef,
     subnet: Subnets = None,
     listener: Listeners = None,
     target: Targets = None,
@@ -411,7 +416,7 @@ def update(
 @app.command(epilog="Example: lpctl services delete payments --force --wait")
 def delete(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Service id or full name.")],
+    name: ServiceRef,
     force: Annotated[
         bool, typer.Option("--force", help="Reject live connections first instead of failing.")
     ] = False,
@@ -441,7 +446,7 @@ def delete(
 )
 def verify_dns(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Service id or full name.")],
+    name: ServiceRef,
     etag: common.Etag = "",
     wait: common.Wait = False,
     wait_timeout: common.WaitTimeout = None,
@@ -471,7 +476,7 @@ def verify_dns(
 )
 def connections_list(
     ctx: typer.Context,
-    service: Annotated[str, typer.Argument(help="Service id or full name.")],
+    service: ServiceRef,
     filter: common.Filter = "",
     page_size: common.PageSize = 0,
     limit: common.Limit = 100,
@@ -588,7 +593,7 @@ FromAccount = Annotated[
 )
 def accept(
     ctx: typer.Context,
-    service: Annotated[str, typer.Argument(help="Service id or full name.")],
+    service: ServiceRef,
     endpoint_ids: EndpointIds = None,
     all_pending: AllPending = False,
     from_account: FromAccount = None,
@@ -610,7 +615,7 @@ def accept(
 )
 def reject(
     ctx: typer.Context,
-    service: Annotated[str, typer.Argument(help="Service id or full name.")],
+    service: ServiceRef,
     endpoint_ids: EndpointIds = None,
     all_pending: AllPending = False,
     from_account: FromAccount = None,
@@ -688,7 +693,7 @@ Principals = Annotated[
 )
 def principals_add(
     ctx: typer.Context,
-    service: Annotated[str, typer.Argument(help="Service id or full name.")],
+    service: ServiceRef,
     principals: Principals,
     wait: common.Wait = False,
     wait_timeout: common.WaitTimeout = None,
@@ -711,7 +716,7 @@ def principals_add(
 )
 def principals_remove(
     ctx: typer.Context,
-    service: Annotated[str, typer.Argument(help="Service id or full name.")],
+    service: ServiceRef,
     principals: Principals,
     wait: common.Wait = False,
     wait_timeout: common.WaitTimeout = None,
