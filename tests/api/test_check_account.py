@@ -221,7 +221,8 @@ async def test_lpctl_prints_the_denied_action_and_exits_non_zero(sim, stub, plan
     assert "DENIED" not in allowed.stdout
 
     sim.deny(CONSUMER, ROLE, ["ec2:CreateVpcEndpoint"])
-    denied = await _lpctl(plane, "-o", "table", "--project", project, "accounts", "check", CONSUMER)
+    # As the issue writes it: the project (and the output format) after the subcommand.
+    denied = await _lpctl(plane, "accounts", "check", CONSUMER, "--project", project, "-o", "table")
     assert denied.returncode == 8, (denied.stdout, denied.stderr)
     rows = [line.split() for line in denied.stdout.splitlines()]
     assert ["ec2:CreateVpcEndpoint", "DENIED"] in [row[:2] for row in rows]

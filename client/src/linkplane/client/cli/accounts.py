@@ -190,13 +190,17 @@ def check(
     region: Annotated[
         str, typer.Option("--region", help="Region to check in [first allowed region].")
     ] = "",
+    project: Annotated[
+        str | None,
+        typer.Option("--project", "-p", help="Project of the account [the global --project]."),
+    ] = None,
 ) -> None:
     """Assume the account's role and ask AWS whether it allows each action linkplane calls.
 
     EC2 actions are tried with DryRun, others with a harmless read; nothing changes in AWS.
     """
     state = state_of(ctx)
-    name = names.account_name(state.project, account)
+    name = names.account_name(project or state.project, account)
     result = state.client().check_account(
         name=name, usage=_USAGES[usage], region=region, timeout=state.timeout
     )
