@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 
+import grpc
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -162,6 +163,21 @@ def test_principals_add_and_remove_keep_the_others(
     )
     assert code == 0, stderr
     assert allowed() == ["333333333333"]
+
+
+def test_principals_add_rereads_and_retries_after_a_concurrent_change(
+    fake_server: FakeServer, backend: Backend
+) -> None:
+    fake_server.call(lambda: backend.add_service(SERVICE, allowed_principals=["111111111111"]))
+    backend.fail("UpdateService", grpc.StatusCode.ABORTED)  # someone else wrote first
+    code, _, stderr = run(
+        fake_server, "services", "principals", "add", "payments", "333333333333", "--wait"
+    )
+    assert code == 0, stderr
+    writes = backend.calls["UpdateService"]
+    assert len(writes) == 2  # the refused write, then one after re-reading
+    assert all(w.service.etag for w in writes)  # every write is conditional on what was read
+    assert list(backend.services[SERVICE].allowed_principals) == ["111111111111", "333333333333"]
 
 
 def test_allow_help_says_it_replaces(fake_server: FakeServer) -> None:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from linkplane.client import AsyncClient, Backoff, ClientConfig, errors
+from linkplane.client import AsyncClient, Backoff, Client, ClientConfig, errors
 from linkplane.server.config import Role, Settings
 from linkplane.server.runtime import Runtime
 
@@ -119,3 +119,29 @@ async def test_watch_over_the_stream_cap_gives_up_with_the_cap_error(
             await anext(aiter(client.watch_services(parent=parent)))
         assert refused.value.retry_delay == 5.0
         await first.aclose()
+
+
+async def test_blocking_client_retries_and_reconnects_too(
+    capped_server: Runtime, project: str
+) -> None:
+    # The blocking twins (call_sync, Watch) run in threads: the server shares this event loop.
+    parent = f"projects/{project}"
+    config = _config(capped_server, max_exhausted_attempts=12)
+    with Client(config) as client:
+
+        def one_call() -> None:
+            client.list_services(parent=parent).collect()
+
+        await asyncio.gather(*(asyncio.to_thread(one_call) for _ in range(12)))
+
+        async with AsyncClient(config) as holder:
+            first = holder.watch_services(parent=parent)
+            assert (await anext(aiter(first))).type_name == "SYNCED"
+            second = client.watch_services(parent=parent)
+            waiting = asyncio.ensure_future(asyncio.to_thread(next, iter(second)))
+            await asyncio.sleep(0.5)
+            assert not waiting.done()  # refused, waiting out the advised delay
+            await first.aclose()
+            event = await asyncio.wait_for(waiting, timeout=60)
+            assert event.type_name == "SYNCED"
+            second.close()
