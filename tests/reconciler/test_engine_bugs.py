@@ -116,12 +116,14 @@ async def test_a_bug_shows_on_the_resource_counts_and_backs_off(db, own_database
         assert condition["status"] == "FALSE"
         assert condition["reason"] == "InternalError"
         assert "KeyError" in condition["message"]
-        assert bugs_counted("KeyError") == before + 1
+        # Every failed pass is counted (a slow machine may have seen a second one already).
+        assert before + 1 <= bugs_counted("KeyError") <= before + reconciler.passes
         # Backoff, not a tight loop: the attempts grow, each pass waits longer than the last
-        # (1-2 s, then 2-4 s), so a few seconds see only a few passes.
+        # (1-2 s, then 2-4 s), so a 3 s window sees at most two passes (a slower machine, fewer).
         assert row.attempts >= 1
+        seen = reconciler.passes
         await asyncio.sleep(3.0)
-        assert reconciler.passes <= 3, reconciler.passes
+        assert reconciler.passes - seen <= 2, (seen, reconciler.passes)
         # Once a pass succeeds the condition goes away.
         reconciler.fixed = True
         healed = await eventually(
