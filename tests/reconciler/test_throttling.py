@@ -89,7 +89,7 @@ async def test_two_hundred_endpoints_in_one_account(api, networks, crowded_vpcs,
             len(found) == CONNECTIONS
             and all(c.state == connection_pb2.Connection.STATE_AVAILABLE for c in found)
         ),
-        timeout=150.0,
+        timeout=450.0,  # the full suite on 2 cores: 150 s was exceeded in CI (see closing note)
     )
     elapsed = time.monotonic() - started
     throttled = sum(sim.throttle_counts().get(CONSUMER, {}).values()) - throttled_before
