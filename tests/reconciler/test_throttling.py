@@ -1,9 +1,14 @@
-"""Throttling: 200 endpoints in one consumer account reach AVAILABLE without being throttled.
+"""Throttling: a burst of endpoints in one consumer account reaches AVAILABLE unthrottled.
 
 The simulator enforces AWS's buckets (CreateVpcEndpoint: burst 4, then 0.3/s per account and
-Region, time-scaled), so 200 creates take at least (200 - 4) / 0.3 / scale seconds whatever
+Region, time-scaled), so N creates take at least (N - 4) / 0.3 / scale seconds whatever
 linkplane does. What linkplane must add: no failed operation, and its own limiter keeps it
 under AWS's bucket so the simulator (almost) never answers RequestLimitExceeded.
+
+Ten times the burst is enough to prove the limiter; how fast a fleet of hundreds converges is
+a figure, not a verdict, and is measured by bench/converge.py (issue 13: no test whose verdict
+depends on machine speed). With 200 here, the simulator, which shares this process, spent half
+of its CPU serialising Describe answers, and the test's time doubled when the machine was busy.
 """
 
 from __future__ import annotations
@@ -27,14 +32,14 @@ from tests.reconciler.conftest import (
     publish,
 )
 
-CONNECTIONS = 200
-PER_VPC = 40  # under the 50-endpoints-per-VPC quota, with room to spare
+CONNECTIONS = 40
+PER_VPC = 20  # two VPCs, under the 50-endpoints-per-VPC quota
 THROTTLE_BOUND = 3  # "near zero": a stray throttle from clock jitter, never a storm
 
 
 @pytest.fixture(scope="module")
 def crowded_vpcs(sim: sim_server.SimHandle, networks) -> list[dict]:
-    """Five more VPCs in the consumer account (its first one is shared with other tests)."""
+    """More VPCs in the consumer account (its first one is shared with other tests)."""
     return [
         sim_server.seed_network(sim, account_id=CONSUMER, region=REGION, cidr=f"10.{20 + i}.0.0/16")
         for i in range(CONNECTIONS // PER_VPC)
@@ -56,7 +61,7 @@ async def list_connections(api, project: str) -> list[connection_pb2.Connection]
             return found
 
 
-async def test_two_hundred_endpoints_in_one_account(api, networks, crowded_vpcs, project, sim):
+async def test_a_burst_of_endpoints_in_one_account_is_not_throttled(api, networks, crowded_vpcs, project, sim):
     await api.register(project, PROVIDER, CONSUMER)
     published = await publish(
         api,
@@ -89,7 +94,7 @@ async def test_two_hundred_endpoints_in_one_account(api, networks, crowded_vpcs,
             len(found) == CONNECTIONS
             and all(c.state == connection_pb2.Connection.STATE_AVAILABLE for c in found)
         ),
-        timeout=450.0,  # the full suite on 2 cores: 150 s was exceeded in CI (see closing note)
+        timeout=180.0,  # 12 s of AWS bound at scale 10; generous for a busy 2-core machine
     )
     elapsed = time.monotonic() - started
     throttled = sum(sim.throttle_counts().get(CONSUMER, {}).values()) - throttled_before

@@ -16,7 +16,7 @@ from sqlalchemy import func
 from linkplane.server.api import fields, resources, rpc, standard, watches
 from linkplane.server.domain import errors, filters, names, pagination, specs, states, validation
 from linkplane.server.protocol import converters
-from linkplane.server.storage import audit, inventory, models, records
+from linkplane.server.storage import audit, inventory, leases, models, records
 from linkplane.v1 import provider_service_pb2, provider_service_pb2_grpc, service_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -389,7 +389,7 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
                         applied_at=func.now() if refusal else None,
                     )
                 )
-            service.next_reconcile_at = func.now()
+            service.next_reconcile_at = leases.poke_time()
             await audit.record(
                 session,
                 actor=actor,
@@ -437,7 +437,7 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
                 return resources.preview(
                     converters.pack(converters.service(row)), name, "verify-dns"
                 )
-            row.next_reconcile_at = func.now()
+            row.next_reconcile_at = leases.poke_time()
             return await standard.conclude(
                 session,
                 kind=SERVICES,

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from linkplane.server.api import fields, resources, rpc, watches
 from linkplane.server.domain import errors, filters, pagination, specs
 from linkplane.server.protocol import converters
-from linkplane.server.storage import audit, records
+from linkplane.server.storage import audit, leases, records
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ async def conclude(
 def touch(row: Any) -> None:
     """A change the reconciler must look at now, and that moves the etag."""
     row.reconciling = True
-    row.next_reconcile_at = func.now()
+    row.next_reconcile_at = leases.poke_time()
     row.revision += 1
     row.update_time = func.now()
 

@@ -70,12 +70,16 @@ class EndpointSnapshots:
         self._taken: dict[tuple[str, str | None, str], tuple[float, dict[str, Any]]] = {}
         self._locks: dict[tuple[str, str | None, str], asyncio.Lock] = {}
 
-    async def find(self, ctx: calls.Context, uid: str) -> dict[str, Any] | None:
+    async def find(self, ctx: calls.Context, uid: str) -> Sighting:
+        """The endpoint tagged `uid` in a snapshot at most `ttl` old, and when it was asked."""
         key = (ctx.account.account_id, ctx.account.role_arn, ctx.region)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # concurrent passes wait for one refresh instead of each calling AWS
-            taken, by_uid = self._taken.get(key, (-1e18, {}))
-            if time.monotonic() - taken > self.ttl:
+            asked, by_uid = self._taken.get(key, (-1e18, {}))
+            if time.monotonic() - asked > self.ttl:
+                # The snapshot is as old as its request, not its answer: under load a Describe
+                # of hundreds of endpoints takes seconds, and an accept during it is not in it.
+                asked = time.monotonic()
                 found = await ctx.collect(
                     "ec2",
                     "DescribeVpcEndpoints",
@@ -91,8 +95,16 @@ class EndpointSnapshots:
                     state = aws_endpoints.normalize_state(endpoint.get("State"))
                     if owner and state not in aws_endpoints.GONE_STATES:
                         by_uid.setdefault(owner, endpoint)
-                self._taken[key] = (time.monotonic(), by_uid)
-        return by_uid.get(uid)
+                self._taken[key] = (asked, by_uid)
+        return Sighting(by_uid.get(uid), asked)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sighting:
+    """An endpoint as a snapshot saw it, and when that snapshot's request left (monotonic)."""
+
+    endpoint: dict[str, Any] | None
+    asked: float
 
 
 class Recent:
@@ -410,6 +422,7 @@ class ConnectionReconciler:
             await changes.notify(session, kind=KIND, name=row.name, uid=str(row.uid))
 
     async def reconcile(self, lease: leases.Lease) -> engine.Pass:
+        began = time.monotonic()
         async with self.ws.db.transaction() as session:
             row = await leases.load(session, models.Connection, lease)
             spec = specs.connection_from_json(row.spec)
@@ -480,7 +493,9 @@ class ConnectionReconciler:
         )
         status["resolved_service_name"] = target.service_name
 
-        found = await self._find(ctx, uid, book, attempts)
+        found = await self._find(
+            ctx, uid, book, attempts, began=began, sleeps_when_pending=linkplane is not None
+        )
         if found is None:
             if book.endpoint_id:
                 # It existed and is gone, and nobody here deleted it: drift. Record it and move
@@ -533,9 +548,24 @@ class ConnectionReconciler:
         return await self._observe(lease, ctx, spec, status, book, endpoint, target, attempts)
 
     async def _find(
-        self, ctx: calls.Context, uid: str, book: Bookkeeping, attempts: int
+        self,
+        ctx: calls.Context,
+        uid: str,
+        book: Bookkeeping,
+        attempts: int,
+        *,
+        began: float,
+        sleeps_when_pending: bool,
     ) -> dict[str, Any] | None:
-        """This connection's endpoint: direct read after a change, else the snapshot."""
+        """This connection's endpoint: direct read after a change, else the snapshot.
+
+        A pass that finds its endpoint pending acceptance and `sleeps_when_pending` (a linkplane
+        Service pokes it with the verdict) confirms it with a direct read when the snapshot was
+        asked for before the pass began: the poke that woke it may have followed an accept that
+        the snapshot does not show, and the pass would then sleep a full resync (a lost wake-up,
+        issue 8). A direct read costs one endpoint; refreshing the snapshot for every such pass
+        would cost all of them, back to back.
+        """
         if book.fresh_read and book.endpoint_id:
             # Right after a create, NotFound means "not visible yet" (eventual consistency),
             # not drift: concluding drift would create a second endpoint. A few retries, then
@@ -551,7 +581,15 @@ class ConnectionReconciler:
                 not in aws_endpoints.GONE_STATES
             ):
                 return found
-        found = await self.snapshots.find(ctx, uid)
+        sighting = await self.snapshots.find(ctx, uid)
+        found = sighting.endpoint
+        if (
+            found is not None
+            and sleeps_when_pending
+            and sighting.asked < began
+            and aws_endpoints.normalize_state(found.get("State")) == "PendingAcceptance"
+        ):
+            found = await aws_endpoints.describe_endpoint(ctx, str(found["VpcEndpointId"]))
         if found is None:
             # A snapshot can predate an endpoint created a moment ago: ask AWS directly
             # before concluding it is missing (and creating, or reporting drift).
@@ -1138,7 +1176,7 @@ class ConnectionReconciler:
             await session.execute(
                 update(models.Service)
                 .where(models.Service.name == service)
-                .values(next_reconcile_at=func.now())
+                .values(next_reconcile_at=leases.poke_time())
             )
 
     async def _write(

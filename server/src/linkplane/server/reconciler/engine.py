@@ -165,19 +165,21 @@ class Engine:
             async with self.db.transaction() as session:
                 await leases.heartbeat(session, reconciler.model, lease, self.lease_seconds)
 
-    async def _clear_bug(self, reconciler: Reconciler, lease: leases.Lease) -> None:
-        """A pass succeeded after failing unexpectedly: drop the InternalError condition."""
-        async with self.db.transaction() as session:
-            row = await leases.load(session, reconciler.model, lease)
-            status = dict(row.status or {})
-            conditions = [c for c in status.get("conditions", []) if c.get("type") != BUG_CONDITION]
-            if len(conditions) == len(status.get("conditions", [])):
-                return
-            status["conditions"] = conditions
-            row.status = status
-            row.revision += 1
-            row.update_time = func.now()
-            await changes.notify(session, kind=reconciler.kind, name=row.name, uid=str(row.uid))
+    async def _clear_bug(
+        self, session: AsyncSession, reconciler: Reconciler, lease: leases.Lease
+    ) -> None:
+        """A pass succeeded after failing unexpectedly: drop the InternalError condition (in
+        the release's transaction, so nobody sees the condition gone and the attempts kept)."""
+        row = await leases.load(session, reconciler.model, lease)
+        status = dict(row.status or {})
+        conditions = [c for c in status.get("conditions", []) if c.get("type") != BUG_CONDITION]
+        if len(conditions) == len(status.get("conditions", [])):
+            return
+        status["conditions"] = conditions
+        row.status = status
+        row.revision += 1
+        row.update_time = func.now()
+        await changes.notify(session, kind=reconciler.kind, name=row.name, uid=str(row.uid))
 
     async def _work(self, reconciler: Reconciler, lease: leases.Lease) -> None:
         started = time.monotonic()
@@ -186,6 +188,7 @@ class Engine:
         heartbeat = asyncio.create_task(self._heartbeat(reconciler, lease))
         attempts = 0
         delay = 1.0
+        healed = False
         outcome = "ok"
         try:
             async with self.db.transaction() as session:
@@ -195,8 +198,7 @@ class Engine:
             try:
                 result = await reconciler.reconcile(lease)
                 delay, attempts = result.requeue_after, 0
-                if had_bug:
-                    await self._clear_bug(reconciler, lease)
+                healed = had_bug
             except aws_errors.AwsError as error:
                 attempts += 1
                 outcome = "retry" if error.retryable else "failed"
@@ -216,6 +218,8 @@ class Engine:
             # it commits, so this is where this process's hold on the resource ends.
             ended = time.monotonic()
             async with self.db.transaction() as session:
+                if healed:
+                    await self._clear_bug(session, reconciler, lease)
                 await leases.release(
                     session,
                     reconciler.model,

@@ -1047,7 +1047,7 @@ async def _poke_connections(
             ),
         )
     await session.execute(
-        update(models.Connection).where(condition).values(next_reconcile_at=func.now())
+        update(models.Connection).where(condition).values(next_reconcile_at=leases.poke_time())
     )
 
 

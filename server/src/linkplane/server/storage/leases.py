@@ -75,6 +75,16 @@ async def claim(
     ]
 
 
+def poke_time() -> Any:
+    """What a "look now" stores in next_reconcile_at: the statement's clock, not now().
+
+    now() is the start of the writing transaction, which can precede a claim made while that
+    transaction ran; `release` would then take the poke for one the pass had already seen, and
+    the wake-up would be lost. The clock at the write is always later than such a claim.
+    """
+    return func.clock_timestamp()
+
+
 def fenced(model: Model, lease: Lease) -> Any:
     """The WHERE clause every write under a lease carries."""
     return and_(model.uid == lease.uid, model.fencing_token == lease.token)
