@@ -73,8 +73,10 @@ async def test_preflight_refuses_an_unsupported_region(tenant: Tenant) -> None:
     failed = await api.get_connection(api.connection_name("far"))
     assert failed.state == Conn.STATE_FAILED
     assert not failed.endpoint_id
-    assert failed.last_aws_error.code in {"UnsupportedRegion", "ServiceNotVisible"}
-    assert WEST in failed.last_aws_error.message or REGION in failed.last_aws_error.message
+    # linkplane's own check, from the Service's supported regions, before visibility (AWS
+    # hides the service from us-west-2, which would only say "not visible" after retries).
+    assert failed.last_aws_error.code == "UnsupportedRegion"
+    assert WEST in failed.last_aws_error.message and REGION in failed.last_aws_error.message
     # Refused before AWS: no endpoint was even attempted in either Region.
     for region in (REGION, WEST):
         ec2 = await sim.client(consumer.account_id, "ec2", region)

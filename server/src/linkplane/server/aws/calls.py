@@ -4,14 +4,25 @@
 ``throttlers`` buckets, calls the aiobotocore method, turns any failure into an
 ``errors.AwsError`` (draining the buckets when AWS throttled anyway), counts the outcome in
 Prometheus and logs at debug level. :func:`paginate` does the same for each page of a
-paginated Describe. The typed helpers in ``endpoints``, ``services`` and ``loadbalancers``
+paginated Describe.
+
+A :class:`Context` with a :class:`RetryPolicy` (the reconcilers' contexts) retries a transient
+failure (5xx, dropped connection, timeout) or a throttled answer *in place*, a bounded number
+of times with jittered exponential delays, never sooner than AWS's own ``Retry-After``; a
+throttled retry also waits for the drained buckets to refill. One 5xx in twenty calls then
+costs a short delay instead of failing the whole reconcile pass (issue 10). Anything else —
+and a failure that outlasts the retries — is raised for the reconciler to handle.
+
+The typed helpers in ``endpoints``, ``services`` and ``loadbalancers``
 build on these; the reconciler may also use :class:`Context` directly for calls that need no
 helper.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import random
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Protocol
@@ -41,7 +52,11 @@ LIMITER_WAIT = prometheus_client.Histogram(
     ["service", "action"],
     buckets=(0.0, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
 )
-
+RETRIES = prometheus_client.Counter(
+    "linkplane_aws_retries_total",
+    "AWS calls retried in place after a transient or throttled answer, by error kind.",
+    ["service", "action", "kind"],
+)
 
 BATCH_SIZE = 100
 """Ids per batch call (DeleteVpcEndpoints, Accept/RejectVpcEndpointConnections, ...)."""
@@ -95,6 +110,34 @@ def paginate(
     return ctx.paginate(service, action, recently_created=recently_created, **params)
 
 
+RETRIED_IN_PLACE = frozenset({errors.Kind.TRANSIENT, errors.Kind.THROTTLE})
+"""Failures worth repeating the same call for at once. Not CONFLICT (the object's state must
+change first, which takes seconds to minutes) nor NOT_FOUND (a grace the reconciler schedules)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """How a call retries a transient or throttled failure in place.
+
+    ``retries`` more attempts after the first; before retry *n* (0-based) it waits a uniformly
+    jittered delay in ``[0, min(cap, base * 2**n)]`` (full jitter: concurrent passes that failed
+    together do not retry together), and at least AWS's ``Retry-After`` when AWS sent one. A
+    throttled call's retry also waits for its (penalized) token bucket in the limiter.
+    """
+
+    retries: int = 3
+    base_seconds: float = 0.5
+    cap_seconds: float = 5.0
+
+    def delay(self, error: errors.AwsError, retry: int) -> float | None:
+        """Seconds to wait before retry number ``retry``, or None to give up and raise."""
+        if not error.retryable or error.kind not in RETRIED_IN_PLACE or retry >= self.retries:
+            return None
+        ceiling = min(self.cap_seconds, self.base_seconds * 2**retry)
+        jittered = random.uniform(0.0, ceiling)  # noqa: S311 - jitter, not cryptography
+        return max(jittered, error.hinted or 0.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class Context:
     """Where a reconcile step acts: which clients and limiter, which account and Region.
@@ -107,23 +150,54 @@ class Context:
     limiter: throttlers.Limiter
     account: sessions.AccountRef
     region: str
+    retry: RetryPolicy | None = None
+    """Retry transient and throttled failures in place; None: raise the first failure."""
 
     async def call(
         self, service: str, action: str, *, recently_created: bool = False, **params: Any
     ) -> dict[str, Any]:
-        """:func:`call` in this context."""
-        await _acquire(self, service, action)
-        started = time.perf_counter()
-        try:
-            client = await self.clients.client(service, self.account, self.region)
-            method = getattr(client, xform_name(action))
-            response: dict[str, Any] = await method(**params)
-        except errors.CLASSIFIABLE as exc:
-            raise _failed(
-                self, service, action, exc, started=started, recently_created=recently_created
-            ) from exc
-        _succeeded(self, service, action, started)
-        return response
+        """:func:`call` in this context (retried in place under the context's policy)."""
+        retry = 0
+        while True:
+            await _acquire(self, service, action)
+            started = time.perf_counter()
+            try:
+                client = await self.clients.client(service, self.account, self.region)
+                method = getattr(client, xform_name(action))
+                response: dict[str, Any] = await method(**params)
+            except errors.CLASSIFIABLE as exc:
+                err = _failed(
+                    self, service, action, exc, started=started, recently_created=recently_created
+                )
+                # Safe for mutating calls too: creates carry a deterministic ClientToken (or
+                # an idempotent name), so a retry of a create that did apply adopts it.
+                if not await self._wait_before_retry(service, action, err, retry):
+                    raise err from exc
+                retry += 1
+                continue
+            _succeeded(self, service, action, started)
+            return response
+
+    async def _wait_before_retry(
+        self, service: str, action: str, err: errors.AwsError, retry: int
+    ) -> bool:
+        """Sleep before retry number ``retry`` if the policy allows one; whether to retry."""
+        delay = self.retry.delay(err, retry) if self.retry is not None else None
+        if delay is None:
+            return False
+        RETRIES.labels(service, action, err.kind.value).inc()
+        logger.debug(
+            "aws.retry",
+            service=service,
+            action=action,
+            account=self.account.account_id,
+            region=self.region,
+            code=err.code,
+            retry=retry + 1,
+            seconds=round(delay, 3),
+        )
+        await asyncio.sleep(delay)
+        return True
 
     async def paginate(
         self, service: str, action: str, *, recently_created: bool = False, **params: Any
@@ -155,13 +229,25 @@ class Context:
     async def collect(
         self, service: str, action: str, key: str, *, recently_created: bool = False, **params: Any
     ) -> list[dict[str, Any]]:
-        """All items under ``key`` across every page of a paginated action."""
-        items: list[dict[str, Any]] = []
-        async for page in self.paginate(
-            service, action, recently_created=recently_created, **params
-        ):
-            items.extend(page.get(key, []))
-        return items
+        """All items under ``key`` across every page of a paginated action.
+
+        A page that fails transiently restarts the listing (under the context's retry
+        policy): a paginator cannot resume after an error, and a listing is read-only.
+        """
+        retry = 0
+        while True:
+            items: list[dict[str, Any]] = []
+            try:
+                async for page in self.paginate(
+                    service, action, recently_created=recently_created, **params
+                ):
+                    items.extend(page.get(key, []))
+            except errors.AwsError as err:
+                if not await self._wait_before_retry(service, action, err, retry):
+                    raise
+                retry += 1
+                continue
+            return items
 
 
 @dataclasses.dataclass(frozen=True)

@@ -162,6 +162,10 @@ class AwsError(Exception):
 
     ``retryable`` is the single bit the reconciler needs (TemporaryError vs PermanentError);
     ``retry_after`` is a suggested minimum delay when retryable. ``kind`` says why.
+    ``hinted`` is the delay AWS itself asked for (a ``Retry-After`` header), if any.
+    ``requeue_after`` is set by a reconciler that knows exactly when to look again (a grace
+    period it schedules itself, e.g. for permissions to propagate): the engine then uses it
+    instead of its exponential backoff.
     """
 
     def __init__(
@@ -175,6 +179,7 @@ class AwsError(Exception):
         http_status: int | None = None,
         retry_after: float | None = None,
         request_id: str | None = None,
+        requeue_after: float | None = None,
     ) -> None:
         super().__init__(code, message)
         self.code = code
@@ -185,6 +190,8 @@ class AwsError(Exception):
         self.http_status = http_status
         self.retry_after = retry_after if retryable else None
         self.request_id = request_id
+        self.hinted: float | None = None
+        self.requeue_after = requeue_after if retryable else None
 
     def __str__(self) -> str:
         where = f" in {self.action}" if self.action else ""
@@ -325,6 +332,7 @@ def classify(
         )
         hinted = _retry_after_header(response)
         if err.retryable and hinted is not None:
+            err.hinted = hinted
             err.retry_after = max(hinted, err.retry_after or 0.0)
         return err
     if isinstance(exc, botocore_exceptions.ParamValidationError):

@@ -44,7 +44,13 @@ from linkplane.server.storage import changes, leases, models, records
 
 log = structlog.get_logger("linkplane.reconciler.connections")
 KIND = "connection"
-VISIBILITY_GRACE_ATTEMPTS = 5
+VISIBILITY_GRACE_STEPS = (1, 1, 2, 4, 4)
+"""The visibility grace, in transitional intervals: a service the consumer cannot see yet (the
+provider's permission still propagating), or an endpoint a Describe does not show right after
+its create, is looked at again after 1, 1, 2, 4 and 4 transitional intervals, then believed.
+With the default 5 s interval that is 5, 5, 10, 20, 20 s (60 s in all, about what AWS takes to
+propagate an endpoint service permission); a time-scaled simulator test with 0.2 s waits 2.4 s."""
+VISIBILITY_GRACE_ATTEMPTS = len(VISIBILITY_GRACE_STEPS)
 MODIFY = "ModifyVpcEndpoint"
 # Endpoint states that no longer count against the VPC's quota.
 NOT_COUNTED = {"deleted", "deleting", "rejected", "failed", "expired"}
@@ -334,6 +340,32 @@ def _canonical_policy(document: str) -> object:
     return parsed
 
 
+def unsupported_region(
+    service: str, consumer_region: str, offered: list[str]
+) -> aws_errors.AwsError:
+    """linkplane's own permanent error for a consumer region the service does not serve."""
+    return _permanent(
+        "UnsupportedRegion",
+        f"{service} does not support consumers in {consumer_region}; it supports "
+        f"{', '.join(offered) if offered else 'only its own region'} (the provider must add "
+        f"{consumer_region} to its supported regions)",
+        "DescribeVpcEndpointServices",
+    )
+
+
+def check_region(spec: specs.ConnectionSpec, target: Target) -> None:
+    """A linkplane Service serves its own region and its ``supported_regions``, nothing else."""
+    if target.linkplane is None or not target.cross_region:
+        return
+    offered = target.linkplane.spec.supported_regions
+    if spec.region in offered:
+        return
+    home = [target.region] if target.region not in offered else []
+    raise unsupported_region(
+        f"service {target.linkplane.name} ({target.service_name})", spec.region, home + offered
+    )
+
+
 def check_ip_type(
     spec: specs.ConnectionSpec,
     target: Target,
@@ -395,6 +427,11 @@ class ConnectionReconciler:
         async with self.ws.db.transaction() as session:
             row = await leases.load(session, models.Connection, lease)
             status = dict(row.status or {})
+            if progress.keeps_permanent_error(
+                row.state, row.generation, row.observed_generation, status, error
+            ):
+                log.info("connection.transient_error_while_failed", name=row.name, code=error.code)
+                return
             status["last_aws_error"] = progress.aws_error_json(error)
             progress.set_condition(
                 status,
@@ -485,10 +522,15 @@ class ConnectionReconciler:
                 message=f"waiting for {spec.service} to be published",
             )
             return engine.Pass(self.ws.timing.transitional_seconds)
+        # A linkplane Service lives in its own region: a connection that does not name the
+        # service region still reaches it there (cross-region when that is not the VPC's).
+        service_region = spec.service_region or (
+            linkplane.spec.region if linkplane is not None and linkplane.spec.region else ""
+        )
         target = Target(
             service_name=linkplane.service_name if linkplane is not None else spec.service_name,
-            region=spec.service_region or spec.region,
-            cross_region=spec.cross_region,
+            region=service_region or spec.region,
+            cross_region=bool(service_region) and service_region != spec.region,
             linkplane=linkplane,
         )
         status["resolved_service_name"] = target.service_name
@@ -570,9 +612,14 @@ class ConnectionReconciler:
             # Right after a create, NotFound means "not visible yet" (eventual consistency),
             # not drift: concluding drift would create a second endpoint. A few retries, then
             # it is believed (an endpoint deleted out of band at once).
-            found = await aws_endpoints.describe_endpoint(
-                ctx, book.endpoint_id, recently_created=attempts < VISIBILITY_GRACE_ATTEMPTS
-            )
+            try:
+                found = await aws_endpoints.describe_endpoint(
+                    ctx, book.endpoint_id, recently_created=attempts < VISIBILITY_GRACE_ATTEMPTS
+                )
+            except aws_errors.AwsError as error:
+                if aws_errors.is_not_found(error) and error.retryable:
+                    error.requeue_after = self._grace_delay(attempts)
+                raise
             book.fresh_read = False
             if (
                 found is not None
@@ -676,6 +723,18 @@ class ConnectionReconciler:
 
         key = (*who, "service", target.service_name, target.region)
         details: list[dict[str, Any]] = await self.recent.get(key, describe)
+        if (
+            not details
+            and target.cross_region
+            and target.linkplane is None
+            and await self._visible_at_home(ctx, target)
+        ):
+            # Visible to this account in the service's own region, hidden from the consumer's:
+            # the service does not support that region (AWS does not list the regions a
+            # service supports to consumers, only whether it serves theirs). A linkplane
+            # Service's regions are in its spec (`check_region`); one AWS is still adding
+            # is waited for like a permission.
+            raise unsupported_region(target.service_name, ctx.region, [])
         if not details:
             # Permissions granted by the provider take a moment to be seen: retry a few times
             # before calling it permanent.
@@ -687,8 +746,29 @@ class ConnectionReconciler:
                 kind=aws_errors.Kind.NOT_FOUND,
                 retryable=attempts < VISIBILITY_GRACE_ATTEMPTS,
                 action="DescribeVpcEndpointServices",
+                requeue_after=self._grace_delay(attempts),
             )
         return ServiceDetail.parse(details, "Gateway" if gateway else "Interface")
+
+    def _grace_delay(self, attempts: int) -> float:
+        """When to look again during the visibility grace (see VISIBILITY_GRACE_STEPS)."""
+        step = VISIBILITY_GRACE_STEPS[min(attempts, VISIBILITY_GRACE_ATTEMPTS - 1)]
+        return step * self.ws.timing.transitional_seconds
+
+    async def _visible_at_home(self, ctx: calls.Context, target: Target) -> bool:
+        """Whether the consumer's account sees ``target`` from the service's own region."""
+        home = dataclasses.replace(ctx, region=target.region)
+        try:
+            response = await home.call(
+                "ec2", "DescribeVpcEndpointServices", ServiceNames=[target.service_name]
+            )
+        except aws_errors.AwsError as error:
+            if error.retryable:
+                raise
+            return False
+        return any(
+            d.get("ServiceName") == target.service_name for d in response.get("ServiceDetails", [])
+        )
 
     async def _subnets(self, ctx: calls.Context, spec: specs.ConnectionSpec) -> list[Subnet]:
         who = (ctx.account.account_id, ctx.account.role_arn, ctx.region)
@@ -707,6 +787,9 @@ class ConnectionReconciler:
         self, ctx: calls.Context, spec: specs.ConnectionSpec, target: Target, attempts: int
     ) -> ServiceDetail:
         """Fail clearly now instead of with an AWS error later; returns the service detail."""
+        # Before visibility: AWS hides a service from the regions it does not support, so the
+        # visibility check would only say "not visible" (and retry for permissions).
+        check_region(spec, target)
         detail = await self._service_detail(ctx, target, attempts, gateway=spec.gateway)
         if spec.gateway:
             await self._check_gateway(ctx, spec, target, detail)
@@ -736,15 +819,6 @@ class ConnectionReconciler:
                         f"{target.service_name} is offered in {', '.join(sorted(detail.zones))}",
                         "DescribeVpcEndpointServices",
                     )
-        if (
-            target.linkplane is not None
-            and target.cross_region
-            and spec.region not in target.linkplane.spec.supported_regions
-        ):
-            raise _permanent(
-                "UnsupportedRegion",
-                f"{spec.service} does not support consumers in {spec.region}",
-            )
         check_ip_type(spec, target, detail, subnets)
         await self._check_quota(ctx, spec)
         return detail

@@ -26,6 +26,7 @@ from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkplane.server.aws import errors as aws_errors
+from linkplane.server.domain import errors as domain_errors
 from linkplane.server.reconciler import progress
 from linkplane.server.storage import changes, database, leases
 
@@ -203,7 +204,13 @@ class Engine:
                 attempts += 1
                 outcome = "retry" if error.retryable else "failed"
                 await reconciler.record_failure(lease, error, attempts)
-                delay = backoff(attempts, error.retry_after) if error.retryable else 60.0
+                if not error.retryable:
+                    delay = 60.0
+                elif error.requeue_after is not None:
+                    # The reconciler scheduled this retry itself (a grace period).
+                    delay = error.requeue_after
+                else:
+                    delay = backoff(attempts, error.retry_after)
                 log.info(
                     "reconciler.aws_error",
                     kind=reconciler.kind,
@@ -235,6 +242,28 @@ class Engine:
             outcome = "cancelled"
             raise
         except Exception as exc:
+            if database_unavailable(exc):
+                # Postgres is down or restarting: not a linkplane bug, and nothing can be
+                # written now (not even a condition). The lease expires; back off, and the
+                # row is due again when it does (or at the next claim after recovery).
+                outcome = "database_unavailable"
+                log.warning(
+                    "reconciler.database_unavailable",
+                    kind=reconciler.kind,
+                    uid=str(lease.uid),
+                    error=str(exc.__cause__ or exc),
+                )
+                ended = time.monotonic()
+                with contextlib.suppress(Exception):
+                    async with self.db.transaction() as session:
+                        await leases.release(
+                            session,
+                            reconciler.model,
+                            lease,
+                            delay_seconds=backoff(attempts + 1),
+                            attempts=attempts + 1,
+                        )
+                return
             outcome = "error"
             log.exception(
                 "reconciler.bug", kind=reconciler.kind, uid=str(lease.uid), error=str(exc)
@@ -271,6 +300,15 @@ class Engine:
                 ended=ended or time.monotonic(),
                 outcome=outcome,
             )
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means Postgres cannot be reached now (by SQLSTATE and exception type,
+    through ``database.classify``), as raised directly or as the domain ``Unavailable`` that
+    ``Database.transaction`` turns it into."""
+    if isinstance(exc, domain_errors.Unavailable) and exc.__cause__ is not None:
+        return database.is_connection_failure(exc.__cause__)
+    return database.is_connection_failure(exc)
 
 
 def _bug_condition(status: dict[str, Any]) -> dict[str, Any] | None:

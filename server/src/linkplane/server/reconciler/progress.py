@@ -68,6 +68,26 @@ def aws_error_json(error: aws_errors.AwsError) -> dict[str, Any]:
     }
 
 
+def keeps_permanent_error(
+    state: str,
+    generation: int,
+    observed_generation: int,
+    status: dict[str, Any],
+    error: aws_errors.AwsError,
+) -> bool:
+    """Whether a resource FAILED for its current spec keeps its permanent error rather than
+    recording ``error``: a transient failure of a later look (a 5xx on a resync) says nothing
+    about why it failed, and must not replace the error that tells the user what to fix."""
+    recorded = status.get("last_aws_error") or {}
+    return (
+        error.retryable
+        and state == "FAILED"
+        and generation == observed_generation
+        and bool(recorded)
+        and not recorded.get("retryable", True)
+    )
+
+
 def failure_status(reason: str, message: str, **metadata: str) -> dict[str, Any]:
     """A google.rpc.Status (as stored JSON) for a failed operation."""
     return converters.status_to_json(

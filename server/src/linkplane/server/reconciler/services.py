@@ -360,6 +360,11 @@ class ServiceReconciler:
         async with self.ws.db.transaction() as session:
             row = await leases.load(session, models.Service, lease)
             status = dict(row.status or {})
+            if progress.keeps_permanent_error(
+                row.state, row.generation, row.observed_generation, status, error
+            ):
+                log.info("service.transient_error_while_failed", name=row.name, code=error.code)
+                return
             status["last_aws_error"] = progress.aws_error_json(error)
             progress.set_condition(
                 status,

@@ -21,6 +21,17 @@ class Timing:
     transitional_seconds: float
     resync_seconds: float
 
+    @property
+    def retry(self) -> calls.RetryPolicy:
+        """In-place retries of a transient AWS failure, paced by the transitional interval:
+        3 retries, jittered up to a tenth of it doubling to the whole of it (with the default
+        5 s: up to 0.5, 1 and 2 s; a simulator test at 0.2 s retries within milliseconds)."""
+        return calls.RetryPolicy(
+            retries=3,
+            base_seconds=self.transitional_seconds / 10,
+            cap_seconds=self.transitional_seconds,
+        )
+
 
 class Workspace:
     def __init__(
@@ -55,5 +66,9 @@ class Workspace:
 
     def context(self, account: sessions.AccountRef, region: str) -> calls.Context:
         return calls.Context(
-            clients=self.clients, limiter=self.limiter, account=account, region=region
+            clients=self.clients,
+            limiter=self.limiter,
+            account=account,
+            region=region,
+            retry=self.timing.retry,
         )
