@@ -56,6 +56,11 @@ MODIFY = "ModifyVpcEndpoint"
 NOT_COUNTED = {"deleted", "deleting", "rejected", "failed", "expired"}
 # Endpoint types the per-VPC quota (L-29B6F2EB) counts.
 QUOTA_COUNTED_TYPES = ["Interface", "GatewayLoadBalancer"]
+# The policy AWS gives an endpoint created without one, and restores on ResetPolicy.
+DEFAULT_ENDPOINT_POLICY: dict[str, Any] = {
+    "Version": "2008-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*"}],
+}
 # The DNS records that go with each endpoint IP address type.
 DNS_RECORD_IP_TYPE = {"ipv4": "ipv4", "dualstack": "dualstack", "ipv6": "ipv6"}
 
@@ -329,6 +334,16 @@ def _permanent(code: str, message: str, action: str = "") -> aws_errors.AwsError
     return aws_errors.AwsError(
         code, message, kind=aws_errors.Kind.INVALID, retryable=False, action=action or None
     )
+
+
+def _is_default_policy(policy: object) -> bool:
+    """Whether an endpoint's policy is AWS's default (or absent: services without policies)."""
+    if policy in ("", None):
+        return True
+    if not isinstance(policy, dict):
+        return False
+    # The Version AWS writes into its default has varied; the grant is what matters.
+    return policy.get("Statement") == DEFAULT_ENDPOINT_POLICY["Statement"]
 
 
 def _canonical_policy(document: str) -> object:
@@ -1052,6 +1067,16 @@ class ConnectionReconciler:
                 _canonical_policy(spec.policy_document),
                 _canonical_policy(endpoint.policy_document),
                 {"PolicyDocument": spec.policy_document},
+            )
+        else:
+            # No policy wanted means AWS's default (full access), not whatever policy was set
+            # last: an emptied policy_document is ResetPolicy.
+            observed = _canonical_policy(endpoint.policy_document or "")
+            plan.compare(
+                "PolicyDocument",
+                DEFAULT_ENDPOINT_POLICY,
+                DEFAULT_ENDPOINT_POLICY if _is_default_policy(observed) else observed,
+                {"ResetPolicy": True},
             )
         if spec.gateway:
             wanted_tables, current_tables = set(spec.route_table_ids), set(endpoint.route_table_ids)
