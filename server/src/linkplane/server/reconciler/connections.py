@@ -343,7 +343,7 @@ def _is_default_policy(policy: object) -> bool:
     if not isinstance(policy, dict):
         return False
     # The Version AWS writes into its default has varied; the grant is what matters.
-    return policy.get("Statement") == DEFAULT_ENDPOINT_POLICY["Statement"]
+    return bool(policy.get("Statement") == DEFAULT_ENDPOINT_POLICY["Statement"])
 
 
 def _canonical_policy(document: str) -> object:
