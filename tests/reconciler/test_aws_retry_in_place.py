@@ -53,12 +53,20 @@ FAST = calls.RetryPolicy(retries=3, base_seconds=0.001, cap_seconds=0.01)
 
 
 async def test_transient_and_throttled_failures_are_retried_in_place() -> None:
-    source = Scripted(
-        [client_error("InternalError", 500), client_error("RequestLimitExceeded", 503)]
-    )
+    source = Scripted([client_error("InternalError", 500)] * 2)
     response = await context(source, FAST).call("ec2", "DescribeVpcs")
     assert response["Vpcs"] == [{"VpcId": "vpc-1"}]
     assert source.calls == 3
+
+
+def test_a_throttled_retry_waits_at_least_the_throttling_delay() -> None:
+    throttled = aws_errors.from_code("RequestLimitExceeded", http_status=503)
+    assert throttled.kind is aws_errors.Kind.THROTTLE
+    delay = FAST.delay(throttled, 0)
+    assert delay is not None and delay >= aws_errors.THROTTLE_DELAY
+    transient = aws_errors.from_code("InternalError", http_status=500)
+    delay = FAST.delay(transient, 0)
+    assert delay is not None and delay <= FAST.base_seconds
 
 
 async def test_retries_are_bounded() -> None:

@@ -121,8 +121,8 @@ class RetryPolicy:
 
     ``retries`` more attempts after the first; before retry *n* (0-based) it waits a uniformly
     jittered delay in ``[0, min(cap, base * 2**n)]`` (full jitter: concurrent passes that failed
-    together do not retry together), and at least AWS's ``Retry-After`` when AWS sent one. A
-    throttled call's retry also waits for its (penalized) token bucket in the limiter.
+    together do not retry together), and at least AWS's ``Retry-After`` when AWS sent one; a
+    throttled call at least the throttling delay, and then for its (penalized) token bucket.
     """
 
     retries: int = 3
@@ -135,7 +135,12 @@ class RetryPolicy:
             return None
         ceiling = min(self.cap_seconds, self.base_seconds * 2**retry)
         jittered = random.uniform(0.0, ceiling)  # noqa: S311 - jitter, not cryptography
-        return max(jittered, error.hinted or 0.0)
+        # A throttled call waits at least the throttling delay (AWS's Retry-After, else
+        # errors.THROTTLE_DELAY), as a failed pass did: AWS's bucket refills on AWS's clock,
+        # and retrying as soon as linkplane's own (drained) bucket has a token would meet it
+        # still empty. A 5xx waits only for AWS's own hint, if any.
+        floor = error.retry_after if error.kind is errors.Kind.THROTTLE else error.hinted
+        return max(jittered, floor or 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
