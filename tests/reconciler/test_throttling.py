@@ -61,7 +61,9 @@ async def list_connections(api, project: str) -> list[connection_pb2.Connection]
             return found
 
 
-async def test_a_burst_of_endpoints_in_one_account_is_not_throttled(api, networks, crowded_vpcs, project, sim):
+async def test_a_burst_of_endpoints_in_one_account_is_not_throttled(
+    api, networks, crowded_vpcs, project, sim
+):
     await api.register(project, PROVIDER, CONSUMER)
     published = await publish(
         api,
