@@ -42,6 +42,11 @@ class FaultRule:
     latency_ms: float = 0.0
     """Wall-clock milliseconds added before the request is served (not scaled)."""
 
+    answer_delay_ms: float = 0.0
+    """Wall-clock milliseconds the answer is held back after it is computed (not scaled): an
+    answer still in flight while the world changes, as a slow network or a large page makes
+    it. A Describe answered this way can be older than a change made while it travelled."""
+
     consistency_delay_s: float = 0.0
     """For Create actions: simulated seconds during which a Describe naming the new object's
     id answers its NotFound error, like AWS's eventual consistency."""

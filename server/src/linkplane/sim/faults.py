@@ -1,4 +1,4 @@
-"""Injected faults: random 500/503 answers, added latency and eventual consistency.
+"""Injected faults: random 500/503 answers, added latency, late answers and eventual consistency.
 
 The gateway consults ``FaultInjector.decide()`` for every AWS call. Rules come from the config
 and the admin API; a seeded RNG makes a fault sequence reproducible. Eventual consistency is
@@ -21,6 +21,7 @@ class Decision:
     error_code: str | None = None
     status: int = 200
     consistency_delay_s: float = 0.0
+    answer_delay_ms: float = 0.0
 
 
 class FaultInjector:
@@ -66,7 +67,9 @@ class FaultInjector:
                 return Decision(rule.latency_ms, "InternalError", 500, 0.0)
             if draw < rule.internal_error_rate + rule.unavailable_rate:
                 return Decision(rule.latency_ms, "ServiceUnavailable", 503, 0.0)
-            return Decision(rule.latency_ms, None, 200, rule.consistency_delay_s)
+            return Decision(
+                rule.latency_ms, None, 200, rule.consistency_delay_s, rule.answer_delay_ms
+            )
 
     def hide(self, resource_id: str, sim_seconds: float) -> None:
         with self._lock:

@@ -136,6 +136,8 @@ class Gateway:
             outcome = "ok" if served.status < 400 else "error"
             if outcome == "ok" and decision.consistency_delay_s > 0:
                 self._hide_created(call, served, decision.consistency_delay_s)
+        if decision.answer_delay_ms > 0:
+            time.sleep(decision.answer_delay_ms / 1000.0)
         error_code = None
         if served.status >= 400:
             match = _ERROR_CODE.search(served.body)

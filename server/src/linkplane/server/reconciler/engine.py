@@ -100,6 +100,7 @@ class Engine:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._feed_task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         self._feed_task = asyncio.create_task(self._listen(), name="reconciler-wakeups")
@@ -108,6 +109,7 @@ class Engine:
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Cancel every pass where it stands: a reconcile may stop at any line (the next
         pass, here or on another replica, finds what it left in AWS by tag)."""
+        self._stopping = True
         tasks = [t for t in (self._task, self._feed_task, *self._running.values()) if t]
         for task in tasks:
             task.cancel()
@@ -242,6 +244,13 @@ class Engine:
             outcome = "cancelled"
             raise
         except Exception as exc:
+            if self._stopping:
+                # A pass that outlived stop()'s grace meets the AWS clients and the database
+                # being closed under it: an interruption, not a bug. Its lease expires and the
+                # next owner starts over (a crash at any line is safe).
+                outcome = "cancelled"
+                log.info("reconciler.interrupted", kind=reconciler.kind, error=str(exc))
+                return
             if database_unavailable(exc):
                 # Postgres is down or restarting: not a linkplane bug, and nothing can be
                 # written now (not even a condition). The lease expires; back off, and the
