@@ -53,15 +53,6 @@ def parse_name(value: str, collection: str) -> ResourceName | None:
     return ResourceName(project, collection, resource_id)
 
 
-def parse_service_connection_name(value: str) -> tuple[ResourceName, str] | None:
-    """Parse `projects/p/services/s/serviceConnections/vpce-…` into (service, endpoint id)."""
-    parts = value.split("/")
-    if len(parts) != 6 or parts[4] != "serviceConnections" or not ENDPOINT_ID.match(parts[5]):
-        return None
-    service = parse_name("/".join(parts[:4]), "services")
-    return (service, parts[5]) if service else None
-
-
 def generate_id(prefix: str) -> str:
     """A fresh resource id for callers that did not choose one, e.g. `svc-k3x9q2m1`."""
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
