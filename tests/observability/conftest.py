@@ -42,7 +42,7 @@ def networks(sim: sim_server.SimHandle) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="package")
-def own_database_url(database_url: str) -> Iterator[str]:
+def traced_database_url(database_url: str) -> Iterator[str]:
     """A fresh, migrated database for this package alone; dropped afterwards."""
     admin = make_url(database_url).set(database="postgres").render_as_string(hide_password=False)
     name = f"linkplane_obs_{secrets.token_hex(4)}"
@@ -80,9 +80,9 @@ async def traced_plane(
     spans: in_memory_span_exporter.InMemorySpanExporter,
     sim: sim_server.SimHandle,
     networks: dict[str, Any],
-    own_database_url: str,
+    traced_database_url: str,
 ) -> AsyncIterator[Runtime]:
-    runtime = Runtime(worker_settings(sim), own_database_url)
+    runtime = Runtime(worker_settings(sim), traced_database_url)
     await runtime.start()
     try:
         yield runtime
