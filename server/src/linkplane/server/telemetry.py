@@ -32,12 +32,7 @@ from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import metrics, trace
-from opentelemetry.exporter.otlp.proto.grpc import trace_exporter as grpc_exporter
-from opentelemetry.exporter.otlp.proto.http import trace_exporter as http_exporter
-from opentelemetry.instrumentation import grpc as otel_grpc
-from opentelemetry.instrumentation.grpc import filters
-from opentelemetry.instrumentation.sqlalchemy import engine as otel_engine
+from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider, sampling
 from opentelemetry.sdk.trace import export as sdk_export
@@ -122,9 +117,19 @@ def _otlp_exporter(environ: Mapping[str, str]) -> sdk_export.SpanExporter:
         or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
         or "grpc"
     ).strip()
+    # Exporters and instrumentations are imported only when tracing is on: an untraced
+    # process starts as fast as before (they pull in protobuf encoders, requests, wrapt).
     if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc import (  # noqa: PLC0415 - see above
+            trace_exporter as grpc_exporter,
+        )
+
         return grpc_exporter.OTLPSpanExporter()
     if protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http import (  # noqa: PLC0415 - see above
+            trace_exporter as http_exporter,
+        )
+
         return http_exporter.OTLPSpanExporter()
     raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL: unsupported protocol {protocol!r}")
 
@@ -199,6 +204,10 @@ def server_interceptors() -> list[Any]:
     """
     if _provider is None:
         return []
+    # Only when tracing is on (see _otlp_exporter).
+    from opentelemetry.instrumentation import grpc as otel_grpc  # noqa: PLC0415
+    from opentelemetry.instrumentation.grpc import filters  # noqa: PLC0415
+
     untraced = filters.any_of(
         filters.health_check(),
         filters.service_prefix("grpc.reflection."),
@@ -219,6 +228,10 @@ def instrument_engine(engine: Any) -> None:
     """
     if _provider is None:
         return
+    # Only when tracing is on (see _otlp_exporter).
+    from opentelemetry import metrics  # noqa: PLC0415
+    from opentelemetry.instrumentation.sqlalchemy import engine as otel_engine  # noqa: PLC0415
+
     usage = metrics.get_meter(TRACER_NAME).create_up_down_counter(
         "db.client.connections.usage", unit="connections"
     )
