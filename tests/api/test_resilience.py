@@ -85,6 +85,10 @@ async def test_database_outage_is_unavailable_and_recovers(database_url):
                     break
                 await asyncio.sleep(0.2)
             assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+            # Liveness (the probe that restarts pods) stays SERVING: a restart cannot help.
+            liveness = health_pb2.HealthCheckRequest(service="liveness")
+            alive = (await health.Check(liveness)).status
+            assert alive == health_pb2.HealthCheckResponse.SERVING
 
             await proxy.start()  # same port: the database is back
             for _ in range(50):

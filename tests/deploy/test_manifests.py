@@ -150,8 +150,10 @@ def test_probes_are_native_grpc_health_on_the_api(
     overlay: dict[tuple[str, str], dict[str, Any]],
 ) -> None:
     (container,) = pod_spec(overlay[("Deployment", "linkplane-api")])["containers"]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["grpc"] == {"port": 50051}, probe
+    # Readiness follows the database (""); startup and liveness only the process ("liveness").
+    assert container["readinessProbe"]["grpc"] == {"port": 50051}
+    for probe in ("startupProbe", "livenessProbe"):
+        assert container[probe]["grpc"] == {"port": 50051, "service": "liveness"}, probe
 
 
 def test_shutdown_fits_in_the_termination_grace(

@@ -169,9 +169,9 @@ def wait_for(check: Any, process: subprocess.Popen[bytes], log: Path) -> None:
         time.sleep(0.3)
 
 
-def grpc_health(address: str) -> bool:
+def grpc_health(address: str, service: str = "") -> bool:
     with grpc.insecure_channel(address) as channel:
-        request = health_pb2.HealthCheckRequest(service="")
+        request = health_pb2.HealthCheckRequest(service=service)
         response = health_pb2_grpc.HealthStub(channel).Check(request, timeout=2)
     return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
 
@@ -239,7 +239,12 @@ def test_migrate_then_api_and_worker_start_and_pass_their_probes(
                 if spec is None:
                     continue
                 if "grpc" in spec:
-                    wait_for(lambda p=grpc_port: grpc_health(f"127.0.0.1:{p}"), process, log)
+                    service = spec["grpc"].get("service", "")
+                    wait_for(
+                        lambda p=grpc_port, s=service: grpc_health(f"127.0.0.1:{p}", s),
+                        process,
+                        log,
+                    )
                 else:
                     path = spec["httpGet"]["path"]
                     wait_for(

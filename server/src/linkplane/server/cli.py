@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import SecretStr
 
-from linkplane.server import devmode, logs
+from linkplane.server import devmode, logs, telemetry
 from linkplane.server.api import identity
 from linkplane.server.config import Role, Settings
 from linkplane.server.runtime import Runtime
@@ -32,6 +32,7 @@ def _settings(**overrides: object) -> Settings:
     values = {k: v for k, v in overrides.items() if v is not None}
     settings = Settings(**values)  # type: ignore[arg-type]
     logs.configure(settings.log_format, settings.log_level)
+    telemetry.configure_from_environment()  # OTEL_* variables; off unless they name an exporter
     return settings
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import structlog
 
+from linkplane.server import telemetry
+
 Listener = Callable[[MutableMapping[str, Any]], None]
 listeners: list[Listener] = []
 """Called with every event that passes the level filter, before it is rendered.
@@ -39,6 +41,7 @@ def configure(fmt: str = "console", level: str = "info") -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            telemetry.add_trace_ids,
             _notify_listeners,
             structlog.processors.format_exc_info,
             renderer,

@@ -20,7 +20,7 @@ from linkplane.server.api import server as api_server
 from linkplane.server.aws import permissions, sessions, throttlers
 from linkplane.server.config import Role, Settings
 from linkplane.server.reconciler import connections, engine, garbage, services, workspace
-from linkplane.server.storage import changes, database
+from linkplane.server.storage import changes, database, queues
 
 log = structlog.get_logger("linkplane.runtime")
 HEALTH_CHECK_SECONDS = 2.0
@@ -45,6 +45,7 @@ class Runtime:
         self._limiter: throttlers.Limiter | None = None
         self.collector: garbage.Collector | None = None
         self.deps: rpc.Dependencies | None = None
+        self.queues: queues.Sampler | None = None
 
     async def start(self) -> int:
         if self.settings.metrics_listen:
@@ -135,6 +136,11 @@ class Runtime:
             poll_seconds=min(1.0, self.settings.transitional_resync_seconds),
         )
         await self.engine.start()
+        # Queue depth and oldest-due age, per kind (docs/observability.md).
+        self.queues = queues.Sampler(
+            self.db, [(r.kind, r.model) for r in self.engine.reconcilers.values()]
+        )
+        self.queues.start()
         self.collector = garbage.Collector(
             space, interval_seconds=self.settings.garbage_interval_seconds
         )
@@ -165,6 +171,8 @@ class Runtime:
             await self._server.stop(self.settings.shutdown_grace_seconds)  # type: ignore[attr-defined]
         if self.collector is not None:
             await self.collector.stop()
+        if self.queues is not None:
+            await self.queues.stop()
         if self.engine is not None:
             await self.engine.stop()
         if self._clients is not None:

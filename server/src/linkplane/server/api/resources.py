@@ -8,6 +8,7 @@ from google.longrunning import operations_pb2
 from google.protobuf import any_pb2
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from linkplane.server import telemetry
 from linkplane.server.domain import errors, specs
 from linkplane.server.protocol import converters
 from linkplane.server.storage import changes, models, operations, records
@@ -56,6 +57,8 @@ async def start_operation(
         target_generation=generation,
         actor=actor,
         progress_message=progress,
+        # The passes that work towards this operation continue this request's trace.
+        trace_context=telemetry.current_traceparent(),
     )
     await changes.notify(session, kind=kind, name=target, uid=str(uid))
     return converters.operation(row)

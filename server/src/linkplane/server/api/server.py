@@ -12,6 +12,7 @@ from google.longrunning import operations_pb2, operations_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from linkplane.server import telemetry
 from linkplane.server.api import accounts, audit, boundary, consumer, iam, operations, provider, rpc
 from linkplane.v1 import (
     account_service_pb2,
@@ -32,6 +33,9 @@ SERVICE_NAMES = (
     operations_pb2.DESCRIPTOR.services_by_name["Operations"].full_name,
     iam_policy_pb2.DESCRIPTOR.services_by_name["IAMPolicy"].full_name,
 )
+LIVENESS = "liveness"
+"""The health service name liveness probes ask for: SERVING while the process answers at all
+(readiness asks for "" or a service name, which follow the database; set_serving)."""
 
 
 def build(
@@ -52,7 +56,7 @@ def build(
     if client_ca is not None and tls is None:
         raise ValueError("TLS client authentication needs a server certificate and key")
     server = grpc.aio.server(
-        interceptors=[boundary.Boundary()],
+        interceptors=[*telemetry.server_interceptors(), boundary.Boundary()],
         options=[
             # Requests are small (a spec, a filter); 8 MiB refuses abuse early. Responses may
             # be a 1,000-resource page; 16 MiB bounds what one message can pin in memory.
@@ -84,6 +88,8 @@ def build(
     iam_policy_pb2_grpc.add_IAMPolicyServicer_to_server(iam.IamPolicyServicer(deps), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    # Answered by the event loop itself, whatever the database does: the liveness probe's.
+    health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     if reflection_enabled:
         reflection.enable_server_reflection(
             (

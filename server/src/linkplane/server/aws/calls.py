@@ -31,7 +31,7 @@ import prometheus_client
 import structlog
 from botocore import xform_name
 
-from linkplane.server.aws import errors, sessions, throttlers
+from linkplane.server.aws import errors, sessions, throttlers, traces
 
 logger = structlog.get_logger(__name__)
 
@@ -307,6 +307,7 @@ async def _acquire(ctx: Context, service: str, action: str) -> None:
     waited = await ctx.limiter.acquire(service, action, ctx.account.account_id, ctx.region)
     LIMITER_WAIT.labels(service, action).observe(waited)
     if waited > 0:
+        traces.record_wait(service, action, ctx.account.account_id, ctx.region, waited)
         logger.debug(
             "aws.limiter.waited",
             service=service,
@@ -319,6 +320,7 @@ async def _acquire(ctx: Context, service: str, action: str) -> None:
 
 def _succeeded(ctx: Context, service: str, action: str, started: float) -> None:
     elapsed = time.perf_counter() - started
+    traces.record_call(service, action, ctx.account.account_id, ctx.region, seconds=elapsed)
     LATENCY.labels(service, action).observe(elapsed)
     CALLS.labels(service, action, "ok").inc()
     logger.debug(
@@ -346,6 +348,9 @@ def _failed(
     if errors.is_throttle(err):
         # AWS's bucket is emptier than ours: drain ours so every waiter backs off with it.
         ctx.limiter.penalize(service, action, ctx.account.account_id, ctx.region)
+    traces.record_call(
+        service, action, ctx.account.account_id, ctx.region, seconds=elapsed, error=err
+    )
     LATENCY.labels(service, action).observe(elapsed)
     CALLS.labels(service, action, err.kind.value).inc()
     logger.debug(

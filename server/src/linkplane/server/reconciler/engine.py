@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkplane.server.aws import errors as aws_errors
 from linkplane.server.domain import errors as domain_errors
-from linkplane.server.reconciler import progress
+from linkplane.server.reconciler import progress, traces
 from linkplane.server.storage import changes, database, leases
 
 log = structlog.get_logger("linkplane.reconciler")
@@ -153,7 +153,10 @@ class Engine:
                 )
             for lease in claimed:
                 key = (kind, lease.uid)
-                task = asyncio.create_task(self._work(reconciler, lease), name=f"reconcile-{kind}")
+                work = functools.partial(self._work, reconciler, lease)
+                task = asyncio.create_task(
+                    traces.traced(self.db, lease, work), name=f"reconcile-{kind}"
+                )
                 self._running[key] = task
                 task.add_done_callback(functools.partial(self._finished, key))
 

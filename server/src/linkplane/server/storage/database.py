@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from linkplane.server import telemetry
 from linkplane.server.domain import errors
 
 
@@ -55,6 +56,7 @@ class Database:
             # show the SQL only.
             hide_parameters=True,
         )
+        telemetry.instrument_engine(self.engine)  # a span per statement when tracing is on
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @contextlib.asynccontextmanager

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from linkplane.server.storage import models
+from linkplane.server.storage import models, queues
 
 Model = type[models.Service] | type[models.Connection]
 
@@ -42,7 +42,8 @@ async def claim(
     session: AsyncSession, model: Model, *, kind: str, owner: str, seconds: float, limit: int
 ) -> list[Lease]:
     due = (
-        select(model.uid)
+        # The owner an expired lease still names: a claim of such a row is a hand-off.
+        select(model.uid, model.lease_owner.label("previous_owner"))
         .where(
             model.next_reconcile_at <= func.now(),
             or_(model.lease_expires_at.is_(None), model.lease_expires_at < func.now()),
@@ -50,18 +51,28 @@ async def claim(
         .order_by(model.next_reconcile_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
+        .cte("due")
     )
     rows = await session.execute(
         update(model)
-        .where(model.uid.in_(due.scalar_subquery()))
+        .where(model.uid == due.c.uid)
         .values(
             lease_owner=owner,
             lease_expires_at=func.now() + timedelta(seconds=seconds),
             fencing_token=model.fencing_token + 1,
         )
-        .returning(model.uid, model.fencing_token, model.generation, model.delete_time, func.now())
+        .returning(
+            model.uid,
+            model.fencing_token,
+            model.generation,
+            model.delete_time,
+            func.now(),
+            due.c.previous_owner,
+        )
         .execution_options(synchronize_session=False)
     )
+    claimed = rows.all()
+    queues.count_handoffs(kind, owner, (row.previous_owner for row in claimed))
     return [
         Lease(
             kind=kind,
@@ -71,7 +82,7 @@ async def claim(
             deleting=deleted is not None,
             claimed_at=claimed_at,
         )
-        for uid, token, generation, deleted, claimed_at in rows.all()
+        for uid, token, generation, deleted, claimed_at, _previous in claimed
     ]
 
 

@@ -200,6 +200,9 @@ class Operation(Base):
     create_time: Mapped[datetime] = mapped_column(server_default=_now())
     update_time: Mapped[datetime] = mapped_column(server_default=_now())
     end_time: Mapped[datetime | None] = mapped_column(default=None)
+    # The W3C traceparent of the request that started the operation (migration 0004): the
+    # reconcile passes it causes join that request's trace. None when tracing is off.
+    trace_context: Mapped[str | None] = mapped_column(String(256), default=None)
 
     __table_args__ = (
         Index(None, "resource_uid", "done"),

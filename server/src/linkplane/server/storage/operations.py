@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from linkplane.server.storage import models
+from linkplane.server.storage import models, queues
 
 
 def new_id() -> str:
@@ -32,6 +32,7 @@ async def create(
     target_generation: int,
     actor: str,
     progress_message: str,
+    trace_context: str | None = None,
 ) -> models.Operation:
     operation = models.Operation(
         id=new_id(),
@@ -45,6 +46,7 @@ async def create(
         done=False,
         progress_message=progress_message,
         cancel_requested=False,
+        trace_context=trace_context,
     )
     session.add(operation)
     await session.flush()
@@ -106,6 +108,20 @@ async def open_for(session: AsyncSession, resource_uid: uuid.UUID) -> Sequence[m
     return (await session.execute(query.order_by(models.Operation.create_time))).scalars().all()
 
 
+async def trace_contexts(session: AsyncSession, resource_uid: uuid.UUID) -> list[str]:
+    """The traceparents of the resource's open operations, oldest first."""
+    query = (
+        select(models.Operation.trace_context)
+        .where(
+            models.Operation.resource_uid == resource_uid,
+            models.Operation.done.is_(False),
+            models.Operation.trace_context.is_not(None),
+        )
+        .order_by(models.Operation.create_time)
+    )
+    return [t for t in (await session.execute(query)).scalars().all() if t]
+
+
 async def finish(
     session: AsyncSession,
     operation_id: str,
@@ -113,7 +129,7 @@ async def finish(
     response: bytes | None = None,
     error: dict[str, Any] | None = None,
 ) -> None:
-    await session.execute(
+    finished = await session.execute(
         update(models.Operation)
         .where(models.Operation.id == operation_id, models.Operation.done.is_(False))
         .values(
@@ -123,7 +139,13 @@ async def finish(
             end_time=func.now(),
             update_time=func.now(),
         )
+        .returning(
+            models.Operation.verb,
+            func.extract("epoch", func.now() - models.Operation.create_time),
+        )
     )
+    for verb, seconds in finished.all():
+        queues.observe_operation(verb, float(seconds), failed=error is not None)
 
 
 async def set_progress(session: AsyncSession, operation_id: str, message: str) -> None:
