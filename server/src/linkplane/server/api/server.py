@@ -6,6 +6,8 @@ reflection are the explicit exceptions (authz.EXEMPT_SERVICES).
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 import grpc
 from google.iam.v1 import iam_policy_pb2, iam_policy_pb2_grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
@@ -34,6 +36,32 @@ SERVICE_NAMES = (
 )
 
 
+class HealthStatus(Protocol):
+    """What the process does with grpc_health's asyncio servicer (its stubs lack `aio`)."""
+
+    async def set(self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+        """Report `status` for `service` to Check and Watch callers."""
+
+    async def enter_graceful_shutdown(self) -> None:
+        """NOT_SERVING for every service, for good."""
+
+
+class _Health(health.aio.HealthServicer):  # type: ignore[misc,name-defined]  # no stub for aio
+    """grpcio's asyncio health servicer, plus the `List` method its proto has since gained
+    (grpcio's servicers leave it unimplemented; a sync stub would also bypass the boundary)."""
+
+    async def List(
+        self, request: health_pb2.HealthListRequest, context: Any
+    ) -> health_pb2.HealthListResponse:
+        statuses: dict[str, Any] = self._server_status
+        return health_pb2.HealthListResponse(
+            statuses={
+                name: health_pb2.HealthCheckResponse(status=status)
+                for name, status in statuses.items()
+            }
+        )
+
+
 def build(
     deps: rpc.Dependencies,
     listen: str,
@@ -41,7 +69,7 @@ def build(
     client_ca: bytes | None = None,
     *,
     reflection_enabled: bool = True,
-) -> tuple[grpc.aio.Server, health.HealthServicer, int]:
+) -> tuple[grpc.aio.Server, HealthStatus, int]:
     """The server (not started), its health servicer, and the bound port.
 
     `tls` is (private key, certificate chain) in PEM; without it the port is plaintext, as
@@ -82,7 +110,9 @@ def build(
         operations.OperationsServicer(deps), server
     )
     iam_policy_pb2_grpc.add_IAMPolicyServicer_to_server(iam.IamPolicyServicer(deps), server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    # The asyncio servicer: its handlers are coroutines the request boundary wraps like every
+    # other (the thread-pool one answered malformed bytes UNKNOWN), and a Watch holds no thread.
+    health_servicer = _Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if reflection_enabled:
         reflection.enable_server_reflection(
@@ -106,11 +136,11 @@ def build(
     return server, health_servicer, port
 
 
-def set_serving(health_servicer: health.HealthServicer, serving: bool) -> None:
+async def set_serving(health_servicer: HealthStatus, serving: bool) -> None:
     status = (
         health_pb2.HealthCheckResponse.SERVING
         if serving
         else health_pb2.HealthCheckResponse.NOT_SERVING
     )
     for name in ("", *SERVICE_NAMES):
-        health_servicer.set(name, status)
+        await health_servicer.set(name, status)
