@@ -47,7 +47,14 @@ Malformed = fields.Malformed
 
 
 class Boundary(_Interceptor):
-    """Turns malformed and unacceptable requests into INVALID_ARGUMENT before the handler."""
+    """Turns malformed and unacceptable requests into INVALID_ARGUMENT before the handler.
+
+    `wire(response, serialize)` serializes server-streamed responses: the Watch hub's, so one
+    live event sent on a thousand streams is serialized once (api/watches.py, `Hub.wire`).
+    """
+
+    def __init__(self, wire: Callable[[Any, Callable[[Any], bytes]], bytes] | None = None) -> None:
+        self.wire = wire
 
     async def intercept_service(
         self,
@@ -77,6 +84,7 @@ class Boundary(_Interceptor):
                 wrapped, request_deserializer=deserializer, response_serializer=serializer
             )
         if handler.unary_stream is not None:
+            serializer = self._streamed(serializer)
             behavior = handler.unary_stream
             if _checks_itself(behavior):
                 wrapped = behavior
@@ -107,6 +115,16 @@ class Boundary(_Interceptor):
                 response_serializer=serializer,
             )
         return handler
+
+    def _streamed(self, serialize: Callable[[Any], bytes] | None) -> Any:
+        wire = self.wire
+        if wire is None or serialize is None:
+            return serialize
+
+        def serialized(response: Any) -> bytes:
+            return wire(response, serialize)
+
+        return serialized
 
 
 def _checks_itself(behavior: object) -> bool:

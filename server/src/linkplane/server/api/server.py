@@ -80,7 +80,7 @@ def build(
     if client_ca is not None and tls is None:
         raise ValueError("TLS client authentication needs a server certificate and key")
     server = grpc.aio.server(
-        interceptors=[boundary.Boundary()],
+        interceptors=[boundary.Boundary(wire=deps.hub.wire)],
         options=[
             # Requests are small (a spec, a filter); 8 MiB refuses abuse early. Responses may
             # be a 1,000-resource page; 16 MiB bounds what one message can pin in memory.
