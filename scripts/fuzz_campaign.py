@@ -7,8 +7,9 @@ editing this file): every string field draws from adversarial values (NUL and ot
 characters, over-long strings, deeply nested filters and JSON, non-canonical request ids,
 valid-looking names), every number from extremes, and a share of the requests are raw bytes
 (random, truncated or bit-flipped serializations) sent with an identity serializer. It prints
-the count per status code and a sample of every INTERNAL/UNKNOWN answer, and exits 1 when
-there is any: those codes mean a linkplane bug, never bad input.
+the count per status code, a sample of every INTERNAL/UNKNOWN answer and the server's health
+once done, and exits 1 when there is any such answer (those codes mean a linkplane bug, never
+bad input) or health is not SERVING. Health and reflection are fuzzed with the rest.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ from typing import Any
 import grpc
 from google.protobuf import descriptor, descriptor_pool, message_factory
 from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2  # noqa: F401 - puts it in the default pool
 
+from linkplane.server.api import authz
 from linkplane.server.api import server as api_server
 from linkplane.v1 import (
     account_pb2,
@@ -39,9 +43,10 @@ from linkplane.v1 import (
     service_pb2,
 )
 
-# Every service the server registers for linkplane callers (health and reflection aside).
+# Every service the server registers: linkplane's, and the anonymous health and reflection.
 SERVICES = tuple(
-    descriptor_pool.Default().FindServiceByName(name) for name in api_server.SERVICE_NAMES
+    descriptor_pool.Default().FindServiceByName(name)
+    for name in (*api_server.SERVICE_NAMES, *authz.EXEMPT_SERVICES)
 )
 PROJECT = f"fuzz-{uuid.uuid4().hex[:8]}"  # a project of this run's own
 ACCOUNTS = ("111111111111", "222222222222")
@@ -305,12 +310,14 @@ class Method:
     path: str
     request_class: type[Message]
     server_streaming: bool
+    client_streaming: bool = False
 
 
 @dataclass
 class Tally:
     codes: collections.Counter[str] = field(default_factory=collections.Counter)
     bugs: list[str] = field(default_factory=list)
+    health_after: str = ""  # the server's overall health once the campaign is over
 
 
 def methods() -> list[Method]:
@@ -320,7 +327,10 @@ def methods() -> list[Method]:
             request_class = message_factory.GetMessageClass(method.input_type)
             out.append(
                 Method(
-                    f"/{service.full_name}/{method.name}", request_class, method.server_streaming
+                    f"/{service.full_name}/{method.name}",
+                    request_class,
+                    method.server_streaming,
+                    method.client_streaming,
                 )
             )
     return out
@@ -332,6 +342,14 @@ def identity(value: bytes) -> bytes:
 
 async def send(channel: grpc.aio.Channel, method: Method, payload: bytes) -> grpc.StatusCode:
     try:
+        if method.client_streaming:  # reflection: one request, the first answer
+            both: Any = channel.stream_stream(
+                method.path, request_serializer=identity, response_deserializer=identity
+            )(iter([payload]), timeout=5.0)
+            async for _ in both:
+                break
+            both.cancel()
+            return grpc.StatusCode.OK
         if method.server_streaming:
             stream: Any = channel.unary_stream(
                 method.path, request_serializer=identity, response_deserializer=identity
@@ -443,6 +461,9 @@ async def campaign(address: str, total: int, seconds: float, seed: int, parallel
         for _ in workers:
             await queue.put(None)
         await asyncio.gather(*workers)
+        health = health_pb2_grpc.HealthStub(channel)
+        answer = await health.Check(health_pb2.HealthCheckRequest(), timeout=10.0)
+        tally.health_after = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
     return tally
 
 
@@ -465,7 +486,9 @@ def main() -> int:
         print(f"  {code:<20} {count}")
     for line in tally.bugs[:40]:
         print("BUG", line)
-    return 1 if any(tally.codes[c.name] for c in BUGS) else 0
+    print(f"health after: {tally.health_after}")
+    bugs = any(tally.codes[c.name] for c in BUGS)
+    return 1 if bugs or tally.health_after != "SERVING" else 0
 
 
 if __name__ == "__main__":

@@ -14,9 +14,12 @@ import uuid
 
 import grpc
 from google.protobuf import descriptor, descriptor_pool, message_factory
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2  # noqa: F401 - puts it in the default pool
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from linkplane.server.api import authz
 from linkplane.server.api import server as api_server
 from linkplane.v1 import (
     connection_pb2,
@@ -285,6 +288,14 @@ def _methods() -> list:
 
 
 METHODS = _methods()
+# Health and reflection: served anonymously, by grpcio's own servicers, behind the same boundary.
+ANONYMOUS = [
+    method
+    for name in authz.EXEMPT_SERVICES
+    for method in descriptor_pool.Default().FindServiceByName(name).methods
+]
+# A length-delimited field 1 claiming far more bytes than follow: no message parses from it.
+TRUNCATED = bytes([0x0A, 0xFF, 0xFF, 0xFF, 0x0F]) + b"abc"
 EVERY_RPC = settings(FUZZ, max_examples=150)
 
 
@@ -295,7 +306,14 @@ def _identity(value: bytes) -> bytes:
 async def _call_raw(channel, method, payload: bytes) -> grpc.aio.AioRpcError | None:
     path = f"/{method.containing_service.full_name}/{method.name}"
     try:
-        if method.server_streaming:
+        if method.client_streaming:  # reflection: one request, the first answer
+            both = channel.stream_stream(
+                path, request_serializer=_identity, response_deserializer=_identity
+            )(iter([payload]), timeout=2.0)
+            async for _ in both:
+                break
+            both.cancel()
+        elif method.server_streaming:
             stream = channel.unary_stream(
                 path, request_serializer=_identity, response_deserializer=_identity
             )(payload, timeout=1.0)
@@ -453,3 +471,32 @@ def test_descriptor_fuzzing_covers_every_served_rpc():
     assert set(api_server.SERVICE_NAMES) <= served
     assert len(METHODS) >= 25
     assert str(uuid.UUID(_ID)) == _ID
+
+
+async def _serving(channel) -> int:
+    health = health_pb2_grpc.HealthStub(channel)
+    return (await health.Check(health_pb2.HealthCheckRequest(), timeout=5.0)).status
+
+
+async def test_health_and_reflection_answer_malformed_bytes_invalid_argument(channel):
+    """grpc.aio's default for bytes that do not parse is UNKNOWN "Unexpected DecodeError";
+    the anonymous services answer like linkplane's own RPCs, and stay SERVING after."""
+    assert {m.containing_service.full_name for m in ANONYMOUS} == set(authz.EXEMPT_SERVICES)
+    for method in ANONYMOUS:
+        error = await _call_raw(channel, method, TRUNCATED)
+        assert error is not None, method.full_name
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (method.full_name, error)
+        assert details(error)["reason"] == "MALFORMED_REQUEST"
+    assert await _serving(channel) == health_pb2.HealthCheckResponse.SERVING
+
+
+@EVERY_RPC
+@given(data=st.data())
+async def test_health_and_reflection_answer_fuzzed_requests_deliberately(channel, data):
+    method = data.draw(st.sampled_from(ANONYMOUS), label="method")
+    if data.draw(st.booleans(), label="raw"):
+        payload = data.draw(st.binary(min_size=1, max_size=200), label="payload")
+    else:
+        payload = data.draw(_message(method.input_type), label="request").SerializeToString()
+    check(await _call_raw(channel, method, payload))
+    assert await _serving(channel) == health_pb2.HealthCheckResponse.SERVING

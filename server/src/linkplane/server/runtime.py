@@ -13,7 +13,6 @@ import signal
 
 import prometheus_client
 import structlog
-from grpc_health.v1 import health
 
 from linkplane.server.api import authz, identity, limits, rpc
 from linkplane.server.api import server as api_server
@@ -38,7 +37,7 @@ class Runtime:
         self.feed = changes.ChangeFeed(self.db.url)
         self.port = 0
         self._server: object | None = None
-        self._health: health.HealthServicer | None = None
+        self._health: api_server.HealthStatus | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.engine: engine.Engine | None = None
         self._clients: sessions.AwsClients | None = None
@@ -86,7 +85,7 @@ class Runtime:
         self._server = server
         await server.start()
         serving = await self.db.ping()
-        api_server.set_serving(self._health, serving)
+        await api_server.set_serving(self._health, serving)
         self._tasks.append(asyncio.create_task(self._watch_database(serving)))
         log.info(
             "linkplane.serving",
@@ -156,13 +155,13 @@ class Runtime:
             reachable = await self.db.ping()
             if reachable != serving:
                 serving = reachable
-                api_server.set_serving(self._health, serving)
+                await api_server.set_serving(self._health, serving)
                 log.warning("linkplane.database", reachable=reachable)
 
     async def stop(self) -> None:
         """Graceful: NOT_SERVING first, so balancers stop routing; then drain; then close."""
         if self._health is not None:
-            self._health.enter_graceful_shutdown()
+            await self._health.enter_graceful_shutdown()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

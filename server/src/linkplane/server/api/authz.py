@@ -267,7 +267,10 @@ def _get_field(request: Message, path: str) -> str:
 
 def _operation_id(value: str, path: str) -> str:
     rest = value.removeprefix("operations/")
-    if not value.startswith("operations/") or not rest or "/" in rest or len(rest) > 64:
+    # Checked before the request's own fields are (api/rpc.py), and read from the database:
+    # no NUL or other control character may reach the query.
+    bad = not rest or "/" in rest or len(rest) > 64 or not rest.isprintable()
+    if not value.startswith("operations/") or bad:
         raise errors.InvalidArgument([errors.FieldViolation(path, "must be operations/{id}")])
     return rest
 

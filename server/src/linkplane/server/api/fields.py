@@ -110,6 +110,31 @@ def clamped_seconds(duration: duration_pb2.Duration, maximum: float) -> float:
     return min(max(seconds, 0.0), maximum)
 
 
+CHECKS_AFTER_AUTHENTICATION = "linkplane_checks_after_authentication"
+"""Set on handlers (rpc.unary/rpc.streaming) that run `check_decoded` and `check_request`
+themselves once the caller is authenticated and authorized; api/boundary.py checks the rest."""
+
+
+class Malformed:
+    """What the boundary's request deserializer returns for bytes that do not parse as the
+    message: the call then answers INVALID_ARGUMENT (after authentication, see api/boundary.py)
+    instead of grpc.aio's UNKNOWN "Unexpected DecodeError"."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def check_decoded(request: object, method: str) -> None:
+    """Raise InvalidArgument when `request` is `Malformed` (bytes that are not a `method`
+    request message)."""
+    if isinstance(request, Malformed):
+        raise errors.InvalidArgument(
+            [errors.FieldViolation("", "is not a valid request message for this method")],
+            message=f"the request is not a valid {method} message: {request.error}",
+            reason="MALFORMED_REQUEST",
+        )
+
+
 def check_request(request: Message) -> None:
     """Bound and clean every string of `request`; normalise its `request_id` in place.
 

@@ -4,7 +4,10 @@
 with details (api/errors.py), and an unexpected exception is logged with its traceback and
 reported as INTERNAL — which is always a bug to fix, never a way to report bad input.
 Right after authentication, the wrappers ask api/authz.py whether the caller holds the method's
-permission on the request's project: the one place where authorization is enforced.
+permission on the request's project: the one place where authorization is enforced. The
+request boundary's checks (api/boundary.py) run inside the wrappers, in an order that tells a
+caller nothing it may not know: credentials, then a decodable message, then permission on the
+resource the request names, then every field.
 """
 
 from __future__ import annotations
@@ -95,7 +98,9 @@ def unary(
             actor = await authenticate(self.deps, context)
             CALLER.set(actor)
             lease = self.deps.limits.acquire_call(actor)
+            fields.check_decoded(request, name)  # only now: see api/boundary.py
             await self.deps.authorizer.check(authz.method_name(self, name), request, actor)
+            fields.check_request(request)
             return await method(self, request, context, actor)
         except errors.DomainError as error:
             code = api_errors.code_of(error).name
@@ -122,6 +127,7 @@ def unary(
             RPC_TOTAL.labels(name, code).inc()
             RPC_SECONDS.labels(name).observe(time.perf_counter() - started)
 
+    setattr(wrapper, fields.CHECKS_AFTER_AUTHENTICATION, True)
     return wrapper
 
 
@@ -142,7 +148,9 @@ def streaming(
             CALLER.set(actor)
             lease = self.deps.limits.acquire_stream(actor)
             full_name = authz.method_name(self, name)
+            fields.check_decoded(request, name)  # only now: see api/boundary.py
             await self.deps.authorizer.check(full_name, request, actor)
+            fields.check_request(request)
             async for item in method(self, request, context, actor):
                 # Re-checked per event (the policy is cached, ~10 us): a revoked role ends the
                 # stream at its next event instead of leaking changes for as long as it lives.
@@ -167,6 +175,7 @@ def streaming(
                 lease.release()
             RPC_TOTAL.labels(name, code).inc()
 
+    setattr(wrapper, fields.CHECKS_AFTER_AUTHENTICATION, True)
     return wrapper
 
 

@@ -6,6 +6,8 @@ reflection are the explicit exceptions (authz.EXEMPT_SERVICES).
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 import grpc
 from google.iam.v1 import iam_policy_pb2, iam_policy_pb2_grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
@@ -38,6 +40,32 @@ LIVENESS = "liveness"
 (readiness asks for "" or a service name, which follow the database; set_serving)."""
 
 
+class HealthStatus(Protocol):
+    """What the process does with grpc_health's asyncio servicer (its stubs lack `aio`)."""
+
+    async def set(self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+        """Report `status` for `service` to Check and Watch callers."""
+
+    async def enter_graceful_shutdown(self) -> None:
+        """NOT_SERVING for every service, for good."""
+
+
+class _Health(health.aio.HealthServicer):  # type: ignore[misc,name-defined]  # no stub for aio
+    """grpcio's asyncio health servicer, plus the `List` method its proto has since gained
+    (grpcio's servicers leave it unimplemented; a sync stub would also bypass the boundary)."""
+
+    async def List(
+        self, request: health_pb2.HealthListRequest, context: Any
+    ) -> health_pb2.HealthListResponse:
+        statuses: dict[str, Any] = self._server_status
+        return health_pb2.HealthListResponse(
+            statuses={
+                name: health_pb2.HealthCheckResponse(status=status)
+                for name, status in statuses.items()
+            }
+        )
+
+
 def build(
     deps: rpc.Dependencies,
     listen: str,
@@ -45,7 +73,7 @@ def build(
     client_ca: bytes | None = None,
     *,
     reflection_enabled: bool = True,
-) -> tuple[grpc.aio.Server, health.HealthServicer, int]:
+) -> tuple[grpc.aio.Server, HealthStatus, int]:
     """The server (not started), its health servicer, and the bound port.
 
     `tls` is (private key, certificate chain) in PEM; without it the port is plaintext, as
@@ -56,7 +84,7 @@ def build(
     if client_ca is not None and tls is None:
         raise ValueError("TLS client authentication needs a server certificate and key")
     server = grpc.aio.server(
-        interceptors=[*telemetry.server_interceptors(), boundary.Boundary()],
+        interceptors=[*telemetry.server_interceptors(), boundary.Boundary(wire=deps.hub.wire)],
         options=[
             # Requests are small (a spec, a filter); 8 MiB refuses abuse early. Responses may
             # be a 1,000-resource page; 16 MiB bounds what one message can pin in memory.
@@ -86,10 +114,10 @@ def build(
         operations.OperationsServicer(deps), server
     )
     iam_policy_pb2_grpc.add_IAMPolicyServicer_to_server(iam.IamPolicyServicer(deps), server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    # The asyncio servicer: its handlers are coroutines the request boundary wraps like every
+    # other (the thread-pool one answered malformed bytes UNKNOWN), and a Watch holds no thread.
+    health_servicer = _Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    # Answered by the event loop itself, whatever the database does: the liveness probe's.
-    health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     if reflection_enabled:
         reflection.enable_server_reflection(
             (
@@ -112,11 +140,13 @@ def build(
     return server, health_servicer, port
 
 
-def set_serving(health_servicer: health.HealthServicer, serving: bool) -> None:
+async def set_serving(health_servicer: HealthStatus, serving: bool) -> None:
     status = (
         health_pb2.HealthCheckResponse.SERVING
         if serving
         else health_pb2.HealthCheckResponse.NOT_SERVING
     )
+    # Liveness is answered by the event loop itself, whatever the database does.
+    await health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     for name in ("", *SERVICE_NAMES):
-        health_servicer.set(name, status)
+        await health_servicer.set(name, status)

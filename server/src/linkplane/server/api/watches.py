@@ -3,10 +3,12 @@
 One `Hub` per process follows the change feed (Postgres LISTEN/NOTIFY, so changes made by any
 replica arrive) and fans each change out to the streams watching that kind in that project:
 it reads the changed rows once (one query per batch of notifications), converts each row once,
-and hands the same `Resource` to every subscriber. Each subscriber then evaluates its own filter
-in memory (`matches`, the same semantics as the SQL of storage/filtering.py) and emits
-ADDED/MODIFIED/DELETED against what it last sent. A change in project Y is never handed to a
-subscriber of project X. 1,000 watchers cost one read per change, not 1,000.
+and hands the same `Resource` to every subscriber; the stream response for an event is built
+and serialized once for all the streams that send it (`Hub.response`, `Hub.wire`). Each
+subscriber then evaluates its own filter in memory (`matches`, the same semantics as the SQL of
+storage/filtering.py) and emits ADDED/MODIFIED/DELETED against what it last sent. A change in
+project Y is never handed to a subscriber of project X. 1,000 watchers cost one read per change,
+not 1,000.
 
 Streams never hold a pooled database connection while they wait or write: the initial listing
 (and the re-listing after a feed gap) pages through the database in bounded chunks, each in its
@@ -317,6 +319,9 @@ class Hub:
         self._responses: collections.OrderedDict[tuple[Any, int], tuple[Message, Any]] = (
             collections.OrderedDict()
         )
+        # The responses of `_responses` by id, and the bytes of those already serialized.
+        self._shared: dict[int, Any] = {}
+        self._wire: dict[int, bytes] = {}
 
     def response(self, event_type: Any, message: Message, build: Callable[[Any, Any], R]) -> R:
         """The stream response for a live event, built once for all the subscribers that send
@@ -329,9 +334,24 @@ class Hub:
         built = build(event_type, message)
         # The entry keeps `message` alive, so its id cannot be reused while cached.
         self._responses[key] = (message, built)
+        self._shared[id(built)] = built
         while len(self._responses) > RESPONSE_CACHE:
-            self._responses.popitem(last=False)
+            _, (_, old) = self._responses.popitem(last=False)
+            self._shared.pop(id(old), None)
+            self._wire.pop(id(old), None)
         return built
+
+    def wire(self, response: Any, serialize: Callable[[Any], bytes]) -> bytes:
+        """`response` serialized: a live response shared by many streams once for them all
+        (the server's response serializer for streams, api/boundary.py), anything else as
+        usual. Shared responses are never changed after `response` built them."""
+        key = id(response)
+        if self._shared.get(key) is not response:
+            return serialize(response)
+        data = self._wire.get(key)
+        if data is None:
+            data = self._wire[key] = serialize(response)
+        return data
 
     @property
     def subscribers(self) -> int:
