@@ -88,6 +88,7 @@ class Samples:
     latencies: list[float] = field(default_factory=list)
     wall: float = 0.0
     errors: int = 0
+    codes: set[str] = field(default_factory=set)
 
     def pct(self, p: float) -> float:
         ordered = sorted(self.latencies)
@@ -384,8 +385,9 @@ async def drive(
         while (started := time.perf_counter()) < stop:
             try:
                 await call(channel, next(counter))
-            except grpc.aio.AioRpcError:
+            except grpc.aio.AioRpcError as error:
                 samples.errors += 1
+                samples.codes.add(error.code().name)
                 continue
             samples.latencies.append(time.perf_counter() - started)
 
@@ -423,10 +425,15 @@ class Target:
     channel: grpc.aio.Channel | None = None
 
 
-def start_linkplane(url: str, processes: int, log_dir: Path) -> Target:
+def start_linkplane(
+    url: str, processes: int, log_dir: Path, *, source: str | None = None
+) -> Target:
+    """`linkplane-server serve`; with `source`, that checkout's server package instead of this
+    one (PYTHONPATH before the installed one), to compare two versions in one run."""
     address = f"127.0.0.1:{free_port()}"
     env = {
         **os.environ,
+        **({"PYTHONPATH": source} if source else {}),
         "LINKPLANE_DATABASE_URL": url,
         "LINKPLANE_LISTEN": address,
         "LINKPLANE_ROLE": "api",
@@ -439,9 +446,10 @@ def start_linkplane(url: str, processes: int, log_dir: Path) -> Target:
     command = [str(Path(sys.executable).parent / "linkplane-server"), "serve"]
     if processes > 1:
         command += ["--processes", str(processes)]
-    with (log_dir / f"lp{processes}.log").open("wb") as log:
+    label = "before" if source else f"lp*{processes}" if processes > 1 else "lp"
+    with (log_dir / f"{label}.log").open("wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    return Target(f"lp*{processes}" if processes > 1 else "lp", address, process)
+    return Target(label, address, process)
 
 
 def start_bare() -> Target:
@@ -482,13 +490,15 @@ async def run(args: argparse.Namespace) -> None:
     try:
         await migrations.upgrade_async(url)
         targets.append(start_bare())
+        if args.before_src:
+            targets.append(start_linkplane(url, 1, log_dir, source=args.before_src))
         for count in args.processes:
             targets.append(start_linkplane(url, count, log_dir))
         for target in targets:
             await wait_serving(target.address)
             target.channel = grpc.aio.insecure_channel(target.address)
         project, big = f"bench-{uuid.uuid4().hex[:6]}", f"big-{uuid.uuid4().hex[:6]}"
-        await seed_api(targets[1].address, project)
+        await seed_api(targets[-1].address, project)
         await seed_connections(url, project, CONNECTIONS)
         await seed_connections(url, big, BIG_LIST)
         table = calls(project)
@@ -525,7 +535,8 @@ async def run(args: argparse.Namespace) -> None:
                 )
                 ratios = " ".join(f"{cell[t.label].rps / bare.rps:9.3f}" for t in targets[1:])
                 errors = sum(s.errors for s in cell.values())
-                print(line + "   " + ratios + (f"   ({errors} errors)" if errors else ""))
+                codes = sorted({c for s in cell.values() for c in s.codes})
+                print(line + "   " + ratios + (f"   ({errors} errors: {codes})" if errors else ""))
                 results[f"{call_name}/C{concurrency}"] = {
                     label: {
                         "rps": s.rps,
@@ -585,6 +596,12 @@ def main() -> None:
         type=lambda s: [int(x) for x in s.split(",")],
         default=[1],
         help="linkplane servers to run side by side, by `--processes` count (e.g. 1,2)",
+    )
+    parser.add_argument(
+        "--before-src",
+        default=None,
+        help="also run a `before` server from this server/src (e.g. a `git archive` of an "
+        "earlier commit), side by side",
     )
     parser.add_argument("--quick", action="store_true", help="1 s cells, 1 round")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
