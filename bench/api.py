@@ -12,12 +12,13 @@ own subprocess on loopback:
 
 It seeds the database through the API (two accounts, 60 services) and with SQL (1,200 settled
 connections in the measured project, 5,000 in another), then, for every concurrency C and
-every call, drives each server in turn with the same closed-loop generator (C tasks on one
-channel, each sending its next call as soon as the last one answered) for --seconds, in this
-process. Targets alternate within each cell (bare, lp, bare, lp for --rounds 2), so load from
-other work on a shared machine hits them alike. Prints RPS, p50 and p99 per (call, C, target),
-RPS as a ratio of bare's in the same cell, and the time to list all 5,000 connections (page
-1000) through each linkplane server.
+every call, drives each server in turn with the same closed-loop generator (C tasks over
+--channels connections, each task sending its next call as soon as its last one answered) for
+--seconds, in this process. Several connections let `serve --processes N` spread the load:
+SO_REUSEPORT balances connections, not calls. Targets alternate within each cell (bare, lp,
+bare, lp for --rounds 2), so load from other work on a shared machine hits them alike. Prints
+RPS, p50 and p99 per (call, C, target), RPS as a ratio of bare's in the same cell, and the
+time to list all 5,000 connections (page 1000) through each linkplane server.
 
     uv run --frozen python bench/api.py --quick
     uv run --frozen python bench/api.py --seconds 3 --rounds 2 --processes 1,2
@@ -118,7 +119,7 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-async def wait_serving(address: str, seconds: float = 60.0) -> None:
+async def wait_serving(address: str, seconds: float = 180.0) -> None:
     deadline = time.monotonic() + seconds
     async with grpc.aio.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -372,16 +373,21 @@ counter = itertools.count()
 
 
 async def drive(
-    channel: grpc.aio.Channel, call: Call, concurrency: int, seconds: float, samples: Samples
+    channels: list[grpc.aio.Channel],
+    call: Call,
+    concurrency: int,
+    seconds: float,
+    samples: Samples,
 ) -> None:
-    """Closed loop: `concurrency` tasks, each sending its next call when the last answered."""
+    """Closed loop: `concurrency` tasks, each sending its next call when the last answered;
+    task i uses connection i mod len(channels)."""
     warm_until = time.perf_counter() + min(0.3, seconds / 4)
     while time.perf_counter() < warm_until:
-        await call(channel, next(counter))
+        await asyncio.gather(*(call(channel, next(counter)) for channel in channels))
     start = time.perf_counter()
     stop = start + seconds
 
-    async def worker() -> None:
+    async def worker(channel: grpc.aio.Channel) -> None:
         while (started := time.perf_counter()) < stop:
             try:
                 await call(channel, next(counter))
@@ -391,7 +397,7 @@ async def drive(
                 continue
             samples.latencies.append(time.perf_counter() - started)
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(channels[i % len(channels)]) for i in range(concurrency)))
     samples.wall += time.perf_counter() - start
 
 
@@ -422,7 +428,7 @@ class Target:
     label: str
     address: str
     process: subprocess.Popen[bytes]
-    channel: grpc.aio.Channel | None = None
+    channels: list[grpc.aio.Channel] = field(default_factory=list)
 
 
 def start_linkplane(
@@ -496,7 +502,13 @@ async def run(args: argparse.Namespace) -> None:
             targets.append(start_linkplane(url, count, log_dir))
         for target in targets:
             await wait_serving(target.address)
-            target.channel = grpc.aio.insecure_channel(target.address)
+            # A local subchannel pool each: separate TCP connections, not one shared.
+            target.channels = [
+                grpc.aio.insecure_channel(
+                    target.address, options=[("grpc.use_local_subchannel_pool", 1)]
+                )
+                for _ in range(args.channels)
+            ]
         project, big = f"bench-{uuid.uuid4().hex[:6]}", f"big-{uuid.uuid4().hex[:6]}"
         await seed_api(targets[-1].address, project)
         await seed_connections(url, project, CONNECTIONS)
@@ -519,12 +531,11 @@ async def run(args: argparse.Namespace) -> None:
                 cpu = {t.label: 0.0 for t in targets}
                 for _ in range(args.rounds):
                     for target in targets:
-                        assert target.channel is not None
                         call = bare_call if target.label == "bare" else table[call_name]
                         pids = process_tree(target.process.pid)
                         before = cpu_seconds(pids)
                         await drive(
-                            target.channel, call, concurrency, args.seconds, cell[target.label]
+                            target.channels, call, concurrency, args.seconds, cell[target.label]
                         )
                         cpu[target.label] += cpu_seconds(pids) - before
                 bare = cell["bare"]
@@ -548,11 +559,10 @@ async def run(args: argparse.Namespace) -> None:
                     for label, s in cell.items()
                 }
         for target in targets[1:]:
-            assert target.channel is not None
-            await list_all(target.channel, big)  # warm
+            await list_all(target.channels[0], big)  # warm
             timings, total = [], 0
             for _ in range(3):
-                seconds, total = await list_all(target.channel, big)
+                seconds, total = await list_all(target.channels[0], big)
                 timings.append(seconds)
             print(
                 f"{target.label}: listing all {total} connections (page 1000): "
@@ -564,8 +574,8 @@ async def run(args: argparse.Namespace) -> None:
             Path(args.json).write_text(json.dumps(results, indent=2))  # noqa: ASYNC240
     finally:
         for target in targets:
-            if target.channel is not None:
-                await target.channel.close(None)
+            for channel in target.channels:
+                await channel.close(None)
             target.process.terminate()
         for target in targets:
             try:
@@ -590,6 +600,7 @@ def main() -> None:
     parser.add_argument(
         "--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64]
     )
+    parser.add_argument("--channels", type=int, default=4, help="connections per server")
     parser.add_argument("--calls", type=lambda s: s.split(","), default=list(CALLS))
     parser.add_argument(
         "--processes",
