@@ -174,9 +174,7 @@ class ConsumerServicer(consumer_service_pb2_grpc.ConsumerServiceServicer):
                 return resources.preview(
                     converters.pack(converters.connection(row)), name, "create"
                 )
-            session.add(row)
-            await session.flush()
-            await session.refresh(row)
+            row = await records.insert(session, row)
             return await standard.conclude(
                 session,
                 kind=CONNECTIONS,

@@ -171,9 +171,7 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
                 return resources.preview(
                     converters.pack(converters.service(_transient(row))), name, "publish"
                 )
-            session.add(row)
-            await session.flush()
-            await session.refresh(row)
+            row = await records.insert(session, row)
             return await standard.conclude(
                 session,
                 kind=SERVICES,

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from linkplane.server.storage import models
+from linkplane.server.storage import models, records
 
 
 def new_id() -> str:
@@ -33,23 +33,22 @@ async def create(
     actor: str,
     progress_message: str,
 ) -> models.Operation:
-    operation = models.Operation(
-        id=new_id(),
-        target=target,
-        project=project_of(target),
-        verb=verb,
-        resource_kind=resource_kind,
-        resource_uid=resource_uid,
-        target_generation=target_generation,
-        actor=actor,
-        done=False,
-        progress_message=progress_message,
-        cancel_requested=False,
+    return await records.insert(
+        session,
+        models.Operation(
+            id=new_id(),
+            target=target,
+            project=project_of(target),
+            verb=verb,
+            resource_kind=resource_kind,
+            resource_uid=resource_uid,
+            target_generation=target_generation,
+            actor=actor,
+            done=False,
+            progress_message=progress_message,
+            cancel_requested=False,
+        ),
     )
-    session.add(operation)
-    await session.flush()
-    await session.refresh(operation)
-    return operation
 
 
 def project_of(target: str) -> str:
