@@ -70,6 +70,7 @@ SERVICES = 60
 CONNECTIONS = 1200
 BIG_LIST = 5000
 METADATA = (("authorization", "Bearer bench-token"),)
+PROFILE = os.environ.get("BENCH_PROFILE", "")
 CALLS = (
     "GetService",
     "GetConnection",
@@ -450,6 +451,9 @@ def start_linkplane(
         "LINKPLANE_MAX_CONCURRENT_CALLS_PER_PRINCIPAL": "1000",
     }
     command = [str(Path(sys.executable).parent / "linkplane-server"), "serve"]
+    if PROFILE and source is None and processes == 1:
+        # BENCH_PROFILE=FILE: the `lp` server under cProfile, written when it stops.
+        command = [sys.executable, "-m", "cProfile", "-o", PROFILE, *command]
     if processes > 1:
         command += ["--processes", str(processes)]
     label = "before" if source else f"lp*{processes}" if processes > 1 else "lp"
