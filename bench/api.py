@@ -433,7 +433,7 @@ class Target:
 
 
 def start_linkplane(
-    url: str, processes: int, log_dir: Path, *, source: str | None = None
+    url: str, processes: int, log_dir: Path, *, pool_size: int, source: str | None = None
 ) -> Target:
     """`linkplane-server serve`; with `source`, that checkout's server package instead of this
     one (PYTHONPATH before the installed one), to compare two versions in one run."""
@@ -449,6 +449,8 @@ def start_linkplane(
         "LINKPLANE_ADMINS": json.dumps(["bench"]),
         "LINKPLANE_LOG_LEVEL": "warning",
         "LINKPLANE_MAX_CONCURRENT_CALLS_PER_PRINCIPAL": "1000",
+        # A shared Postgres has max_connections for everyone: each process holds up to 2x this.
+        "LINKPLANE_DATABASE_POOL_SIZE": str(pool_size),
     }
     command = [str(Path(sys.executable).parent / "linkplane-server"), "serve"]
     if PROFILE and source is None and processes == 1:
@@ -501,9 +503,11 @@ async def run(args: argparse.Namespace) -> None:
         await migrations.upgrade_async(url)
         targets.append(start_bare())
         if args.before_src:
-            targets.append(start_linkplane(url, 1, log_dir, source=args.before_src))
+            targets.append(
+                start_linkplane(url, 1, log_dir, pool_size=args.pool_size, source=args.before_src)
+            )
         for count in args.processes:
-            targets.append(start_linkplane(url, count, log_dir))
+            targets.append(start_linkplane(url, count, log_dir, pool_size=args.pool_size))
         for target in targets:
             await wait_serving(target.address)
             # A local subchannel pool each: separate TCP connections, not one shared.
@@ -603,6 +607,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument(
         "--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64]
+    )
+    parser.add_argument(
+        "--pool-size", type=int, default=5, help="LINKPLANE_DATABASE_POOL_SIZE of each server"
     )
     parser.add_argument("--channels", type=int, default=4, help="connections per server")
     parser.add_argument("--calls", type=lambda s: s.split(","), default=list(CALLS))
