@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from pydantic import SecretStr
 
-from linkplane.server import devmode, logs, telemetry
+from linkplane.server import devmode, logs, processgroup, telemetry
 from linkplane.server.api import identity
 from linkplane.server.config import Role, Settings
 from linkplane.server.runtime import Runtime
@@ -40,12 +41,26 @@ def _settings(**overrides: object) -> Settings:
 def serve(
     listen: ListenOption = None,
     role: Annotated[Role | None, typer.Option(help="api, worker or all.")] = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Processes serving the API on the same port (SO_REUSEPORT: the kernel spreads "
+            "connections over them). The first also runs the workers when the role has them.",
+        ),
+    ] = 1,
 ) -> None:
     """Run linkplane against LINKPLANE_DATABASE_URL (production).
 
     Example: LINKPLANE_DATABASE_URL=postgresql://linkplane@db/linkplane linkplane-server serve
     """
     settings = _settings(listen=listen, role=role)
+    if processes > 1 and settings.role == Role.WORKER:
+        typer.echo("error: --processes serves the API; the worker role has none", err=True)
+        raise typer.Exit(2)
+    if processes > 1 and settings.listen.rsplit(":", 1)[-1] == "0":
+        typer.echo("error: --processes needs a fixed port to share (not :0)", err=True)
+        raise typer.Exit(2)
     if settings.database_url is None:
         typer.echo("error: set LINKPLANE_DATABASE_URL (or use `linkplane-server dev`)", err=True)
         raise typer.Exit(2)
@@ -59,7 +74,7 @@ def serve(
         raise typer.Exit(2)
     _check_identity(settings)
     url = settings.database_url.get_secret_value()
-    asyncio.run(_serve(settings, url))
+    asyncio.run(_serve(settings, url, processes))
 
 
 def _check_identity(settings: Settings) -> None:
@@ -115,10 +130,28 @@ def dev(
     asyncio.run(_dev(settings, time_scale if sim else None))
 
 
-async def _serve(settings: Settings, url: str) -> None:
+async def _serve(settings: Settings, url: str, processes: int = 1) -> None:
     runtime = Runtime(settings, url)
     await runtime.start()
-    await runtime.run_until_signalled()
+    if processes == 1:
+        await runtime.run_until_signalled()
+        return
+    await processgroup.serve_with(runtime, _api_process_command(settings), processes - 1)
+
+
+def _api_process_command(settings: Settings) -> list[str]:
+    """The command of one more API-only process on the same address (the rest of its settings
+    come from the same LINKPLANE_* environment)."""
+    return [
+        sys.executable,
+        "-m",
+        "linkplane.server.cli",
+        "serve",
+        "--role",
+        Role.API.value,
+        "--listen",
+        settings.listen,
+    ]
 
 
 async def _dev(settings: Settings, time_scale: float | None) -> None:

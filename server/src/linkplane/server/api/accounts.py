@@ -194,9 +194,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
                 revision=1,
                 shared_with_projects=shared,
             )
-            session.add(row)
-            await session.flush()
-            await session.refresh(row)
+            row = await records.insert(session, row)
             # Registering takes admin rights, which include seeing the role ARN.
             result = present(row, show_role_arn=True)
             await audit.record(

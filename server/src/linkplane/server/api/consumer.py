@@ -13,7 +13,7 @@ from google.protobuf import empty_pb2
 
 from linkplane.server.api import fields, resources, rpc, standard, watches
 from linkplane.server.domain import errors, specs, states, validation
-from linkplane.server.protocol import converters
+from linkplane.server.protocol import cached, converters
 from linkplane.server.storage import models, records
 from linkplane.v1 import connection_pb2, consumer_service_pb2, consumer_service_pb2_grpc
 
@@ -101,6 +101,7 @@ CONNECTIONS = standard.Kind(
     columns=columns,
     recreate_hint="create a new connection",
     state_on_update=lambda state: state,
+    from_read=cached.connections,
 )
 
 
@@ -173,9 +174,7 @@ class ConsumerServicer(consumer_service_pb2_grpc.ConsumerServiceServicer):
                 return resources.preview(
                     converters.pack(converters.connection(row)), name, "create"
                 )
-            session.add(row)
-            await session.flush()
-            await session.refresh(row)
+            row = await records.insert(session, row)
             return await standard.conclude(
                 session,
                 kind=CONNECTIONS,

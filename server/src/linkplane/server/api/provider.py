@@ -15,7 +15,7 @@ from sqlalchemy import func
 
 from linkplane.server.api import fields, resources, rpc, standard, watches
 from linkplane.server.domain import errors, filters, names, pagination, specs, states, validation
-from linkplane.server.protocol import converters
+from linkplane.server.protocol import cached, converters
 from linkplane.server.storage import audit, inventory, leases, models, records
 from linkplane.v1 import provider_service_pb2, provider_service_pb2_grpc, service_pb2
 
@@ -112,6 +112,7 @@ SERVICES = standard.Kind(
     columns=columns,
     recreate_hint="publish a new service",
     state_on_update=states.service_state_on_update,
+    from_read=cached.services,
 )
 
 
@@ -170,9 +171,7 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
                 return resources.preview(
                     converters.pack(converters.service(_transient(row))), name, "publish"
                 )
-            session.add(row)
-            await session.flush()
-            await session.refresh(row)
+            row = await records.insert(session, row)
             return await standard.conclude(
                 session,
                 kind=SERVICES,

@@ -98,6 +98,9 @@ def build(
             # often than every 10 s (more is answered with GOAWAY).
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            # `serve --processes N` runs N processes on one port (gRPC's default on Linux,
+            # stated here because processgroup.py relies on it).
+            ("grpc.so_reuseport", 1),
         ],
     )
     provider_service_pb2_grpc.add_ProviderServiceServicer_to_server(

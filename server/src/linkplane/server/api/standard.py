@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from linkplane.server.api import fields, resources, rpc, watches
 from linkplane.server.domain import errors, filters, pagination, specs
 from linkplane.server.protocol import converters
-from linkplane.server.storage import audit, leases, records
+from linkplane.server.storage import audit, leases, reads, records
 
 
 @dataclass(frozen=True)
@@ -44,15 +44,16 @@ class Kind:
     columns: Callable[[], dict[str, Any]]
     recreate_hint: str  # what to do instead of changing an immutable field
     state_on_update: Callable[[str], str]
+    # The message of a storage/reads.py row, from protocol/cached.py's cache when unchanged.
+    from_read: Callable[[Any], Message]
 
 
 async def get(deps: rpc.Dependencies, kind: Kind, name: str) -> Message:
     resource = str(fields.name_of(name, kind.collection))
-    async with deps.db.transaction() as session:
-        row = await records.get(session, kind.model, resource)
-        if row is None:
-            raise errors.NotFound(resource, kind=kind.name)
-        return kind.to_message(row)
+    row = await reads.get(deps.db, kind.model, resource)
+    if row is None:
+        raise errors.NotFound(resource, kind=kind.name)
+    return kind.from_read(row)
 
 
 async def list_page(
@@ -69,17 +70,16 @@ async def list_page(
     node = filters.parse(filter_text, fields=kind.filter_fields, enums=kind.filter_enums)
     key = [parent, filter_text]
     after = pagination.decode(deps.page_secret, key, page_token)
-    async with deps.db.transaction() as session:
-        rows, more = await records.page(
-            session,
-            kind.model,
-            project=project,
-            node=node,
-            columns=kind.columns(),
-            after=after,
-            limit=size,
-        )
-        messages = [kind.to_message(r) for r in rows]
+    rows, more = await reads.page(
+        deps.db,
+        kind.model,
+        project=project,
+        node=node,
+        columns=kind.columns(),
+        after=after,
+        limit=size,
+    )
+    messages = [kind.from_read(r) for r in rows]
     token = pagination.encode(deps.page_secret, key, rows[-1].name) if more else ""
     return messages, token
 

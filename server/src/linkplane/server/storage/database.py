@@ -2,9 +2,12 @@
 
 One `Database` per process. Sessions are short: one per RPC or reconcile step. When Postgres is
 unreachable (or starting up, shutting down, out of connections) every query raises the domain's
-`Unavailable` (gRPC UNAVAILABLE), and because the pool pre-pings connections, the process
-recovers by itself once the database is back. Failures are classified by SQLSTATE and exception
-type (`classify`), never by words in the message, which names tables such as `connections`.
+`Unavailable` (gRPC UNAVAILABLE), and the process recovers by itself once the database is
+back. There is no ping per checkout (a round trip on every request): the first statement on a
+connection that broke while pooled fails as a disconnect, and SQLAlchemy then discards it and
+every older pooled connection (storage/reads.py retries its reads once on a fresh one).
+Failures are classified by SQLSTATE and exception type (`classify`), never by words in the
+message, which names tables such as `connections`.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ class Database:
             self.url,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            pool_pre_ping=False,
             pool_timeout=timeout,
             connect_args=connect_args,
             # Statement parameters hold secrets (external ids) and user data: errors and logs
@@ -67,12 +70,16 @@ class Database:
                 yield session
 
     async def ping(self) -> bool:
-        try:
-            async with self.engine.connect() as connection:
-                await connection.exec_driver_sql("SELECT 1")
-        except Exception:
-            return False
-        return True
+        # Twice: without pre-ping, the first try after an outage may meet a pooled connection
+        # that broke meanwhile (its failure discards the pool's old connections).
+        for _ in range(2):
+            try:
+                async with self.engine.connect() as connection:
+                    await connection.exec_driver_sql("SELECT 1")
+            except Exception:  # noqa: S112 - any failure means "not reachable now"
+                continue
+            return True
+        return False
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from linkplane.server.storage import models, queues
+from linkplane.server.storage import models, queues, records
 
 
 def new_id() -> str:
@@ -34,24 +34,23 @@ async def create(
     progress_message: str,
     trace_context: str | None = None,
 ) -> models.Operation:
-    operation = models.Operation(
-        id=new_id(),
-        target=target,
-        project=project_of(target),
-        verb=verb,
-        resource_kind=resource_kind,
-        resource_uid=resource_uid,
-        target_generation=target_generation,
-        actor=actor,
-        done=False,
-        progress_message=progress_message,
-        cancel_requested=False,
-        trace_context=trace_context,
+    return await records.insert(
+        session,
+        models.Operation(
+            id=new_id(),
+            target=target,
+            project=project_of(target),
+            verb=verb,
+            resource_kind=resource_kind,
+            resource_uid=resource_uid,
+            target_generation=target_generation,
+            actor=actor,
+            done=False,
+            progress_message=progress_message,
+            cancel_requested=False,
+            trace_context=trace_context,
+        ),
     )
-    session.add(operation)
-    await session.flush()
-    await session.refresh(operation)
-    return operation
 
 
 def project_of(target: str) -> str:

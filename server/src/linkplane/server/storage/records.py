@@ -9,13 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
+from sqlalchemy import insert as sql_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkplane.server.domain import filters
 from linkplane.server.storage import filtering, models
 
 Row = TypeVar("Row", models.Account, models.Service, models.Connection)
+M = TypeVar("M", bound=models.Base)
 
 
 async def get(
@@ -26,6 +28,21 @@ async def get(
         query = query.with_for_update()
     result = await session.execute(query)
     return result.scalar_one_or_none()
+
+
+async def insert(session: AsyncSession, row: M) -> M:
+    """Insert a new (never added) object and return the stored one, with its server defaults
+    (times), in one round trip: INSERT … RETURNING, where `add` + `flush` + `refresh` takes
+    two. Only the attributes set on `row` are written; the returned object is in the session
+    like an added one."""
+    model = type(row)
+    values = {
+        attribute.key: row.__dict__[attribute.key]
+        for attribute in inspect(model).column_attrs
+        if attribute.key in row.__dict__
+    }
+    result = await session.scalars(sql_insert(model).returning(model), [values])
+    return result.one()
 
 
 async def page(
