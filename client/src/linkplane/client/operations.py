@@ -6,6 +6,8 @@ callers can `result()` it like a future. Waiting polls `GetOperation` with backo
 caller can show state transitions (CREATING -> ACTIVE), not only progress messages. Responses
 are unpacked from `Any` by their type URL, so the handle needs no per-method knowledge;
 `google.protobuf.Empty` (deletes) becomes None and `Operation.error` becomes `OperationFailed`.
+A handle reaches its client only through the public methods named by `AsyncOperationClient` /
+`OperationClient`, so it works with any client that has them.
 """
 
 # ASYNC109: `timeout` is the gRPC deadline sent to the server (it propagates, AIP-style);
