@@ -1,4 +1,4 @@
-"""Stubs and builders for API tests."""
+"""Stubs and builders for API tests (error details come from `tests.support.api`)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,18 @@ from linkplane.v1 import (
     provider_service_pb2_grpc,
     service_pb2,
 )
+from tests.support.api import status_details as details
+
+__all__ = [
+    "CONSUMER_ID",
+    "PROVIDER_ID",
+    "account_name",
+    "connection_to",
+    "details",
+    "hex_id",
+    "managed_service",
+    "register_accounts",
+]
 
 
 @pytest.fixture
@@ -98,24 +110,3 @@ async def register_accounts(
                 request_id=str(uuid.uuid4()),
             )
         )
-
-
-def details(error: grpc.aio.AioRpcError) -> dict[str, Any]:
-    """The decoded google.rpc.Status details of an error: reason and field violations."""
-    from google.rpc import error_details_pb2, status_pb2
-
-    out: dict[str, Any] = {"reason": None, "fields": []}
-    for key, value in error.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            status = status_pb2.Status.FromString(value)
-            for detail in status.details:
-                if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                    info = error_details_pb2.ErrorInfo()
-                    detail.Unpack(info)
-                    out["reason"] = info.reason
-                    out["domain"] = info.domain
-                elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                    bad = error_details_pb2.BadRequest()
-                    detail.Unpack(bad)
-                    out["fields"] = [v.field for v in bad.field_violations]
-    return out

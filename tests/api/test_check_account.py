@@ -26,6 +26,7 @@ from linkplane.sim import server as sim_server
 from linkplane.v1 import account_pb2, account_service_pb2, account_service_pb2_grpc
 from tests.deploy import aws_actions
 from tests.deploy import test_iam_policy as policies
+from tests.support import runtimes
 
 CONSUMER = "222222222222"
 PROVIDER = "111111111111"
@@ -51,12 +52,8 @@ async def plane(sim: sim_server.SimHandle, database_url: str) -> AsyncIterator[R
         aws_time_scale=50.0,
         shutdown_grace_seconds=1.0,
     )
-    runtime = Runtime(settings, database_url)
-    await runtime.start()
-    try:
+    async with runtimes.running(settings, database_url) as runtime:
         yield runtime
-    finally:
-        await runtime.stop()
 
 
 @pytest.fixture

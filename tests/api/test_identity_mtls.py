@@ -25,6 +25,7 @@ from linkplane.server.config import Role, Settings
 from linkplane.server.domain import errors
 from linkplane.server.runtime import Runtime
 from linkplane.v1 import account_service_pb2, account_service_pb2_grpc
+from tests.support import runtimes
 
 
 @dataclass(frozen=True)
@@ -108,12 +109,8 @@ async def mtls_server(database_url: str, pki: Pki) -> AsyncIterator[Runtime]:
         auth_tokens={"robot-token": "robot"},
         admins=["robot"],
     )
-    runtime = Runtime(settings, database_url)
-    await runtime.start()
-    try:
+    async with runtimes.running(settings, database_url) as runtime:
         yield runtime
-    finally:
-        await runtime.stop()
 
 
 async def who(

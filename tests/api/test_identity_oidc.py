@@ -25,6 +25,7 @@ from linkplane.server.config import Role, Settings
 from linkplane.server.domain import errors
 from linkplane.server.runtime import Runtime
 from linkplane.v1 import account_service_pb2, account_service_pb2_grpc
+from tests.support import runtimes
 
 ISSUER = "https://idp.example.com"
 AUDIENCE = "linkplane"
@@ -315,12 +316,8 @@ async def oidc_server(database_url: str, module_jwks: Path) -> AsyncIterator[Run
         oidc_audience=AUDIENCE,
         oidc_jwks=str(path),
     )
-    runtime = Runtime(settings, database_url)
-    await runtime.start()
-    try:
+    async with runtimes.running(settings, database_url) as runtime:
         yield runtime
-    finally:
-        await runtime.stop()
 
 
 async def test_the_server_accepts_oidc_and_static_tokens_and_refuses_bad_ones(

@@ -18,7 +18,6 @@ import grpc
 import pytest
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import duration_pb2
-from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy import event
 
 from linkplane.server.api import watches
@@ -35,6 +34,7 @@ from linkplane.v1 import (
     provider_service_pb2_grpc,
 )
 from tests.api.conftest import PROVIDER_ID, managed_service
+from tests.support.api import status_details
 
 TOKENS = {"alice-token": "alice", "bob-token": "bob", "carol-token": "carol"}
 ALICE = (("authorization", "Bearer alice-token"),)
@@ -193,22 +193,10 @@ async def touch(database_url: str, names: list[str], display_name: str | None = 
         await connection.close()
 
 
-def status_details(error: grpc.aio.AioRpcError) -> tuple[str, dict[str, str], int | None]:
+def reason_metadata_delay(error: grpc.aio.AioRpcError) -> tuple[str, dict[str, str], int | None]:
     """ErrorInfo reason and metadata, and the RetryInfo delay in seconds (None if absent)."""
-    reason, metadata, delay = "", {}, None
-    for key, value in error.trailing_metadata() or ():
-        if key != "grpc-status-details-bin":
-            continue
-        for detail in status_pb2.Status.FromString(value).details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                reason, metadata = info.reason, dict(info.metadata)
-            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                retry = error_details_pb2.RetryInfo()
-                detail.Unpack(retry)
-                delay = retry.retry_delay.seconds
-    return reason, metadata, delay
+    info = status_details(error)
+    return info["reason"] or "", info["metadata"], info["retry_delay"]
 
 
 async def test_one_change_reaches_every_watcher_with_one_read(
@@ -259,7 +247,7 @@ async def test_the_stream_over_each_cap_is_resource_exhausted_with_retry_info(
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await next_event(over)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    reason, metadata, delay = status_details(refused.value)
+    reason, metadata, delay = reason_metadata_delay(refused.value)
     assert (reason, metadata["scope"], metadata["limit"]) == (
         "TOO_MANY_STREAMS",
         "principal",
@@ -275,7 +263,7 @@ async def test_the_stream_over_each_cap_is_resource_exhausted_with_retry_info(
     with pytest.raises(grpc.aio.AioRpcError) as full:
         await next_event(watch(provider, project, CAROL))
     assert full.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    reason, metadata, delay = status_details(full.value)
+    reason, metadata, delay = reason_metadata_delay(full.value)
     assert (reason, metadata["scope"]) == ("TOO_MANY_STREAMS", "process")
     assert delay is not None and delay > 0
 
@@ -316,7 +304,7 @@ async def test_concurrent_unary_calls_are_capped_per_principal(runtime, channel,
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await provider.GetService(get, metadata=ALICE, timeout=TIMEOUT)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    reason, metadata, delay = status_details(refused.value)
+    reason, metadata, delay = reason_metadata_delay(refused.value)
     assert (reason, metadata["scope"]) == ("TOO_MANY_CONCURRENT_CALLS", "principal")
     assert delay is not None and delay > 0
     # Others are not affected by alice's calls.

@@ -8,9 +8,10 @@ tenancy tests. Each test run uses fresh project ids, so runs never see each othe
 
 from __future__ import annotations
 
+import contextlib
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ from linkplane.v1 import (
     consumer_service_pb2_grpc,
     provider_service_pb2_grpc,
 )
+from tests.support import runtimes
 
 PRINCIPALS = ("root", "viewer", "consumer", "provider", "admin", "nobody", "alice", "bob")
 TOKENS = {f"{p}-token": p for p in PRINCIPALS}
@@ -121,26 +123,25 @@ def settings(**overrides: Any) -> Settings:
 
 @pytest.fixture(scope="package")
 async def authz_server(database_url: str) -> AsyncIterator[Runtime]:
-    runtime = Runtime(settings(), database_url)
-    await runtime.start()
-    await runtime.feed.wait_connected(10)
-    try:
+    async with runtimes.running(settings(), database_url, wait_for_feed=True) as runtime:
         yield runtime
-    finally:
-        await runtime.stop()
 
 
-@pytest.fixture(scope="package")
-async def callers(authz_server: Runtime) -> AsyncIterator[dict[str | None, Caller]]:
-    """One Caller per principal, and `None` for a caller without credentials."""
+TOKENS_BY_PRINCIPAL = {p: t for t, p in TOKENS.items()}
+
+
+@contextlib.asynccontextmanager
+async def callers_of(
+    runtime: Runtime, principals: Iterable[str | None]
+) -> AsyncIterator[dict[str | None, Caller]]:
+    """One Caller per principal on `runtime` (`None`: a caller without credentials); their
+    channels are closed afterwards."""
     out: dict[str | None, Caller] = {}
     channels = []
-    for principal in (*PRINCIPALS, None):
+    for principal in principals:
         token = TOKENS_BY_PRINCIPAL.get(principal) if principal else None
         interceptors = [_UnaryBearer(token), _StreamBearer(token)]
-        channel = grpc.aio.insecure_channel(
-            f"127.0.0.1:{authz_server.port}", interceptors=interceptors
-        )
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{runtime.port}", interceptors=interceptors)
         channels.append(channel)
         out[principal] = Caller(principal, channel)
     try:
@@ -150,7 +151,11 @@ async def callers(authz_server: Runtime) -> AsyncIterator[dict[str | None, Calle
             await channel.close()
 
 
-TOKENS_BY_PRINCIPAL = {p: t for t, p in TOKENS.items()}
+@pytest.fixture(scope="package")
+async def callers(authz_server: Runtime) -> AsyncIterator[dict[str | None, Caller]]:
+    """One Caller per principal, and `None` for a caller without credentials."""
+    async with callers_of(authz_server, (*PRINCIPALS, None)) as out:
+        yield out
 
 
 def new_project(prefix: str = "z") -> str:
@@ -160,24 +165,3 @@ def new_project(prefix: str = "z") -> str:
 def aws_account_id() -> str:
     """A random 12-digit AWS account id, so tests never collide on account ownership."""
     return f"{random.randrange(10**11, 10**12)}"
-
-
-def status_details(error: grpc.aio.AioRpcError) -> dict[str, Any]:
-    """ErrorInfo reason/metadata and BadRequest fields of an error."""
-    from google.rpc import error_details_pb2, status_pb2
-
-    out: dict[str, Any] = {"reason": None, "metadata": {}, "fields": []}
-    for key, value in error.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            status = status_pb2.Status.FromString(value)
-            for detail in status.details:
-                if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                    info = error_details_pb2.ErrorInfo()
-                    detail.Unpack(info)
-                    out["reason"] = info.reason
-                    out["metadata"] = dict(info.metadata)
-                elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                    bad = error_details_pb2.BadRequest()
-                    detail.Unpack(bad)
-                    out["fields"] = [v.field for v in bad.field_violations]
-    return out

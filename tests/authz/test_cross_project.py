@@ -23,74 +23,40 @@ from linkplane.v1 import (
     provider_service_pb2,
     service_pb2,
 )
-from tests.authz.conftest import (
-    TOKENS_BY_PRINCIPAL,
-    Caller,
-    _StreamBearer,
-    _UnaryBearer,
-    new_project,
-    status_details,
-)
+from tests.authz.conftest import Caller, callers_of, new_project
 from tests.authz.conftest import settings as authz_settings
-from tests.reconciler.conftest import (
-    CONSUMER,
-    PROVIDER,
-    REGION,
-    TIME_SCALE,
-    connection_spec,
-    eventually,
-    managed_service,
-    worker_settings,
-)
+from tests.support import runtimes, simulator
+from tests.support.api import eventually, status_details
+from tests.support.simulator import CONSUMER, PROVIDER, REGION, TIME_SCALE
+from tests.support.specs import connection_spec, managed_service
 
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[sim_server.SimHandle]:
-    handle = sim_server.start(time_scale=TIME_SCALE, throttling=True)
-    yield handle
-    handle.stop()
+    yield from simulator.running(TIME_SCALE)
 
 
 @pytest.fixture(scope="module")
 def networks(sim: sim_server.SimHandle) -> dict[str, dict[str, Any]]:
-    return {
-        account: sim_server.seed_network(sim, account_id=account, region=REGION, cidr=cidr)
-        for account, cidr in ((PROVIDER, "10.1.0.0/16"), (CONSUMER, "10.2.0.0/16"))
-    }
+    return simulator.seed_networks(sim, accounts=(PROVIDER, CONSUMER))
 
 
 @pytest.fixture(scope="module")
 async def plane(
     sim: sim_server.SimHandle, networks: dict[str, Any], database_url: str
 ) -> AsyncIterator[Runtime]:
-    base = worker_settings(sim)
     auth = authz_settings()
-    runtime = Runtime(
-        base.model_copy(update={"auth_tokens": auth.auth_tokens, "admins": auth.admins}),
-        database_url,
+    settings = runtimes.worker_settings(
+        sim, time_scale=TIME_SCALE, auth_tokens=auth.auth_tokens, admins=auth.admins
     )
-    await runtime.start()
-    try:
+    async with runtimes.running(settings, database_url) as runtime:
         yield runtime
-    finally:
-        await runtime.stop()
 
 
 @pytest.fixture(scope="module")
-async def people(plane: Runtime) -> AsyncIterator[dict[str, Caller]]:
-    out, channels = {}, []
-    for principal in ("root", "alice", "bob"):
-        token = TOKENS_BY_PRINCIPAL[principal]
-        channel = grpc.aio.insecure_channel(
-            f"127.0.0.1:{plane.port}", interceptors=[_UnaryBearer(token), _StreamBearer(token)]
-        )
-        channels.append(channel)
-        out[principal] = Caller(principal, channel)
-    try:
+async def people(plane: Runtime) -> AsyncIterator[dict[str | None, Caller]]:
+    async with callers_of(plane, ("root", "alice", "bob")) as out:
         yield out
-    finally:
-        for channel in channels:
-            await channel.close()
 
 
 async def done(caller: Caller, name: str) -> operations_pb2.Operation:

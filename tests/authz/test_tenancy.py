@@ -25,7 +25,8 @@ from linkplane.v1 import (
     provider_service_pb2,
     service_pb2,
 )
-from tests.authz.conftest import Caller, aws_account_id, new_project, settings, status_details
+from tests.authz.conftest import Caller, aws_account_id, new_project, settings
+from tests.support.api import status_details
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from google.iam.v1 import policy_pb2
 from linkplane.client import AsyncClient, Client, ClientConfig, errors, iam
 from linkplane.server.config import Role, Settings
 from linkplane.server.runtime import Runtime
+from tests.support import runtimes
 
 TOKENS = {"admin-token": "admin", "alice-token": "alice", "bob-token": "bob"}
 VIEWER = "roles/linkplane.viewer"
@@ -36,12 +37,8 @@ async def secured(database_url: str) -> AsyncIterator[Runtime]:
         admins=["admin"],
         page_token_secret="iam-client-tests",
     )
-    runtime = Runtime(settings, database_url)
-    await runtime.start()
-    try:
+    async with runtimes.running(settings, database_url) as runtime:
         yield runtime
-    finally:
-        await runtime.stop()
 
 
 def config(server: Runtime, token: str | None = None, **fields: object) -> ClientConfig:

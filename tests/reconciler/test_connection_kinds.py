@@ -17,12 +17,12 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 
 from linkplane.sim import server as sim_server
 from linkplane.v1 import common_pb2, connection_pb2, consumer_service_pb2
 from tests.reconciler.conftest import CONSUMER, REGION, wait_done
 from tests.reconciler.test_features import as_account
+from tests.support.api import status_details
 
 Conn = connection_pb2.Connection
 SQS = f"com.amazonaws.{REGION}.sqs"
@@ -82,20 +82,6 @@ def modify_calls(sim: sim_server.SimHandle) -> int:
     return sum(
         1 for r in sim.requests() if r["action"] == "ModifyVpcEndpoint" and r["account"] == CONSUMER
     )
-
-
-def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
-    """The BadRequest field violations of an INVALID_ARGUMENT answer."""
-    found: dict[str, str] = {}
-    for key, value in error.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            status = status_pb2.Status.FromString(value)
-            for detail in status.details:
-                if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                    bad = error_details_pb2.BadRequest()
-                    detail.Unpack(bad)
-                    found.update({v.field: v.description for v in bad.field_violations})
-    return found
 
 
 async def test_sqs_interface_endpoint_with_private_dns_reaches_available(
@@ -284,7 +270,7 @@ async def test_the_wrong_endpoint_kind_is_invalid_argument_naming_the_field(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await create(api, project, "wrong", connection)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    found = violations(caught.value)
+    found = status_details(caught.value)["violations"]
     assert field in found, found
     assert words in found[field]
 

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-from google.longrunning import operations_pb2
-
 from linkplane.v1 import (
     connection_pb2,
     consumer_service_pb2,
     provider_service_pb2,
     service_pb2,
 )
-from tests.reconciler.conftest import CONSUMER, PROVIDER, REGION, eventually
-
-
-def managed(project: str, networks, **policy) -> service_pb2.Service:
-    return service_pb2.Service(
-        provider_account=f"projects/{project}/accounts/{PROVIDER}",
-        region=REGION,
-        load_balancer=service_pb2.LoadBalancer(
-            managed=service_pb2.ManagedLoadBalancer(
-                subnet_ids=networks[PROVIDER]["subnet_ids"],
-                listeners=[service_pb2.Listener(port=443)],
-                targets=[service_pb2.Target(id="10.1.0.10")],
-            )
-        ),
-        allowed_principals=[CONSUMER],
-        acceptance_policy=service_pb2.AcceptancePolicy(**policy),
-    )
+from tests.support.api import eventually, wait_done
+from tests.support.simulator import CONSUMER, PROVIDER, REGION
+from tests.support.specs import managed_service
 
 
 def connection(
@@ -42,19 +26,13 @@ def connection(
     )
 
 
-async def wait_done(api, name: str, timeout: float = 30.0) -> operations_pb2.Operation:
-    return await eventually(
-        lambda: api.operations.GetOperation(operations_pb2.GetOperationRequest(name=name)),
-        lambda op: op.done,
-        timeout,
-    )
-
-
 async def test_publish_connect_accept_delete(api, networks, project):
     await api.register(project, PROVIDER, CONSUMER)
     published = await api.provider.PublishService(
         provider_service_pb2.PublishServiceRequest(
-            parent=f"projects/{project}", service_id="payments", service=managed(project, networks)
+            parent=f"projects/{project}",
+            service_id="payments",
+            service=managed_service(project, networks),
         )
     )
     done = await wait_done(api, published.name)

@@ -9,10 +9,8 @@ reconciled here. One simulator per process (moto), hence package scope.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -21,16 +19,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import grpc
 import pytest
-from sqlalchemy.engine import make_url
 
 from linkplane.server.config import Role, Settings
 from linkplane.server.runtime import Runtime
-from linkplane.server.storage import changes, database, migrations
 from linkplane.sim import server as sim_server
-from tests.reconciler.conftest import CONSUMER, OTHER_CONSUMER, PROVIDER, REGION, Api
+from tests.support import databases, runtimes, simulator
+from tests.support.api import Api
 
 TIME_SCALE = 100.0
 LEASE_SECONDS = 2.0
@@ -38,60 +34,31 @@ LEASE_SECONDS = 2.0
 
 @pytest.fixture(scope="package")
 def sim() -> Iterator[sim_server.SimHandle]:
-    handle = sim_server.start(time_scale=TIME_SCALE, throttling=True)
-    yield handle
-    handle.stop()
+    yield from simulator.running(TIME_SCALE)
 
 
 @pytest.fixture(scope="package")
 def networks(sim: sim_server.SimHandle) -> dict[str, dict[str, Any]]:
-    return {
-        account: sim_server.seed_network(sim, account_id=account, region=REGION, cidr=cidr)
-        for account, cidr in (
-            (PROVIDER, "10.1.0.0/16"),
-            (CONSUMER, "10.2.0.0/16"),
-            (OTHER_CONSUMER, "10.3.0.0/16"),
-        )
-    }
+    return simulator.seed_networks(sim)
 
 
 @pytest.fixture(scope="package")
 def own_database_url(database_url: str) -> Iterator[str]:
     """A second fresh, migrated database on the test Postgres, for this package alone."""
-    admin = make_url(database_url).set(database="postgres").render_as_string(hide_password=False)
-    name = f"linkplane_mp_{secrets.token_hex(4)}"
-
-    async def admin_sql(sql: str) -> None:
-        connection = await asyncpg.connect(changes.asyncpg_dsn(admin))
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
-    url = make_url(database.async_url(database_url)).set(database=name)
-    rendered = url.render_as_string(hide_password=False)
-    migrations.upgrade(rendered)
-    try:
-        yield rendered
-    finally:
-        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with databases.fresh_database(databases.server_url_of(database_url), "linkplane_mp") as url:
+        yield url
 
 
 @pytest.fixture(scope="package")
 async def api_plane(own_database_url: str, networks: Any) -> AsyncIterator[Runtime]:
     settings = Settings(listen="127.0.0.1:0", role=Role.API, shutdown_grace_seconds=1.0)
-    runtime = Runtime(settings, own_database_url)
-    await runtime.start()
-    try:
+    async with runtimes.running(settings, own_database_url) as runtime:
         yield runtime
-    finally:
-        await runtime.stop()
 
 
 @pytest.fixture(scope="package")
 async def api_channel(api_plane: Runtime) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{api_plane.port}") as channel:
+    async with runtimes.channel_to(api_plane) as channel:
         yield channel
 
 

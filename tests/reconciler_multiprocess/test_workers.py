@@ -23,14 +23,9 @@ from linkplane.v1 import (
     provider_service_pb2,
     service_pb2,
 )
-from tests.reconciler.conftest import (
-    CONSUMER,
-    PROVIDER,
-    connection_spec,
-    eventually,
-    managed_service,
-    wait_done,
-)
+from tests.support.api import eventually, wait_done
+from tests.support.simulator import CONSUMER, PROVIDER
+from tests.support.specs import connection_spec, managed_service
 
 Conn = connection_pb2.Connection
 GONE = {"deleting", "deleted"}

@@ -17,6 +17,7 @@ from aiobotocore.session import get_session
 from botocore.config import Config
 
 from linkplane.sim import server as sim_server
+from tests.support import simulator
 
 PROVIDER = "111111111111"
 CONSUMER = "222222222222"
@@ -30,9 +31,7 @@ NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 
 @pytest.fixture(scope="package")
 def sim() -> Iterator[sim_server.SimHandle]:
-    handle = sim_server.start(time_scale=TIME_SCALE, throttling=True)
-    yield handle
-    handle.stop()
+    yield from simulator.running(TIME_SCALE)
 
 
 @pytest.fixture(autouse=True)

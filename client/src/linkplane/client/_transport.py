@@ -101,6 +101,16 @@ def sync_channel(config: config_.ClientConfig) -> grpc.Channel:
     return grpc.secure_channel(config.address, credentials, options=_options(config))
 
 
+async def close_async(channel: grpc.aio.Channel) -> None:
+    """Close an asyncio channel at once, cancelling the calls still in flight."""
+    await channel.close(grace=None)
+
+
+def close_sync(channel: grpc.Channel) -> None:
+    """Close a blocking channel at once (the twin of `close_async`)."""
+    channel.close()
+
+
 def _retry_delay(
     error: errors.LinkplaneError, attempt: int, config: config_.ClientConfig, deadline: float
 ) -> float | None:

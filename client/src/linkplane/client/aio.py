@@ -2,10 +2,15 @@
 
 A thin typed layer over the generated grpc.aio stubs (ProviderService, ConsumerService,
 AccountService, AuditService, google.iam.v1.IAMPolicy and google.longrunning.Operations). Each
-method takes keyword arguments, applies
-the config's deadline and UNAVAILABLE-only retry (`_transport`), and returns plain messages,
-`AsyncOperation` handles for long-running mutations, `AsyncPager`s for lists and `AsyncWatch`es
-for streams. `sync.Client` mirrors it method for method.
+method takes keyword arguments, applies the config's deadline and UNAVAILABLE-only retry
+(`_transport`), and returns plain messages, `AsyncOperation` handles for long-running mutations,
+`AsyncPager`s for lists and `AsyncWatch`es for streams.
+
+This is the source of the blocking `sync.Client`: `scripts/gen_sync_client.py` rewrites it
+(coroutines to functions, `Async*` handles to their blocking twins) and CI fails when the
+committed `sync.py` drifts. Write it so the rewrite reads well: no asyncio-only calls inline
+(`_transport` has an async/sync pair for each), docstrings that say `await x` where the blocking
+twin says `x`.
 """
 
 # ASYNC109: `timeout` is the gRPC deadline sent to the server (it propagates, AIP-style);
@@ -23,7 +28,7 @@ from google.iam.v1 import iam_policy_pb2, iam_policy_pb2_grpc, policy_pb2
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import message
 
-from linkplane.client import _requests, _transport, errors, iam, names, pagers, watches
+from linkplane.client import _requests, _transport, errors, iam, pagers, watches
 from linkplane.client import config as config_
 from linkplane.client.operations import AsyncOperation
 from linkplane.v1 import (
@@ -77,7 +82,7 @@ class AsyncClient:
 
     async def close(self) -> None:
         """Close the channel; in-flight calls are cancelled."""
-        await self._channel.close(grace=None)
+        await _transport.close_async(self._channel)
 
     async def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
         return await _transport.call_async(method, request, config=self.config, timeout=timeout)
@@ -573,7 +578,8 @@ class AsyncClient:
         self, *, name: str, timeout: float | None = None
     ) -> AsyncOperation[message.Message | None]:
         """Return a handle on the operation `operations/{id}`."""
-        proto = await self._get_operation_proto(name, timeout=timeout)
+        request = operations_pb2.GetOperationRequest(name=name)
+        proto = await self._call(self._operations.GetOperation, request, timeout)
         return AsyncOperation[message.Message | None](self, proto)
 
     def list_operations(
@@ -621,26 +627,3 @@ class AsyncClient:
         """Forget a finished operation `operations/{id}`."""
         request = operations_pb2.DeleteOperationRequest(name=name)
         await self._call(self._operations.DeleteOperation, request, timeout)
-
-    # -- used by AsyncOperation -------------------------------------------------------------
-
-    async def _get_operation_proto(
-        self, name: str, *, timeout: float | None = None
-    ) -> operations_pb2.Operation:
-        request = operations_pb2.GetOperationRequest(name=name)
-        result: operations_pb2.Operation = await self._call(
-            self._operations.GetOperation, request, timeout
-        )
-        return result
-
-    async def _get_target(self, target: str) -> message.Message | None:
-        """The operation's target resource as it is now, or None if gone or not readable."""
-        kind = names.kind_of(target)
-        try:
-            if kind == "services":
-                return await self.get_service(name=target)
-            if kind == "connections":
-                return await self.get_connection(name=target)
-        except errors.NotFound:
-            return None
-        return None

@@ -6,6 +6,8 @@ callers can `result()` it like a future. Waiting polls `GetOperation` with backo
 caller can show state transitions (CREATING -> ACTIVE), not only progress messages. Responses
 are unpacked from `Any` by their type URL, so the handle needs no per-method knowledge;
 `google.protobuf.Empty` (deletes) becomes None and `Operation.error` becomes `OperationFailed`.
+A handle reaches its client only through the public methods named by `AsyncOperationClient` /
+`OperationClient`, so it works with any client that has them.
 """
 
 # ASYNC109: `timeout` is the gRPC deadline sent to the server (it propagates, AIP-style);
@@ -18,19 +20,23 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2, descriptor_pool, message, message_factory
 
-from linkplane.client import errors
+from linkplane.client import config as config_
+from linkplane.client import errors, names
 from linkplane.v1 import common_pb2
 
-if TYPE_CHECKING:
-    from linkplane.client.aio import AsyncClient
-    from linkplane.client.sync import Client
-
-__all__ = ["AsyncOperation", "Operation", "ProgressCallback", "unpack_any"]
+__all__ = [
+    "AsyncOperation",
+    "AsyncOperationClient",
+    "Operation",
+    "OperationClient",
+    "ProgressCallback",
+    "unpack_any",
+]
 
 ResponseT = TypeVar("ResponseT")
 
@@ -68,6 +74,44 @@ def _state_of(resource: message.Message | None) -> int | None:
         return None
     state = getattr(resource, "state", None)
     return state if isinstance(state, int) else None
+
+
+class AsyncOperationClient(Protocol):
+    """What an `AsyncOperation` needs of the client that returned it: `AsyncClient` is one.
+
+    Only public client methods, so a handle works with any client that has them (a wrapper, a
+    test double) and the clients keep their internals to themselves.
+    """
+
+    config: config_.ClientConfig
+
+    async def get_operation(
+        self, *, name: str, timeout: float | None = None
+    ) -> AsyncOperation[message.Message | None]: ...
+
+    async def cancel_operation(self, *, name: str, timeout: float | None = None) -> None: ...
+
+    async def get_service(self, *, name: str, timeout: float | None = None) -> message.Message: ...
+
+    async def get_connection(
+        self, *, name: str, timeout: float | None = None
+    ) -> message.Message: ...
+
+
+class OperationClient(Protocol):
+    """What a blocking `Operation` needs of the client that returned it: `Client` is one."""
+
+    config: config_.ClientConfig
+
+    def get_operation(
+        self, *, name: str, timeout: float | None = None
+    ) -> Operation[message.Message | None]: ...
+
+    def cancel_operation(self, *, name: str, timeout: float | None = None) -> None: ...
+
+    def get_service(self, *, name: str, timeout: float | None = None) -> message.Message: ...
+
+    def get_connection(self, *, name: str, timeout: float | None = None) -> message.Message: ...
 
 
 class _OperationBase(Generic[ResponseT]):
@@ -130,13 +174,14 @@ class _OperationBase(Generic[ResponseT]):
 class AsyncOperation(_OperationBase[ResponseT]):
     """A long-running operation, for `AsyncClient`. `await op.result()` waits for it."""
 
-    def __init__(self, client: AsyncClient, proto: operations_pb2.Operation) -> None:
+    def __init__(self, client: AsyncOperationClient, proto: operations_pb2.Operation) -> None:
         super().__init__(proto)
         self._client = client
 
     async def refresh(self, *, timeout: float | None = None) -> AsyncOperation[ResponseT]:
         """Re-read the operation from the server (GetOperation); returns self."""
-        self._proto = await self._client._get_operation_proto(self.name, timeout=timeout)
+        latest = await self._client.get_operation(name=self.name, timeout=timeout)
+        self._proto = latest.proto
         return self
 
     async def cancel(self, *, timeout: float | None = None) -> None:
@@ -171,24 +216,35 @@ class AsyncOperation(_OperationBase[ResponseT]):
             await self.refresh()
 
     async def _report(self, on_progress: ProgressCallback) -> None:
-        target = self.metadata.target
-        resource = await self._client._get_target(target) if target else None
+        resource = await self._read_target(self.metadata.target)
         if self._progress_changed(resource):
             outcome = on_progress(self.metadata, resource)
             if inspect.isawaitable(outcome):
                 await outcome
 
+    async def _read_target(self, target: str) -> message.Message | None:
+        """The operation's target resource as it is now, or None if gone or not readable."""
+        kind = names.kind_of(target)
+        try:
+            if kind == "services":
+                return await self._client.get_service(name=target)
+            if kind == "connections":
+                return await self._client.get_connection(name=target)
+        except errors.NotFound:
+            return None
+        return None
+
 
 class Operation(_OperationBase[ResponseT]):
     """A long-running operation, for the blocking `Client`. `op.result()` waits for it."""
 
-    def __init__(self, client: Client, proto: operations_pb2.Operation) -> None:
+    def __init__(self, client: OperationClient, proto: operations_pb2.Operation) -> None:
         super().__init__(proto)
         self._client = client
 
     def refresh(self, *, timeout: float | None = None) -> Operation[ResponseT]:
         """Re-read the operation from the server (GetOperation); returns self."""
-        self._proto = self._client._get_operation_proto(self.name, timeout=timeout)
+        self._proto = self._client.get_operation(name=self.name, timeout=timeout).proto
         return self
 
     def cancel(self, *, timeout: float | None = None) -> None:
@@ -207,8 +263,7 @@ class Operation(_OperationBase[ResponseT]):
         attempt = 0
         while True:
             if on_progress is not None:
-                target = self.metadata.target
-                resource = self._client._get_target(target) if target else None
+                resource = self._read_target(self.metadata.target)
                 if self._progress_changed(resource):
                     on_progress(self.metadata, resource)
             if self.done:
@@ -222,3 +277,15 @@ class Operation(_OperationBase[ResponseT]):
             time.sleep(delay)
             attempt += 1
             self.refresh()
+
+    def _read_target(self, target: str) -> message.Message | None:
+        """The operation's target resource as it is now, or None if gone or not readable."""
+        kind = names.kind_of(target)
+        try:
+            if kind == "services":
+                return self._client.get_service(name=target)
+            if kind == "connections":
+                return self._client.get_connection(name=target)
+        except errors.NotFound:
+            return None
+        return None

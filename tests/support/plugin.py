@@ -1,0 +1,86 @@
+"""The fixtures every test gets, registered by the root conftest (`pytest_plugins`).
+
+A fresh database for the test run on the test Postgres (`databases`), an API-only server on a
+real port with a channel to it, a `project` of each test's own (tests isolate by project, not
+by truncating tables, so they can share one server), linkplane's log configuration, and the
+guard that fails a test during which a reconciler logged `reconciler.bug`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator, MutableMapping
+from typing import Any
+
+import grpc
+import pytest
+
+from linkplane.server import logs
+from linkplane.server.config import Role, Settings
+from linkplane.server.runtime import Runtime
+from tests.support import databases, runtimes
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "reconciler_bug_expected: the test provokes `reconciler.bug` on purpose"
+    )
+    # Every test runs with linkplane's log configuration, so `no_reconciler_bugs` sees every
+    # event. Info, not debug: a debug line per AWS call costs the event loop (and the simulator
+    # thread sharing its GIL) more than the work itself.
+    logs.configure("console", "info")
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh, migrated database for this test run; dropped afterwards."""
+    with (
+        databases.postgres_server_url() as admin,
+        databases.fresh_database(admin, "linkplane_test") as url,
+    ):
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def server(database_url: str) -> AsyncIterator[Runtime]:
+    """An API-only server (it reconciles nothing) on the session database."""
+    settings = Settings(listen="127.0.0.1:0", shutdown_grace_seconds=1.0, role=Role.API)
+    async with runtimes.running(settings, database_url, wait_for_feed=True) as runtime:
+        yield runtime
+
+
+@pytest.fixture(scope="session")
+async def channel(server: Runtime) -> AsyncIterator[grpc.aio.Channel]:
+    async with runtimes.channel_to(server) as chan:
+        yield chan
+
+
+@pytest.fixture
+def project() -> str:
+    """A project id of this test's own, so tests never see each other's resources."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(autouse=True)
+def no_reconciler_bugs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test during which any reconciler logged `reconciler.bug` (an unexpected exception).
+
+    The engine survives such exceptions (the resource gets an `InternalError` condition and is
+    retried), so without this a bug only shows as a slow or stuck test, if at all.
+    """
+    if request.node.get_closest_marker("reconciler_bug_expected") is not None:
+        yield
+        return
+    bugs: list[str] = []
+
+    def listen(event: MutableMapping[str, Any]) -> None:
+        if event.get("event") == "reconciler.bug":
+            bugs.append(f"{event.get('kind')} {event.get('uid')}: {event.get('error')}")
+
+    logs.listeners.append(listen)
+    try:
+        yield
+    finally:
+        logs.listeners.remove(listen)
+    if bugs:
+        pytest.fail("reconciler.bug logged during the test:\n" + "\n".join(bugs))

@@ -1,0 +1,45 @@
+"""The AWS simulator for the packages that run reconcilers, and the networks they start from.
+
+moto's state is process-global, so a package starts one simulator (package-scoped fixture) and
+tests isolate by project and account. The simulator enforces AWS's throttling buckets and
+delays, time-scaled; the server under test is told the same scale (`runtimes.worker_settings`),
+exactly as `linkplane-server dev` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from linkplane.sim import server as sim_server
+
+PROVIDER = "111111111111"
+CONSUMER = "222222222222"
+OTHER_CONSUMER = "333333333333"
+REGION = "us-east-1"
+TIME_SCALE = 200.0
+"""The scale of the packages that run reconcilers: fast, yet slow enough that AWS's delays and
+throttling buckets still shape what linkplane sees."""
+
+NETWORK_CIDRS = {PROVIDER: "10.1.0.0/16", CONSUMER: "10.2.0.0/16", OTHER_CONSUMER: "10.3.0.0/16"}
+
+
+def running(time_scale: float = TIME_SCALE) -> Iterator[sim_server.SimHandle]:
+    """A throttling simulator at `time_scale` for the fixture that yields from this."""
+    handle = sim_server.start(time_scale=time_scale, throttling=True)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+def seed_networks(
+    sim: sim_server.SimHandle, accounts: tuple[str, ...] = (PROVIDER, CONSUMER, OTHER_CONSUMER)
+) -> dict[str, dict[str, Any]]:
+    """A VPC with subnets (vpc_id, subnet_ids, ...) in REGION for each of `accounts`."""
+    return {
+        account: sim_server.seed_network(
+            sim, account_id=account, region=REGION, cidr=NETWORK_CIDRS[account]
+        )
+        for account in accounts
+    }
