@@ -16,7 +16,8 @@ from google.protobuf.message import Message
 
 from linkplane.server.api import server as api_server
 from linkplane.v1 import consumer_service_pb2, provider_service_pb2, service_pb2
-from tests.authz.conftest import Caller, new_project, status_details
+from tests.authz.conftest import Caller, new_project
+from tests.support.api import status_details
 
 # A length-delimited field 1 claiming far more bytes than follow: no message parses from it.
 TRUNCATED = bytes([0x0A, 0xFF, 0xFF, 0xFF, 0x0F]) + b"abc"
