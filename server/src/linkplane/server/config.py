@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     aws_time_scale: float = Field(
         default=1.0, gt=0, description="Speed-up of AWS refill rates (the simulator's scale)."
     )
+    aws_shared_rate_limits: bool = Field(
+        default=True,
+        description="Keep AWS rate-limit buckets in Postgres, shared by every replica (AWS "
+        "counts an account's calls whichever process makes them); off, each process paces "
+        "itself alone, which is right only for a single replica.",
+    )
     resync_interval_seconds: float = Field(
         default=300.0, gt=0, description="Resync period for settled resources (drift detection)."
     )

@@ -19,7 +19,7 @@ from linkplane.server.api import server as api_server
 from linkplane.server.aws import permissions, sessions, throttlers
 from linkplane.server.config import Role, Settings
 from linkplane.server.reconciler import connections, engine, garbage, services, workspace
-from linkplane.server.storage import changes, database, queues
+from linkplane.server.storage import buckets, changes, database, queues
 
 log = structlog.get_logger("linkplane.runtime")
 HEALTH_CHECK_SECONDS = 2.0
@@ -109,7 +109,13 @@ class Runtime:
                     secret_access_key=secret.get_secret_value() if secret else None,
                 )
             )
-            self._limiter = throttlers.Limiter(time_scale=self.settings.aws_time_scale)
+            self._limiter = (
+                throttlers.SharedLimiter(
+                    buckets.PostgresBuckets(self.db), time_scale=self.settings.aws_time_scale
+                )
+                if self.settings.aws_shared_rate_limits
+                else throttlers.Limiter(time_scale=self.settings.aws_time_scale)
+            )
         return permissions.Access(clients=self._clients, limiter=self._limiter)
 
     async def _start_workers(self) -> None:
@@ -122,6 +128,7 @@ class Runtime:
                 transitional_seconds=self.settings.transitional_resync_seconds,
                 resync_seconds=self.settings.resync_interval_seconds,
             ),
+            lease_seconds=self.settings.lease_seconds,
         )
         self.engine = engine.Engine(
             db=self.db,

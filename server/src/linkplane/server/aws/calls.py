@@ -24,7 +24,7 @@ import asyncio
 import dataclasses
 import random
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import prometheus_client
@@ -157,6 +157,10 @@ class Context:
     region: str
     retry: RetryPolicy | None = None
     """Retry transient and throttled failures in place; None: raise the first failure."""
+    fence: Callable[[], Awaitable[None]] | None = None
+    """Awaited right before every mutating call (``throttlers.mutating``), after the rate
+    limiter's wait: raises (the reconciler's ``LeaseLost``) when the caller no longer holds the
+    resource's lease, so a worker that stalled past its lease sends AWS no mutation."""
 
     async def call(
         self, service: str, action: str, *, recently_created: bool = False, **params: Any
@@ -165,6 +169,8 @@ class Context:
         retry = 0
         while True:
             await _acquire(self, service, action)
+            if self.fence is not None and throttlers.mutating(action):
+                await self.fence()
             started = time.perf_counter()
             try:
                 client = await self.clients.client(service, self.account, self.region)

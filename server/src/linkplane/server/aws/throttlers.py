@@ -13,6 +13,10 @@ parallel while one saturated family (CreateVpcEndpoint at 0.3/s) never slows ano
 at 20/s). Waiters on one bucket are served first come, first served, and only the head of the
 queue sleeps on the clock: a burst of 200 waiters drains at the refill rate without 200 tasks
 waking up at once to race for one token.
+
+Several replicas calling AWS for one account must share the buckets, as AWS does:
+:class:`SharedLimiter` keeps them in a :class:`BucketStore` (Postgres, ``storage.buckets``), one
+round trip per call, and falls back to the in-process buckets while the store is unreachable.
 """
 
 from __future__ import annotations
@@ -22,8 +26,14 @@ import collections
 import contextlib
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
+
+import structlog
+
+from linkplane.server.domain import ratelimits
+
+logger = structlog.get_logger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +111,16 @@ _ELBV2_FAMILIES: Mapping[str, str] = {
     "RegisterTargets": ELBV2_TARGETS,
     "DeregisterTargets": ELBV2_TARGETS,
 }
+
+
+def mutating(action: str) -> bool:
+    """Whether an action changes something in AWS (anything but Describe*, List*, Get*).
+
+    Conservative on purpose: an unknown verb counts as a mutation, so it is fenced.
+    """
+    return not action.startswith(_NON_MUTATING_PREFIXES)
+
+
 GLOBAL_REGION = "global"
 """The region key for global services (Route 53): one bucket per account."""
 
@@ -345,3 +365,125 @@ class Limiter:
             penalties=self._penalties,
             buckets=len(self._buckets),
         )
+
+
+class BucketStore(Protocol):
+    """Where :class:`SharedLimiter` keeps its buckets: state every replica sees (Postgres)."""
+
+    async def reserve(self, buckets: Sequence[ratelimits.BucketLimit]) -> float:
+        """Take one token from each bucket now, even into deficit; the seconds until the
+        refill has paid for every one of them (0 when all had a token)."""
+        ...
+
+    async def drain(
+        self, buckets: Sequence[ratelimits.BucketLimit], backoff_seconds: float = 0.0
+    ) -> None:
+        """Empty the buckets (AWS throttled a call), ``backoff_seconds`` further into deficit."""
+        ...
+
+
+class SharedLimiter(Limiter):
+    """A :class:`Limiter` whose buckets live in a :class:`BucketStore` shared by all replicas.
+
+    Same rates, safety and time scale as the in-process limiter; each call costs one round trip
+    to the store (which reserves its token and answers how long to wait) and then a sleep on
+    this process's clock, so no process polls the store. A call that the store cannot serve
+    (database unreachable) falls back to the in-process buckets: pacing per process for a
+    while is better than no AWS calls at all, and the reconcile pass that needs the database
+    next will find out for itself.
+    """
+
+    def __init__(
+        self,
+        store: BucketStore,
+        *,
+        rates: Mapping[str, Rate] = AWS_RATES,
+        safety: float = 0.9,
+        time_scale: float = 1.0,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(rates=rates, safety=safety, time_scale=time_scale, clock=clock)
+        self._store = store
+        self._background: set[asyncio.Task[None]] = set()
+        self._fallbacks = 0
+
+    def _limits(
+        self, service: str, action: str, account: str, region: str
+    ) -> list[ratelimits.BucketLimit]:
+        limits = []
+        for key_account, key_region, family in self._keys(service, action, account, region):
+            rate = self.rate(family)
+            limits.append(
+                ratelimits.BucketLimit(
+                    account=key_account,
+                    region=key_region,
+                    family=family,
+                    capacity=rate.burst,
+                    refill=rate.refill,
+                )
+            )
+        return limits
+
+    async def acquire(self, service: str, action: str, account: str, region: str) -> float:
+        """Reserve a token in every shared bucket of this call, then wait until they are paid.
+
+        Cancellation while sleeping leaves the reserved token spent: the buckets run a little
+        slower than they could, never faster than AWS's.
+        """
+        limits = self._limits(service, action, account, region)
+        if not limits:
+            self._acquired += 1
+            return 0.0
+        try:
+            wait = await self._store.reserve(limits)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fallbacks += 1
+            logger.warning(
+                "aws.limiter.shared_unavailable",
+                service=service,
+                action=action,
+                account=account,
+                region=region,
+                error=str(exc.__cause__ or exc),
+            )
+            return await super().acquire(service, action, account, region)
+        self._acquired += 1
+        if wait > 0:
+            await self._clock.sleep(wait)
+            self._waits += 1
+            self._wait_seconds += wait
+            self._max_wait = max(self._max_wait, wait)
+        return wait
+
+    def penalize(
+        self,
+        service: str,
+        action: str,
+        account: str,
+        region: str,
+        *,
+        backoff: float = 0.0,
+    ) -> None:
+        """Drain the shared buckets (in the background: callers of ``penalize`` are
+        synchronous, and the retry that follows waits the throttling delay anyway) and the
+        in-process ones the fallback would use."""
+        super().penalize(service, action, account, region, backoff=backoff)
+        limits = self._limits(service, action, account, region)
+        if not limits:
+            return
+        task = asyncio.get_running_loop().create_task(self._drain(limits, backoff))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _drain(self, limits: list[ratelimits.BucketLimit], backoff: float) -> None:
+        try:
+            await self._store.drain(limits, backoff)
+        except Exception as exc:
+            logger.warning("aws.limiter.drain_failed", error=str(exc.__cause__ or exc))
+
+    @property
+    def fallbacks(self) -> int:
+        """Calls paced by the in-process buckets because the store could not be reached."""
+        return self._fallbacks

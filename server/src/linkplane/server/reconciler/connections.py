@@ -500,7 +500,7 @@ class ConnectionReconciler:
                         ),
                     )
         account = await self.ws.account(spec.consumer_account)
-        ctx = self.ws.context(account, spec.region)
+        ctx = self.ws.context(account, spec.region, fence=self.ws.fence(models.Connection, lease))
         book = Bookkeeping.load(status)
         if deleting:
             return await self._delete(lease, ctx, uid)

@@ -407,7 +407,7 @@ class ServiceReconciler:
                 op.id for op in await operations.open_for(session, row.uid) if op.verb == VERIFY_DNS
             ]
         account = await self.ws.account(spec.provider_account)
-        ctx = self.ws.context(account, spec.region)
+        ctx = self.ws.context(account, spec.region, fence=self.ws.fence(models.Service, lease))
         if snapshot.deleting:
             return await self._teardown(lease, ctx, spec, snapshot)
         work = Work(status=status, book=Bookkeeping.load(status), now=time.time())

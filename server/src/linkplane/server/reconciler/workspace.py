@@ -6,12 +6,13 @@ updated through the API is used by the next pass without a restart.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from linkplane.server.aws import calls, sessions, throttlers
 from linkplane.server.aws import errors as aws_errors
 from linkplane.server.domain import specs
-from linkplane.server.storage import database, models, records
+from linkplane.server.storage import database, leases, models, records
 
 
 @dataclass
@@ -41,11 +42,13 @@ class Workspace:
         clients: sessions.AwsClients,
         limiter: throttlers.Limiter,
         timing: Timing,
+        lease_seconds: float,
     ) -> None:
         self.db = db
         self.clients = clients
         self.limiter = limiter
         self.timing = timing
+        self.lease_seconds = lease_seconds
 
     async def account(self, name: str) -> sessions.AccountRef:
         async with self.db.transaction() as session:
@@ -64,11 +67,35 @@ class Workspace:
             external_id=spec.external_id or None,
         )
 
-    def context(self, account: sessions.AccountRef, region: str) -> calls.Context:
+    def context(
+        self,
+        account: sessions.AccountRef,
+        region: str,
+        *,
+        fence: Callable[[], Awaitable[None]] | None = None,
+    ) -> calls.Context:
         return calls.Context(
             clients=self.clients,
             limiter=self.limiter,
             account=account,
             region=region,
             retry=self.timing.retry,
+            fence=fence,
         )
+
+    def fence(self, model: leases.Model, lease: leases.Lease) -> Callable[[], Awaitable[None]]:
+        """The check a pass runs before each AWS mutation: still this lease's holder?
+
+        It is a heartbeat (one fenced UPDATE): it raises ``LeaseLost`` if another worker has
+        claimed the resource since (a worker paused past its lease, by SIGSTOP, a VM freeze or
+        a long GC, learns it here before touching AWS), and otherwise renews the lease for a
+        whole ``lease_seconds``, so nobody can claim the resource while the call it guards is
+        being sent. AWS itself takes no fencing token: a pause longer than the lease *between*
+        this check and the request is the window left, and it is one lease long, not a pass.
+        """
+
+        async def check() -> None:
+            async with self.db.transaction() as session:
+                await leases.heartbeat(session, model, lease, self.lease_seconds)
+
+        return check

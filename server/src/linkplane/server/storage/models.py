@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -261,3 +262,23 @@ class IamPolicy(Base):
     bindings: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
     revision: Mapped[int] = mapped_column(BigInteger, default=1)
     update_time: Mapped[datetime] = mapped_column(server_default=_now())
+
+
+class RateBucket(Base):
+    """One AWS token bucket (account, Region, action family) shared by every replica.
+
+    ``tokens`` may be negative: each caller reserves its token at once and waits until the
+    refill has paid for it, so the deficit is the queue (storage/buckets.py). Capacity and
+    refill are written by each caller from its own configuration (migration 0005).
+    """
+
+    __tablename__ = "aws_rate_buckets"
+
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    region: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family: Mapped[str] = mapped_column(String(100), primary_key=True)
+    capacity: Mapped[float] = mapped_column(Float)
+    refill: Mapped[float] = mapped_column(Float)
+    tokens: Mapped[float] = mapped_column(Float)
+    stamp: Mapped[datetime] = mapped_column()
+    """When ``tokens`` was last brought up to date (the database's clock)."""
