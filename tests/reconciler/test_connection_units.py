@@ -178,3 +178,63 @@ def test_a_valid_gateway_spec_has_no_violations():
     )
     (violation,) = kinds.check_kind(wrong_region, "connection")
     assert violation.field == "connection.service_name"
+
+
+class _Account:
+    account_id = "222222222222"
+    role_arn = "arn:aws:iam::222222222222:role/linkplane"
+
+
+class _SnapshotContext:
+    """A `calls.Context` stand-in answering DescribeVpcEndpoints from a list (and counting)."""
+
+    account = _Account()
+    region = "us-east-1"
+
+    def __init__(self, endpoints: list[dict[str, Any]]) -> None:
+        self.endpoints = endpoints
+        self.describes = 0
+
+    async def collect(self, service: str, action: str, key: str, **params: Any) -> Any:
+        assert (service, action, key, params) == ("ec2", "DescribeVpcEndpoints", "VpcEndpoints", {})
+        self.describes += 1
+        return list(self.endpoints)
+
+
+def _endpoint(
+    endpoint_id: str, vpc: str, state: str, kind: str = "Interface", uid: str = ""
+) -> Any:
+    tags = [{"Key": "linkplane:uid", "Value": uid}] if uid else []
+    return {
+        "VpcEndpointId": endpoint_id,
+        "VpcId": vpc,
+        "State": state,
+        "VpcEndpointType": kind,
+        "Tags": tags,
+    }
+
+
+async def test_snapshot_counts_the_vpc_quota_and_finds_by_uid_from_one_describe():
+    ctx = _SnapshotContext(
+        [
+            _endpoint("vpce-1", "vpc-a", "available", uid="u1"),
+            _endpoint("vpce-2", "vpc-a", "pendingAcceptance"),  # not linkplane's: counts too
+            _endpoint("vpce-3", "vpc-a", "deleting", uid="u3"),  # going: neither
+            _endpoint("vpce-4", "vpc-a", "available", kind="Gateway"),  # not in the quota
+            _endpoint("vpce-5", "vpc-b", "rejected"),
+        ]
+    )
+    snapshots = connections.EndpointSnapshots(ttl=3600.0)
+    assert await snapshots.counted_in_vpc(ctx, "vpc-a") == 2  # type: ignore[arg-type]
+    assert await snapshots.counted_in_vpc(ctx, "vpc-b") == 0  # type: ignore[arg-type]
+    found = await snapshots.find(ctx, "u1")  # type: ignore[arg-type]
+    assert found.endpoint is not None and found.endpoint["VpcEndpointId"] == "vpce-1"
+    assert (await snapshots.find(ctx, "u3")).endpoint is None  # type: ignore[arg-type]
+    # An endpoint created here after the snapshot counts until a snapshot shows it, once.
+    snapshots.created(ctx, "vpc-b", "vpce-6")  # type: ignore[arg-type]
+    assert await snapshots.counted_in_vpc(ctx, "vpc-b") == 1  # type: ignore[arg-type]
+    assert ctx.describes == 1
+    ctx.endpoints.append(_endpoint("vpce-6", "vpc-b", "pending"))
+    snapshots.ttl = 0.0
+    assert await snapshots.counted_in_vpc(ctx, "vpc-b") == 1  # type: ignore[arg-type]
+    assert ctx.describes == 2

@@ -27,6 +27,7 @@ from linkplane.sim import (
     gateway,
     networks,
     quotas,
+    tag_index,
     world,
     zones,
 )
@@ -62,6 +63,7 @@ class SimHandle:
                 zones.uninstall()
                 quotas.uninstall()
                 addressing.uninstall()
+                tag_index.uninstall()
                 world.uninstall(self.world)
 
     def reset(self) -> None:
@@ -184,6 +186,7 @@ def start(
         zones.install()
         quotas.install()
         addressing.install()
+        tag_index.install()
         app = gateway.Gateway(
             sim, DomainDispatcherApplication(create_backend_app), admin.AdminApp(sim)
         )

@@ -52,6 +52,8 @@ With the default 5 s interval that is 5, 5, 10, 20, 20 s (60 s in all, about wha
 propagate an endpoint service permission); a time-scaled simulator test with 0.2 s waits 2.4 s."""
 VISIBILITY_GRACE_ATTEMPTS = len(VISIBILITY_GRACE_STEPS)
 MODIFY = "ModifyVpcEndpoint"
+FIRST_CLAIM = 1
+"""The fencing token of a row's first lease (rows start at 0; every claim adds one)."""
 # Endpoint states that no longer count against the VPC's quota.
 NOT_COUNTED = {"deleted", "deleting", "rejected", "failed", "expired"}
 # Endpoint types the per-VPC quota (L-29B6F2EB) counts.
@@ -66,48 +68,107 @@ DNS_RECORD_IP_TYPE = {"ipv4": "ipv4", "dualstack": "dualstack", "ipv6": "ipv6"}
 
 
 class EndpointSnapshots:
-    """One DescribeVpcEndpoints per (account, region) serves many connections' status checks.
+    """One DescribeVpcEndpoints per (account, region) serves many connections' status checks
+    and quota pre-flights.
 
     Hundreds of endpoints waiting to become available would otherwise each poll AWS every few
     seconds: 200 pending endpoints at a 5 s interval are 40 Describe calls a second, twice the
     20/s that AWS allows an account for all of EC2's non-mutating calls. A snapshot of every
-    linkplane-tagged endpoint in the account and region, at most `ttl` old, answers them all.
-    Only "found" answers are trusted: a missing endpoint is confirmed by a direct call, and a
-    pass that just changed its endpoint reads it directly (`Bookkeeping.fresh_read`).
+    endpoint in the account and region, at most `ttl` old, answers them all: which endpoint
+    carries a connection's `linkplane:uid` tag, and how many endpoints count against each VPC's
+    quota. Only "found" answers are trusted: a missing endpoint is confirmed by a direct call
+    (unless no earlier pass can have created it), a pass that just changed its endpoint reads it
+    directly (`Bookkeeping.fresh_read`), and a VPC the snapshot shows full is counted again
+    directly. Endpoints this process created since a snapshot was asked count for their VPC
+    until a snapshot shows them (`created`), so back-to-back creates see each other.
     """
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
-        self._taken: dict[tuple[str, str | None, str], tuple[float, dict[str, Any]]] = {}
+        self._taken: dict[tuple[str, str | None, str], Snapshot] = {}
         self._locks: dict[tuple[str, str | None, str], asyncio.Lock] = {}
+        # Endpoints created here, per account: (monotonic time, VPC id, endpoint id).
+        self._created: dict[tuple[str, str | None, str], list[tuple[float, str, str]]] = {}
 
     async def find(self, ctx: calls.Context, uid: str) -> Sighting:
         """The endpoint tagged `uid` in a snapshot at most `ttl` old, and when it was asked."""
-        key = (ctx.account.account_id, ctx.account.role_arn, ctx.region)
+        snapshot = await self._snapshot(ctx)
+        return Sighting(snapshot.by_uid.get(uid), snapshot.asked)
+
+    async def counted_in_vpc(self, ctx: calls.Context, vpc_id: str) -> int:
+        """Endpoints counting against `vpc_id`'s quota: a snapshot at most `ttl` old, plus the
+        ones this process created since that snapshot was asked and it does not show."""
+        snapshot = await self._snapshot(ctx)
+        since = sum(
+            1
+            for when, vpc, endpoint_id in self._created.get(self._key(ctx), [])
+            if vpc == vpc_id and when >= snapshot.asked and endpoint_id not in snapshot.ids
+        )
+        return snapshot.counted_by_vpc.get(vpc_id, 0) + since
+
+    def created(self, ctx: calls.Context, vpc_id: str, endpoint_id: str) -> None:
+        """Record an endpoint created in `vpc_id` that counts against its quota."""
+        self._created.setdefault(self._key(ctx), []).append((time.monotonic(), vpc_id, endpoint_id))
+
+    @staticmethod
+    def _key(ctx: calls.Context) -> tuple[str, str | None, str]:
+        return (ctx.account.account_id, ctx.account.role_arn, ctx.region)
+
+    async def _snapshot(self, ctx: calls.Context) -> Snapshot:
+        key = self._key(ctx)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # concurrent passes wait for one refresh instead of each calling AWS
-            asked, by_uid = self._taken.get(key, (-1e18, {}))
-            if time.monotonic() - asked > self.ttl:
-                # The snapshot is as old as its request, not its answer: under load a Describe
-                # of hundreds of endpoints takes seconds, and an accept during it is not in it.
-                asked = time.monotonic()
-                found = await ctx.collect(
-                    "ec2",
-                    "DescribeVpcEndpoints",
-                    "VpcEndpoints",
-                    Filters=[{"Name": "tag-key", "Values": [tags.UID_KEY]}],
-                )
-                by_uid = {}
-                ordered = sorted(
-                    found, key=lambda e: (str(e.get("CreationTimestamp", "")), e["VpcEndpointId"])
-                )
-                for endpoint in ordered:
-                    owner = tags.tag_value(endpoint, tags.UID_KEY)
-                    state = aws_endpoints.normalize_state(endpoint.get("State"))
-                    if owner and state not in aws_endpoints.GONE_STATES:
-                        by_uid.setdefault(owner, endpoint)
-                self._taken[key] = (asked, by_uid)
-        return Sighting(by_uid.get(uid), asked)
+            snapshot = self._taken.get(key)
+            if snapshot is not None and time.monotonic() - snapshot.asked <= self.ttl:
+                return snapshot
+            # The snapshot is as old as its request, not its answer: under load a Describe
+            # of hundreds of endpoints takes seconds, and an accept during it is not in it.
+            asked = time.monotonic()
+            found = await ctx.collect("ec2", "DescribeVpcEndpoints", "VpcEndpoints")
+            snapshot = Snapshot.of(asked, found)
+            self._taken[key] = snapshot
+            # Creates older than the request are in this snapshot (or gone since).
+            created = self._created.get(key)
+            if created:
+                self._created[key] = [entry for entry in created if entry[0] >= asked]
+            return snapshot
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """Every endpoint of an account and region, as one DescribeVpcEndpoints saw them."""
+
+    asked: float
+    """When the request left (monotonic)."""
+    by_uid: dict[str, dict[str, Any]]
+    """The oldest live endpoint tagged with each `linkplane:uid`."""
+    counted_by_vpc: dict[str, int]
+    """Live endpoints of the types the per-VPC quota counts, per VPC."""
+    ids: frozenset[str]
+
+    @classmethod
+    def of(cls, asked: float, found: list[dict[str, Any]]) -> Snapshot:
+        by_uid: dict[str, dict[str, Any]] = {}
+        counted: dict[str, int] = {}
+        ordered = sorted(
+            found, key=lambda e: (str(e.get("CreationTimestamp", "")), e["VpcEndpointId"])
+        )
+        for endpoint in ordered:
+            owner = tags.tag_value(endpoint, tags.UID_KEY)
+            state = aws_endpoints.normalize_state(endpoint.get("State"))
+            if owner and state not in aws_endpoints.GONE_STATES:
+                by_uid.setdefault(owner, endpoint)
+            if _counts_against_quota(endpoint):
+                vpc_id = str(endpoint.get("VpcId", ""))
+                counted[vpc_id] = counted.get(vpc_id, 0) + 1
+        return cls(asked, by_uid, counted, frozenset(str(e["VpcEndpointId"]) for e in found))
+
+
+def _counts_against_quota(endpoint: dict[str, Any]) -> bool:
+    return (
+        endpoint.get("VpcEndpointType") in QUOTA_COUNTED_TYPES
+        and str(endpoint.get("State", "")).lower() not in NOT_COUNTED
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -551,7 +612,13 @@ class ConnectionReconciler:
         status["resolved_service_name"] = target.service_name
 
         found = await self._find(
-            ctx, uid, book, attempts, began=began, sleeps_when_pending=linkplane is not None
+            ctx,
+            uid,
+            book,
+            attempts,
+            began=began,
+            sleeps_when_pending=linkplane is not None,
+            first_claim=lease.token == FIRST_CLAIM,
         )
         if found is None:
             if book.endpoint_id:
@@ -580,6 +647,8 @@ class ConnectionReconciler:
             detail = await self._preflight(ctx, spec, target, attempts)
             created = await self._create(ctx, spec, target, detail, uid, name, book, lease)
             log.info("connection.created", connection=name, endpoint=created.endpoint_id)
+            if not spec.gateway:
+                self.snapshots.created(ctx, spec.vpc_id, created.endpoint_id)
             # Store the endpoint id before anyone can decide on it: the Service pokes its
             # connections by endpoint id when it accepts, and a poke that finds no row is lost.
             # The next pass reads the endpoint directly, after this commit, so an accept that
@@ -613,6 +682,7 @@ class ConnectionReconciler:
         *,
         began: float,
         sleeps_when_pending: bool,
+        first_claim: bool,
     ) -> dict[str, Any] | None:
         """This connection's endpoint: direct read after a change, else the snapshot.
 
@@ -622,6 +692,11 @@ class ConnectionReconciler:
         the snapshot does not show, and the pass would then sleep a full resync (a lost wake-up,
         issue 8). A direct read costs one endpoint; refreshing the snapshot for every such pass
         would cost all of them, back to back.
+
+        A snapshot that does not show the endpoint is confirmed by a search by tag, unless this
+        is the connection's `first_claim`: no earlier pass (of this process or one that crashed)
+        can have created an endpoint for it, so there is nothing the snapshot could have missed.
+        A crash after the create makes the next pass a later claim, which searches and adopts.
         """
         if book.fresh_read and book.endpoint_id:
             # Right after a create, NotFound means "not visible yet" (eventual consistency),
@@ -652,7 +727,7 @@ class ConnectionReconciler:
             and aws_endpoints.normalize_state(found.get("State")) == "PendingAcceptance"
         ):
             found = await aws_endpoints.describe_endpoint(ctx, str(found["VpcEndpointId"]))
-        if found is None:
+        if found is None and not first_claim:
             # A snapshot can predate an endpoint created a moment ago: ask AWS directly
             # before concluding it is missing (and creating, or reporting drift).
             found = await aws_endpoints.find_endpoint_by_uid(ctx, uid)
@@ -839,8 +914,13 @@ class ConnectionReconciler:
         return detail
 
     async def _check_quota(self, ctx: calls.Context, spec: specs.ConnectionSpec) -> None:
-        """Room for one more interface endpoint in the VPC, from one filtered Describe."""
+        """Room for one more interface endpoint in the VPC: from the account's snapshot, and
+        from one filtered Describe only when the snapshot shows the VPC full (it may hold
+        endpoints deleted since). AWS enforces the quota on the create itself, so a snapshot
+        that misses another client's endpoint made since costs AWS's error, not a leak."""
         quota = await self.quotas.vpc_endpoints_per_vpc(ctx)
+        if await self.snapshots.counted_in_vpc(ctx, spec.vpc_id) < quota.value:
+            return
         # One page is enough: the answer only needs to know whether `quota` live endpoints
         # exist, and no VPC holds more than the maximum page (1,000) of them.
         response = await ctx.call(
