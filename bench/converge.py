@@ -124,6 +124,10 @@ class RemoteSim:
         log = self._admin("GET", "requests?action=CreateVpcEndpoint&outcome=ok&limit=100000")
         return sorted(float(r["time"]) for r in log)
 
+    def count(self, action: str) -> int:
+        """How many requests of ``action`` the simulator served (any outcome)."""
+        return len(self._admin("GET", f"requests?action={action}&limit=100000"))
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
@@ -149,6 +153,9 @@ class LocalSim:
             for r in self.handle.requests()
             if r["action"] == "CreateVpcEndpoint" and r["outcome"] == "ok"
         )
+
+    def count(self, action: str) -> int:
+        return sum(r["action"] == action for r in self.handle.requests())
 
     def stop(self) -> None:
         self.handle.stop()
@@ -313,6 +320,7 @@ async def _drive(
     )
     throttled -= throttled_before
     creates = [t - started_wall for t in await asyncio.to_thread(sim.creates)]
+    describes = await asyncio.to_thread(sim.count, "DescribeVpcEndpoints")
     return {
         "first_create_at": round(creates[0], 2) if creates else None,
         "last_create_at": round(creates[-1], 2) if creates else None,
@@ -329,6 +337,8 @@ async def _drive(
         "throttled": throttled,
         "simulator": "in-process" if args.in_process_sim else "own process",
         "failed_operations": failed,
+        # All of the run (publishing included): snapshots, direct reads and filtered searches.
+        "describe_vpc_endpoints_per_connection": round(describes / args.connections, 2),
     }
 
 

@@ -238,3 +238,17 @@ async def test_snapshot_counts_the_vpc_quota_and_finds_by_uid_from_one_describe(
     snapshots.ttl = 0.0
     assert await snapshots.counted_in_vpc(ctx, "vpc-b") == 1  # type: ignore[arg-type]
     assert ctx.describes == 2
+
+
+async def test_an_endpoint_created_while_the_snapshot_was_asked_counts_once():
+    snapshots = connections.EndpointSnapshots(ttl=3600.0)
+
+    class Racing(_SnapshotContext):
+        async def collect(self, service: str, action: str, key: str, **params: Any) -> Any:
+            # The create returns while the Describe is in flight, and the answer shows it.
+            snapshots.created(self, "vpc-a", "vpce-7")  # type: ignore[arg-type]
+            self.endpoints.append(_endpoint("vpce-7", "vpc-a", "pending"))
+            return await super().collect(service, action, key, **params)
+
+    ctx = Racing([_endpoint("vpce-1", "vpc-a", "available")])
+    assert await snapshots.counted_in_vpc(ctx, "vpc-a") == 2  # type: ignore[arg-type]

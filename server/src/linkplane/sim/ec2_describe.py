@@ -1,9 +1,9 @@
 """DescribeVpcEndpoints answered as XML written here, not by moto's generic serialiser.
 
 moto serialises a response by walking botocore's shape of every member and trying several
-attribute spellings for each (``AttributePicker``): about 5 ms per endpoint on this machine,
-so a DescribeVpcEndpoints of every linkplane-tagged endpoint (the reconciler's snapshot) took
-over a second for 200 endpoints while holding the world lock. This writes the same document
+attribute spellings for each (``AttributePicker``): about 5 ms per endpoint on this (loaded)
+machine, so a DescribeVpcEndpoints of every endpoint of an account (the reconciler's snapshot)
+took about a second for 200 endpoints while holding the world lock. This writes the same document
 (the ``VpcEndpoint`` shape's wire names, in its member order, None omitted, lists as
 ``<…Set>`` of ``<item>``) straight from the ``SimVpcEndpoint`` attributes.
 moto's backend still selects the endpoints (ids, filters, errors); a result holding an
