@@ -91,8 +91,10 @@ async def test_twenty_percent_5xx_converges_within_a_bound_of_fault_free(
         f"\nfault-free {clean:.1f} s, 20 % 5xx {faulty:.1f} s, ratio {faulty / clean:.2f}, "
         f"{injected} faults injected"
     )
-    # The faults did hit: a round of 20 connections makes hundreds of calls.
-    assert injected >= 20, injected
+    # The faults did hit. A round of 20 connections makes about a hundred calls since a created
+    # endpoint costs no filtered Describe (issue 13), so about 20 are expected; 19 was seen in
+    # CI. At least 5 proves they hit without making the verdict depend on the call count.
+    assert injected >= 5, injected
     assert faulty <= bound
     await asyncio.gather(
         *(
