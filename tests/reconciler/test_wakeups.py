@@ -30,6 +30,7 @@ from tests.reconciler.conftest import (
     eventually,
     managed_service,
     publish,
+    wait_done,
     worker_settings,
 )
 from tests.reconciler.databases import own_database_url  # noqa: F401 - a fixture
@@ -199,5 +200,72 @@ async def test_a_woken_connection_does_not_believe_a_snapshot_older_than_the_acc
     assert accepted.endpoint_id == waiting.endpoint_id
     (endpoint,) = [
         e for e in sim.objects(account=CONSUMER)["endpoints"] if e["id"] == waiting.endpoint_id
+    ]
+    assert endpoint["state"] == "available"
+
+
+async def test_a_provider_can_accept_what_its_consumer_already_sees_pending(
+    slow_resync_api, networks, project, sim
+):
+    """The consumer's Connection says PENDING_ACCEPTANCE; the provider accepts it at once.
+
+    The provider's inventory is refreshed by the Service's passes, so it can lag the consumer:
+    here the Service's DescribeVpcEndpointConnections answers are held back 10 s, and a pass
+    asks for one just before the endpoint is created. Seen in CI: the accept answered
+    NOT_FOUND for an endpoint the consumer showed as pending; and a decision stored while that
+    older answer travelled was then refused as "not connected to this service"."""
+    api = slow_resync_api
+    await api.register(project, PROVIDER, CONSUMER)
+    service = await publish(api, project, "eager", managed_service(project, networks))
+    sim.set_faults({"DescribeVpcEndpointConnections": {"answer_delay_ms": 10_000}})
+    try:
+        # A Service pass now asks for the connections; its answer, from before the endpoint
+        # exists, arrives 10 s later.
+        service.labels["touched"] = "yes"
+        await api.provider.UpdateService(
+            provider_service_pb2.UpdateServiceRequest(
+                service=service, update_mask=field_mask_pb2.FieldMask(paths=["labels"])
+            )
+        )
+        await asyncio.sleep(0.5)
+        await api.consumer.CreateConnection(
+            consumer_service_pb2.CreateConnectionRequest(
+                parent=f"projects/{project}",
+                connection_id="eager",
+                connection=connection_spec(project, networks[CONSUMER], service.name),
+            )
+        )
+        pending = await eventually(
+            lambda: api.consumer.GetConnection(
+                consumer_service_pb2.GetConnectionRequest(
+                    name=f"projects/{project}/connections/eager"
+                )
+            ),
+            lambda c: c.state == connection_pb2.Connection.STATE_PENDING_ACCEPTANCE,
+            timeout=60.0,
+        )
+        listed = await api.provider.ListServiceConnections(
+            provider_service_pb2.ListServiceConnectionsRequest(parent=service.name)
+        )
+        # The race this test is about: the inventory has not seen the endpoint yet.
+        assert pending.endpoint_id not in {c.endpoint_id for c in listed.service_connections}
+        accepting = await api.provider.AcceptServiceConnections(
+            provider_service_pb2.AcceptServiceConnectionsRequest(
+                service=service.name, endpoint_ids=[pending.endpoint_id], reason="at once"
+            )
+        )
+        done = await wait_done(api, accepting.name, timeout=90.0)
+        assert not done.HasField("error"), done.error
+        accepted = await eventually(
+            lambda: api.consumer.GetConnection(
+                consumer_service_pb2.GetConnectionRequest(name=pending.name)
+            ),
+            lambda c: c.state == connection_pb2.Connection.STATE_AVAILABLE,
+            timeout=90.0,
+        )
+    finally:
+        sim.set_faults({})
+    (endpoint,) = [
+        e for e in sim.objects(account=CONSUMER)["endpoints"] if e["id"] == accepted.endpoint_id
     ]
     assert endpoint["state"] == "available"

@@ -347,7 +347,7 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
                     reason="RESOURCE_DELETING",
                     metadata={"name": name},
                 )
-            known = await inventory.by_endpoint(session, service.uid, request.endpoint_ids)
+            known = await inventory.endpoint_states(session, service, request.endpoint_ids)
             refused = _refusals(name, request.endpoint_ids, known, verdict)
             if len(refused) == len(request.endpoint_ids):
                 # Nothing to apply: answer at once, as for a single id.
@@ -485,15 +485,15 @@ class _Refusal:
 
 
 def _refusals(
-    name: str, endpoint_ids: Sequence[str], known: Mapping[str, Any], verdict: str
+    name: str, endpoint_ids: Sequence[str], known: Mapping[str, str], verdict: str
 ) -> dict[str, _Refusal]:
     """Endpoints of a bulk accept/reject that are unknown or in a state the verdict does not
     apply to (the codes the reconciler uses for the same refusals)."""
     allowed = states.DECIDABLE[verdict]
     refused: dict[str, _Refusal] = {}
     for endpoint_id in endpoint_ids:
-        row = known.get(endpoint_id)
-        if row is None:
+        state = known.get(endpoint_id)
+        if state is None:
             refused[endpoint_id] = _Refusal(
                 endpoint_id,
                 "EndpointNotFound",
@@ -501,14 +501,14 @@ def _refusals(
                     f"{name}/serviceConnections/{endpoint_id}", kind="service connection"
                 ),
             )
-        elif row.state not in allowed:
+        elif state not in allowed:
             refused[endpoint_id] = _Refusal(
                 endpoint_id,
                 "IncorrectState",
                 errors.FailedPrecondition(
-                    f"connection {endpoint_id} is {row.state}; cannot set {verdict}",
+                    f"connection {endpoint_id} is {state}; cannot set {verdict}",
                     reason="CONNECTION_STATE",
-                    metadata={"endpoint_id": endpoint_id, "state": row.state},
+                    metadata={"endpoint_id": endpoint_id, "state": state},
                 ),
             )
     return refused

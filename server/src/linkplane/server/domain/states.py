@@ -57,6 +57,14 @@ CONNECTION_STATE_OF_ENDPOINT = {
     "DELETED": "DELETING",
 }
 
+# The Connection states that name one endpoint state, for reading an endpoint's state off the
+# consumer's side when the provider's inventory has not seen it yet.
+ENDPOINT_STATE_OF_CONNECTION = {
+    connection: endpoint
+    for endpoint, connection in CONNECTION_STATE_OF_ENDPOINT.items()
+    if list(CONNECTION_STATE_OF_ENDPOINT.values()).count(connection) == 1
+}
+
 
 def normalise_endpoint_state(value: str) -> str:
     """`pendingAcceptance` / `PendingAcceptance` / `pending-acceptance` → `PENDING_ACCEPTANCE`."""

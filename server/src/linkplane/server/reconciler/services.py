@@ -804,6 +804,13 @@ class ServiceReconciler:
                 Decision(d.endpoint_id, d.verdict, d.actor, d.reason, False, d.id)
                 for d in requested
             ]
+        if any(d.endpoint_id not in by_id for d in plan):
+            # A person may decide on an endpoint the consumer created after this pass described
+            # the service's connections (the API admits linkplane's own pending Connections
+            # before the inventory shows them): look again, now that the decision is stored,
+            # rather than refuse it as unknown.
+            fresh = await aws_services.describe_connections(ctx, service_id)
+            by_id = {c.endpoint_id: c for c in fresh}
         plan += _policy_decisions(spec, by_id, {d.endpoint_id for d in plan})
         if not plan:
             return False

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from linkplane.server.domain import filters
+from linkplane.server.domain import filters, states
 from linkplane.server.storage import filtering, models, records
 
 Row = models.ServiceConnection
@@ -59,11 +59,31 @@ async def page(
     return found[:limit], len(found) > limit
 
 
-async def by_endpoint(
-    session: AsyncSession, service_uid: uuid.UUID, endpoint_ids: Collection[str]
-) -> dict[str, Row]:
-    query = select(Row).where(Row.service_uid == service_uid, Row.endpoint_id.in_(endpoint_ids))
-    return {row.endpoint_id: row for row in (await session.execute(query)).scalars()}
+async def endpoint_states(
+    session: AsyncSession, service: models.Service, endpoint_ids: Collection[str]
+) -> dict[str, str]:
+    """Each known endpoint's state (`PENDING_ACCEPTANCE`, …) as the inventory last saw it.
+
+    The inventory is refreshed by the Service's passes, so it can lag a consumer who has just
+    seen its endpoint wait for acceptance. For linkplane's own Connections to this service the
+    inventory does not show yet, the state their consumer observed stands in, so a provider
+    can accept what the consumer already sees as pending."""
+    query = select(Row.endpoint_id, Row.state).where(
+        Row.service_uid == service.uid, Row.endpoint_id.in_(endpoint_ids)
+    )
+    found: dict[str, str] = {e: s for e, s in (await session.execute(query)).all()}
+    unseen = [e for e in endpoint_ids if e not in found]
+    if unseen:
+        ours = select(models.Connection.endpoint_id, models.Connection.state).where(
+            models.Connection.service == service.name,
+            models.Connection.endpoint_id.in_(unseen),
+            models.Connection.delete_time.is_(None),
+        )
+        for endpoint_id, state in (await session.execute(ours)).all():
+            endpoint_state = states.ENDPOINT_STATE_OF_CONNECTION.get(state)
+            if endpoint_id is not None and endpoint_state is not None:
+                found[endpoint_id] = endpoint_state
+    return found
 
 
 async def count_live(
