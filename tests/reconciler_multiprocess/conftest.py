@@ -3,8 +3,8 @@
 `linkplane-server serve --role worker` runs as a subprocess (so it can be SIGKILLed, and so
 two of them can share one Postgres); the API runs in the test process with role API (it
 reconciles nothing), and so does the simulator, which the workers reach over HTTP. The
-database is a fresh one of this package's own, so nothing left by other test packages is
-reconciled here. One simulator per process (moto), hence package scope.
+database is a fresh one for each test, so nothing left by other tests is reconciled here. One
+simulator per process (moto), hence package scope.
 """
 
 from __future__ import annotations
@@ -42,21 +42,24 @@ def networks(sim: sim_server.SimHandle) -> dict[str, dict[str, Any]]:
     return simulator.seed_networks(sim)
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture
 def own_database_url(database_url: str) -> Iterator[str]:
-    """A second fresh, migrated database on the test Postgres, for this package alone."""
+    """A fresh, migrated database on the test Postgres for each test: the workers a test spawns
+    reconcile every row they find, and a backlog left by an earlier test (the shared-limits
+    test leaves 120 settled connections) would compete with this test's work (in CI, 9 of 20
+    connections of the two-worker test were still CREATING after 60 s)."""
     with databases.fresh_database(databases.server_url_of(database_url), "linkplane_mp") as url:
         yield url
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture
 async def api_plane(own_database_url: str, networks: Any) -> AsyncIterator[Runtime]:
     settings = Settings(listen="127.0.0.1:0", role=Role.API, shutdown_grace_seconds=1.0)
     async with runtimes.running(settings, own_database_url) as runtime:
         yield runtime
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture
 async def api_channel(api_plane: Runtime) -> AsyncIterator[grpc.aio.Channel]:
     async with runtimes.channel_to(api_plane) as channel:
         yield channel
