@@ -128,6 +128,11 @@ class RemoteSim:
         """How many requests of ``action`` the simulator served (any outcome)."""
         return len(self._admin("GET", f"requests?action={action}&limit=100000"))
 
+    def requests(self) -> list[dict[str, Any]]:
+        """The simulator's request log (its last 50,000 requests)."""
+        log: list[dict[str, Any]] = self._admin("GET", "requests?limit=100000")
+        return log
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)

@@ -1,0 +1,255 @@
+"""What settled resources cost: a server holding N AVAILABLE connections, doing nothing else.
+
+Not a test. Starts Postgres (embedded, unless --database-url), the simulator in a process of
+its own (`converge.RemoteSim`, time-scaled so that creating the fleet is quick) and
+`linkplane-server serve --role all` in a process of its own, with the **default** resync
+interval (the setting issue 13's figure is about). It creates N connections over K consumer
+accounts, waits until all are AVAILABLE and every Operation is done, lets the server settle for
+--settle seconds, then measures over --seconds:
+
+- the server process's CPU time (user + system, from /proc), as a share of one core;
+- the AWS calls it made, by action (from the simulator's request log), per minute;
+- the reconcile passes that implies (one per resync of each connection: N x window / interval).
+
+    uv run python bench/idle.py --connections 1000 --accounts 4 --seconds 600
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import grpc
+from converge import PER_VPC, PROVIDER, REGION, RemoteSim, consumer_accounts
+
+from linkplane.server.config import Settings
+from linkplane.server.storage import migrations
+from linkplane.server.storage.embedded import EmbeddedPostgres
+from linkplane.v1 import (
+    account_pb2,
+    account_service_pb2,
+    account_service_pb2_grpc,
+    connection_pb2,
+    consumer_service_pb2,
+    consumer_service_pb2_grpc,
+    provider_service_pb2,
+    provider_service_pb2_grpc,
+    service_pb2,
+)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_server(database_url: str, sim: RemoteSim, port: int, time_scale: float) -> Any:
+    env = {
+        **os.environ,
+        "LINKPLANE_DATABASE_URL": database_url,
+        "LINKPLANE_ROLE": "all",
+        "LINKPLANE_LISTEN": f"127.0.0.1:{port}",
+        "LINKPLANE_AWS_ENDPOINT_URL": sim.endpoint_url,
+        "LINKPLANE_AWS_ACCESS_KEY_ID": "bench",
+        "LINKPLANE_AWS_SECRET_ACCESS_KEY": "bench",
+        "LINKPLANE_AWS_TIME_SCALE": str(time_scale),
+        # Only the transitional resync is shortened (creating the fleet); settled resources
+        # resync at the default interval, which is what this bench measures.
+        "LINKPLANE_TRANSITIONAL_RESYNC_SECONDS": str(max(0.2, 5.0 / time_scale)),
+        "LINKPLANE_LOG_LEVEL": "warning",
+        "LINKPLANE_PAGE_TOKEN_SECRET": secrets.token_urlsafe(32),
+    }
+    log = Path(tempfile.mkdtemp(prefix="linkplane-idle-")) / "server.log"
+    print(f"server log: {log}")
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "linkplane.server.cli", "serve"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def count_where(database_url: str, query: str, *args: object) -> int:
+    connection = await asyncpg.connect(
+        database_url.replace("postgresql+asyncpg://", "postgresql://")
+    )
+    try:
+        return int(await connection.fetchval(query, *args))
+    finally:
+        await connection.close()
+
+
+async def build_fleet(
+    channel: grpc.aio.Channel, sim: RemoteSim, args: argparse.Namespace, database_url: str
+) -> str:
+    """Register, publish, create N connections; return the project once all are settled."""
+    project = f"idle-{uuid.uuid4().hex[:8]}"
+    parent = f"projects/{project}"
+    accounts = consumer_accounts(args.accounts)
+    per_account = math.ceil(args.connections / args.accounts)
+    provider_net = sim.seed_network(PROVIDER, "10.1.0.0/16")
+    vpcs = {
+        account: [
+            sim.seed_network(account, f"10.{10 + a}.{v * 16}.0/20")
+            for v in range(math.ceil(per_account / PER_VPC))
+        ]
+        for a, account in enumerate(accounts)
+    }
+    accounts_api = account_service_pb2_grpc.AccountServiceStub(channel)
+    for account in [PROVIDER, *accounts]:
+        await accounts_api.RegisterAccount(
+            account_service_pb2.RegisterAccountRequest(
+                parent=parent,
+                account_id=account,
+                account=account_pb2.Account(role_arn=f"arn:aws:iam::{account}:role/linkplane"),
+            )
+        )
+    await provider_service_pb2_grpc.ProviderServiceStub(channel).PublishService(
+        provider_service_pb2.PublishServiceRequest(
+            parent=parent,
+            service_id="idle",
+            service=service_pb2.Service(
+                provider_account=f"{parent}/accounts/{PROVIDER}",
+                region=REGION,
+                load_balancer=service_pb2.LoadBalancer(
+                    managed=service_pb2.ManagedLoadBalancer(
+                        subnet_ids=provider_net["subnet_ids"],
+                        listeners=[service_pb2.Listener(port=443)],
+                        targets=[service_pb2.Target(id="10.1.0.10")],
+                    )
+                ),
+                allowed_principals=accounts,
+                acceptance_policy=service_pb2.AcceptancePolicy(
+                    accept_rules=[service_pb2.AcceptRule(principal=a) for a in accounts]
+                ),
+            ),
+        )
+    )
+    consumer = consumer_service_pb2_grpc.ConsumerServiceStub(channel)
+    gate = asyncio.Semaphore(16)
+
+    async def create(index: int) -> None:
+        account = accounts[index % len(accounts)]
+        network = vpcs[account][(index // len(accounts)) // PER_VPC]
+        async with gate:
+            await consumer.CreateConnection(
+                consumer_service_pb2.CreateConnectionRequest(
+                    parent=parent,
+                    connection_id=f"c{index:04d}",
+                    connection=connection_pb2.Connection(
+                        service=f"{parent}/services/idle",
+                        consumer_account=f"{parent}/accounts/{account}",
+                        region=REGION,
+                        vpc_id=network["vpc_id"],
+                        subnet_ids=network["subnet_ids"],
+                    ),
+                )
+            )
+
+    await asyncio.gather(*(create(i) for i in range(args.connections)))
+
+    async def settled() -> bool:
+        available = await count_where(
+            database_url,
+            "SELECT count(*) FROM connections WHERE project = $1 AND state = 'AVAILABLE' "
+            "AND NOT reconciling",
+            project,
+        )
+        running = await count_where(database_url, "SELECT count(*) FROM operations WHERE NOT done")
+        return available == args.connections and running == 0
+
+    for _ in range(int(args.timeout)):  # polled once a second, from Postgres
+        if await settled():
+            return project
+        await asyncio.sleep(1.0)
+    raise TimeoutError(f"the fleet did not settle in {args.timeout:.0f} s")
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    embedded = None
+    url = args.database_url
+    if url is None:
+        embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="linkplane-idle-pg-")))
+        url = await asyncio.to_thread(embedded.start)
+    sim = RemoteSim(args.time_scale)
+    server = None
+    try:
+        await migrations.upgrade_async(url)
+        port = free_port()
+        server = start_server(url, sim, port, args.time_scale)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await asyncio.wait_for(channel.channel_ready(), 60)
+            started = time.monotonic()
+            await build_fleet(channel, sim, args, url)
+            built = time.monotonic() - started
+            await asyncio.sleep(args.settle)
+            cpu_before, wall_before, since = cpu_seconds(server.pid), time.monotonic(), time.time()
+            await asyncio.sleep(args.seconds)
+            cpu = cpu_seconds(server.pid) - cpu_before
+            wall, until = time.monotonic() - wall_before, time.time()
+            calls = Counter(
+                r["action"] for r in sim.requests() if since <= float(r["time"]) < until
+            )
+        interval = Settings.model_fields["resync_interval_seconds"].default
+        minutes = wall / 60.0
+        return {
+            "connections": args.connections,
+            "accounts": args.accounts,
+            "resync_interval_seconds": interval,
+            "fleet_built_seconds": round(built, 1),
+            "window_seconds": round(wall, 1),
+            "server_cpu_seconds": round(cpu, 2),
+            "server_core_share_percent": round(100.0 * cpu / wall, 2),
+            "resyncs_expected_per_minute": round(args.connections * 60.0 / interval, 1),
+            "aws_calls_per_minute": round(sum(calls.values()) / minutes, 1),
+            "aws_calls_per_minute_by_action": {
+                action: round(n / minutes, 1) for action, n in calls.most_common()
+            },
+        }
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+        sim.stop()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--accounts", type=int, default=4)
+    parser.add_argument("--time-scale", type=float, default=100.0, help="to build the fleet")
+    parser.add_argument("--seconds", type=float, default=600.0, help="measured window")
+    parser.add_argument("--settle", type=float, default=10.0, help="pause before measuring")
+    parser.add_argument("--database-url", default=None, help="default: embedded Postgres")
+    parser.add_argument("--timeout", type=float, default=900.0, help="to build the fleet")
+    result = asyncio.run(run(parser.parse_args()))
+    for key, value in result.items():
+        print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()
