@@ -2,8 +2,7 @@
 running it.
 
 Every AWS call goes through ``calls.Context.call/collect/paginate`` (``ctx.call("ec2",
-"DescribeVpcEndpoints", ...)``) or the module-level ``calls.call/paginate``; AssumeRole is the
-one call made outside it (``sessions``, by the control plane's own principal). The action
+"DescribeVpcEndpoints", ...)``); AssumeRole is the one call made outside it (``sessions``, by the control plane's own principal). The action
 argument may be a string literal, a name bound to literals in the function or module (an
 assignment, a ``for`` over literal tuples), or a parameter of the enclosing function whose
 callers in the same module pass literals. Anything else is reported as unresolved, so a call
@@ -108,9 +107,7 @@ class _Module(ast.NodeVisitor):
         )
         first = node.args[0] if node.args else None
         literal_first = isinstance(first, ast.Constant) and isinstance(first.value, str)
-        if receiver_name == "calls":
-            args = node.args[4:6]  # calls.call(clients, limiter, account, region, service, action)
-        elif literal_first or "ctx" in receiver_name or "context" in receiver_name.lower():
+        if literal_first or "ctx" in receiver_name or "context" in receiver_name.lower():
             # ctx.call("ec2", ...), self.ctx.collect(...), context.paginate(...): a Context.
             args = node.args[0:2]
         else:

@@ -1,9 +1,9 @@
 """Every AWS call linkplane makes goes through here: limit, call, classify, measure.
 
-:func:`call` is the single choke point between linkplane and AWS. It waits for the
+:meth:`Context.call` is the single choke point between linkplane and AWS. It waits for the
 ``throttlers`` buckets, calls the aiobotocore method, turns any failure into an
 ``errors.AwsError`` (draining the buckets when AWS throttled anyway), counts the outcome in
-Prometheus and logs at debug level. :func:`paginate` does the same for each page of a
+Prometheus and logs at debug level. :meth:`Context.paginate` does the same for each page of a
 paginated Describe.
 
 A :class:`Context` with a :class:`RetryPolicy` (the reconcilers' contexts) retries a transient
@@ -68,48 +68,6 @@ class ClientSource(Protocol):
     async def client(self, service: str, account: sessions.AccountRef, region: str) -> Any: ...
 
 
-async def call(
-    clients: ClientSource,
-    limiter: throttlers.Limiter,
-    account: sessions.AccountRef,
-    region: str,
-    service: str,
-    action: str,
-    *,
-    recently_created: bool = False,
-    **params: Any,
-) -> dict[str, Any]:
-    """Call one AWS action (``"DescribeVpcEndpoints"``) with its parameters; return the response.
-
-    Raises ``errors.AwsError`` for anything AWS or the transport failed with.
-    ``recently_created`` marks calls about an object created moments ago, so a NotFound is
-    classified as eventual consistency (retryable) rather than absence.
-    """
-    ctx = Context(clients, limiter, account, region)
-    return await ctx.call(service, action, recently_created=recently_created, **params)
-
-
-def paginate(
-    clients: ClientSource,
-    limiter: throttlers.Limiter,
-    account: sessions.AccountRef,
-    region: str,
-    service: str,
-    action: str,
-    *,
-    recently_created: bool = False,
-    **params: Any,
-) -> AsyncIterator[dict[str, Any]]:
-    """Yield every page of a paginated action, each page limited, classified and measured.
-
-    Uses botocore's paginator model (input/output tokens, result keys) through aiobotocore.
-    A token is taken before each page is requested; the paginator only reveals that there is
-    no further page when asked, so a listing costs at most one token more than its pages.
-    """
-    ctx = Context(clients, limiter, account, region)
-    return ctx.paginate(service, action, recently_created=recently_created, **params)
-
-
 RETRIED_IN_PLACE = frozenset({errors.Kind.TRANSIENT, errors.Kind.THROTTLE})
 """Failures worth repeating the same call for at once. Not CONFLICT (the object's state must
 change first, which takes seconds to minutes) nor NOT_FOUND (a grace the reconciler schedules)."""
@@ -165,7 +123,12 @@ class Context:
     async def call(
         self, service: str, action: str, *, recently_created: bool = False, **params: Any
     ) -> dict[str, Any]:
-        """:func:`call` in this context (retried in place under the context's policy)."""
+        """Call one AWS action (``"DescribeVpcEndpoints"``) with its parameters; return the
+        response, retried in place under the context's policy.
+
+        Raises ``errors.AwsError`` for anything AWS or the transport failed with.
+        ``recently_created`` marks calls about an object created moments ago, so a NotFound is
+        classified as eventual consistency (retryable) rather than absence."""
         retry = 0
         while True:
             await _acquire(self, service, action)
@@ -213,7 +176,12 @@ class Context:
     async def paginate(
         self, service: str, action: str, *, recently_created: bool = False, **params: Any
     ) -> AsyncIterator[dict[str, Any]]:
-        """:func:`paginate` in this context."""
+        """Yield every page of a paginated action, each page limited, classified, measured.
+
+        Uses botocore's paginator model (input/output tokens, result keys) through aiobotocore.
+        A token is taken before each page is requested; the paginator only reveals that there
+        is no further page when asked, so a listing costs at most one token more than its
+        pages."""
         started = time.perf_counter()
         try:
             # Getting a client can mean an AssumeRole call, whose failures are AWS's too.
