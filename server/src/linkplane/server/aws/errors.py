@@ -296,6 +296,19 @@ def _retry_after_header(response: dict[str, Any]) -> float | None:
         return None  # An HTTP-date form: rare for AWS APIs; fall back to our own delay.
 
 
+def _transport_failure(code: str, message: str, action: str | None) -> AwsError:
+    """A call that failed on its way to or from AWS (no answer, no credentials yet, a garbled
+    body): worth retrying after the transient delay."""
+    return AwsError(
+        code,
+        message,
+        kind=Kind.TRANSIENT,
+        retryable=True,
+        action=action,
+        retry_after=TRANSIENT_DELAY,
+    )
+
+
 def classify(
     exc: BaseException,
     *,
@@ -349,55 +362,21 @@ def classify(
         return AwsError("NoCredentials", str(exc), kind=Kind.AUTH, retryable=False, action=action)
     if isinstance(exc, botocore_exceptions.CredentialRetrievalError):
         # The credential source (metadata service, web identity, ...) did not answer.
-        return AwsError(
-            "CredentialRetrieval",
-            str(exc),
-            kind=Kind.TRANSIENT,
-            retryable=True,
-            action=action,
-            retry_after=TRANSIENT_DELAY,
-        )
+        return _transport_failure("CredentialRetrieval", str(exc), action)
     if isinstance(
         exc, botocore_exceptions.ReadTimeoutError | botocore_exceptions.ConnectTimeoutError
     ):
-        return AwsError(
-            "Timeout",
-            str(exc),
-            kind=Kind.TRANSIENT,
-            retryable=True,
-            action=action,
-            retry_after=TRANSIENT_DELAY,
-        )
+        return _transport_failure("Timeout", str(exc), action)
     if isinstance(exc, botocore_exceptions.HTTPClientError | botocore_exceptions.ConnectionError):
         # EndpointConnectionError, ConnectionClosedError, SSL and proxy failures.
-        return AwsError(
-            "ConnectionError",
-            str(exc),
-            kind=Kind.TRANSIENT,
-            retryable=True,
-            action=action,
-            retry_after=TRANSIENT_DELAY,
-        )
+        return _transport_failure("ConnectionError", str(exc), action)
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-        return AwsError(
-            "Timeout",
-            str(exc) or "timed out",
-            kind=Kind.TRANSIENT,
-            retryable=True,
-            action=action,
-            retry_after=TRANSIENT_DELAY,
-        )
+        return _transport_failure("Timeout", str(exc) or "timed out", action)
     if isinstance(exc, botocore_parsers.ResponseParserError):
         # An unparseable body: a proxy's or load balancer's error page, or a truncated
         # response. Transient, like the 5xx it usually is.
-        return AwsError(
-            "ResponseParserError",
-            str(exc).splitlines()[0] if str(exc) else "unparseable response",
-            kind=Kind.TRANSIENT,
-            retryable=True,
-            action=action,
-            retry_after=TRANSIENT_DELAY,
-        )
+        first_line = str(exc).splitlines()[0] if str(exc) else "unparseable response"
+        return _transport_failure("ResponseParserError", first_line, action)
     if isinstance(exc, botocore_exceptions.BotoCoreError):
         return AwsError(
             type(exc).__name__, str(exc), kind=Kind.UNKNOWN, retryable=False, action=action
