@@ -1,6 +1,7 @@
 """DescribeVpcEndpoints written by the simulator (``ec2_describe``) parses exactly as moto's
 serialiser's answer does, for every kind of endpoint and filter linkplane uses."""
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -50,6 +51,18 @@ async def test_every_kind_of_endpoint_parses_as_moto_serialises_it(aws, monkeypa
         to_sqs["VpcEndpointId"],
         gateway["VpcEndpoint"]["VpcEndpointId"],
     }
+
+    # The endpoint to SQS turns pending -> available on the simulator's clock: let it, so the
+    # two answers below cannot straddle the change.
+    for _ in range(200):
+        (found,) = (
+            await consumer.ec2.describe_vpc_endpoints(VpcEndpointIds=[to_sqs["VpcEndpointId"]])
+        )["VpcEndpoints"]
+        if found["State"] == "available":
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail(f"the endpoint to SQS stayed {found['State']}")
 
     fast, slow = await _both(monkeypatch, consumer.ec2)
     assert {e["VpcEndpointId"] for e in fast} == ids
