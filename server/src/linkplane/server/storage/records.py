@@ -85,6 +85,11 @@ async def named(session: AsyncSession, model: type[Row], names: Collection[str])
     return (await session.execute(query)).scalars().all()
 
 
+async def find(session: AsyncSession, model: type[M], key: Any) -> M | None:
+    """The row with this primary key, from the session's identity map when it holds it."""
+    return await session.get(model, key)
+
+
 def mark_updated(row: Any) -> None:
     """The row changed: its update_time becomes the writing transaction's now() at flush."""
     row.update_time = func.now()
