@@ -18,13 +18,12 @@ from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
-from sqlalchemy import func, or_, select, text
 
 from linkplane.server.api import authz, fields, rpc
 from linkplane.server.aws import permissions, sessions
 from linkplane.server.domain import errors, filters, names, pagination, specs, validation
 from linkplane.server.protocol import converters
-from linkplane.server.storage import audit, models, records
+from linkplane.server.storage import accounts, audit, filtering, models, records
 from linkplane.v1 import account_pb2, account_service_pb2, account_service_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -70,14 +69,6 @@ def check_region(requested: str, allowed: list[str]) -> str:
             ]
         )
     return requested
-
-
-def _columns() -> dict[str, Any]:
-    return {
-        "display_name": models.Account.display_name,
-        "aws_account_id": models.Account.aws_account_id,
-        "labels": models.Account.labels,
-    }
 
 
 def present(row: models.Account, *, show_role_arn: bool) -> account_pb2.Account:
@@ -131,18 +122,8 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         account id (a transaction-scoped advisory lock), so two projects registering the same
         account at once cannot both succeed.
         """
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext('linkplane-account:' || :id))"),
-            {"id": aws_account_id},
-        )
-        owner = (
-            await session.execute(
-                select(models.Account.project, models.Account.shared_with_projects)
-                .where(models.Account.aws_account_id == aws_account_id)
-                .order_by(models.Account.create_time, models.Account.name)
-                .limit(1)
-            )
-        ).first()
+        await accounts.lock_registration(session, aws_account_id)
+        owner = await accounts.owner(session, aws_account_id)
         if owner is None or owner.project == project:
             return
         if names.project_name(project) in (owner.shared_with_projects or []):
@@ -239,7 +220,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
                 models.Account,
                 project=project,
                 node=node,
-                columns=_columns(),
+                columns=filtering.account_columns(),
                 after=after,
                 limit=size,
             )
@@ -294,9 +275,8 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
             row.display_name = spec.display_name
             row.labels = spec.labels
             row.revision += 1
-            row.update_time = func.now()
-            await session.flush()
-            await session.refresh(row)
+            records.mark_updated(row)
+            await records.write_back(session, row)
             result = present(row, show_role_arn=True)
             await audit.record(
                 session,
@@ -374,11 +354,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
             if row is None:
                 raise errors.NotFound(name, kind="account")
             fields.check_etag(request.etag, row.uid, row.revision, name)
-            users = await records.count_where(
-                session, models.Service, models.Service.provider_account == name
-            ) + await records.count_where(
-                session, models.Connection, or_(models.Connection.consumer_account == name)
-            )
+            users = await accounts.users(session, name)
             if users:
                 raise errors.FailedPrecondition(
                     f"account {name} is used by {users} services or connections; delete them first",
@@ -387,7 +363,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
                 )
             if request.validate_only:
                 return empty_pb2.Empty()
-            await session.delete(row)
+            await records.remove(session, row)
             await audit.record(
                 session,
                 actor=actor,

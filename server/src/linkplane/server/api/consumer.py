@@ -14,7 +14,7 @@ from google.protobuf import empty_pb2
 from linkplane.server.api import fields, resources, rpc, standard, watches
 from linkplane.server.domain import errors, specs, states, validation
 from linkplane.server.protocol import cached, converters
-from linkplane.server.storage import models, records
+from linkplane.server.storage import filtering, models, records
 from linkplane.v1 import connection_pb2, consumer_service_pb2, consumer_service_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -69,21 +69,6 @@ FILTER_FIELDS = {
 FILTER_ENUMS = {"state": states.CONNECTION_STATES}
 
 
-def columns() -> dict[str, Any]:
-    m = models.Connection
-    return {
-        "state": m.state,
-        "region": m.region,
-        "consumer_account": m.consumer_account,
-        "service": m.service,
-        "service_name": m.service_name,
-        "vpc_id": m.vpc_id,
-        "display_name": m.display_name,
-        "labels": m.labels,
-        "endpoint_id": m.endpoint_id,
-    }
-
-
 CONNECTIONS = standard.Kind(
     name=KIND,
     collection="connections",
@@ -98,7 +83,7 @@ CONNECTIONS = standard.Kind(
     output_only=frozenset(OUTPUT_ONLY),
     filter_fields=frozenset(FILTER_FIELDS),
     filter_enums=FILTER_ENUMS,
-    columns=columns,
+    columns=filtering.connection_columns,
     recreate_hint="create a new connection",
     state_on_update=lambda state: state,
     from_read=cached.connections,
@@ -244,7 +229,7 @@ class ConsumerServicer(consumer_service_pb2_grpc.ConsumerServiceServicer):
             if request.validate_only:
                 return resources.preview(converters.pack(empty_pb2.Empty()), name, "delete")
             standard.mark_deleting(row)
-            await session.flush()
+            await records.flush(session)
             return await standard.conclude(
                 session,
                 kind=CONNECTIONS,

@@ -11,12 +11,19 @@ from typing import Any
 import grpc
 from google.longrunning import operations_pb2
 from google.protobuf import empty_pb2
-from sqlalchemy import func
 
 from linkplane.server.api import fields, resources, rpc, standard, watches
 from linkplane.server.domain import errors, filters, names, pagination, specs, states, validation
 from linkplane.server.protocol import cached, converters
-from linkplane.server.storage import audit, inventory, leases, models, records
+from linkplane.server.storage import (
+    audit,
+    decisions,
+    filtering,
+    inventory,
+    leases,
+    models,
+    records,
+)
 from linkplane.v1 import provider_service_pb2, provider_service_pb2_grpc, service_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -55,17 +62,6 @@ FILTER_FIELDS = {"state", "region", "provider_account", "display_name", "labels"
 FILTER_ENUMS = {"state": states.SERVICE_STATES}
 CONNECTION_FILTER_FIELDS = {"state", "owner_account_id", "vpc_id", "region", "connection"}
 CONNECTION_FILTER_ENUMS = {"state": states.ENDPOINT_STATES}
-
-
-def columns() -> dict[str, Any]:
-    return {
-        "state": models.Service.state,
-        "region": models.Service.region,
-        "provider_account": models.Service.provider_account,
-        "display_name": models.Service.display_name,
-        "labels": models.Service.labels,
-        "service_name": models.Service.service_name,
-    }
 
 
 def check_service(spec: specs.ServiceSpec, prefix: str) -> list[errors.FieldViolation]:
@@ -109,7 +105,7 @@ SERVICES = standard.Kind(
     output_only=frozenset(OUTPUT_ONLY),
     filter_fields=frozenset(FILTER_FIELDS),
     filter_enums=FILTER_ENUMS,
-    columns=columns,
+    columns=filtering.service_columns,
     recreate_hint="publish a new service",
     state_on_update=states.service_state_on_update,
     from_read=cached.services,
@@ -249,7 +245,7 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
                 return resources.preview(converters.pack(empty_pb2.Empty()), name, "delete")
             row.force_delete = row.force_delete or request.force
             standard.mark_deleting(row)
-            await session.flush()
+            await records.flush(session)
             return await standard.conclude(
                 session,
                 kind=SERVICES,
@@ -376,17 +372,16 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
                 refusal = refused.get(endpoint_id)
                 # A refused id is recorded as already applied, with its failure: the
                 # Operation reports it next to the outcome of the others.
-                session.add(
-                    models.ConnectionDecision(
-                        service_uid=service.uid,
-                        endpoint_id=endpoint_id,
-                        verdict=verdict,
-                        actor=actor,
-                        reason=request.reason,
-                        operation_id=operation_id,
-                        outcome=refusal.outcome() if refusal else {},
-                        applied_at=func.now() if refusal else None,
-                    )
+                decisions.record(
+                    session,
+                    service_uid=service.uid,
+                    endpoint_id=endpoint_id,
+                    verdict=verdict,
+                    actor=actor,
+                    reason=request.reason,
+                    operation_id=operation_id,
+                    outcome=refusal.outcome() if refusal else {},
+                    refused=refusal is not None,
                 )
             service.next_reconcile_at = leases.poke_time()
             await audit.record(

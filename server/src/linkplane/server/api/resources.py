@@ -6,17 +6,17 @@ import uuid
 
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkplane.server import telemetry
 from linkplane.server.domain import errors, specs
 from linkplane.server.protocol import converters
 from linkplane.server.storage import changes, models, operations, records
+from linkplane.server.storage.database import Session
 from linkplane.v1 import common_pb2
 
 
 async def check_account_ref(
-    session: AsyncSession, account_name: str, region: str, path: str, region_path: str
+    session: Session, account_name: str, region: str, path: str, region_path: str
 ) -> None:
     """The referenced Account exists and allows the region."""
     row = await records.get(session, models.Account, account_name)
@@ -38,7 +38,7 @@ async def check_account_ref(
 
 
 async def start_operation(
-    session: AsyncSession,
+    session: Session,
     *,
     target: str,
     verb: str,
@@ -65,7 +65,7 @@ async def start_operation(
 
 
 async def replayed_operation(
-    session: AsyncSession, operation_id: str | None
+    session: Session, operation_id: str | None
 ) -> operations_pb2.Operation:
     if operation_id is None:
         raise errors.Unavailable("the first request with this request_id is still in progress")

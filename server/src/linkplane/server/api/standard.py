@@ -15,13 +15,12 @@ from typing import Any
 from google.longrunning import operations_pb2
 from google.protobuf import field_mask_pb2
 from google.protobuf.message import Message
-from sqlalchemy import func, inspect
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkplane.server.api import fields, resources, rpc, watches
 from linkplane.server.domain import errors, filters, pagination, specs
 from linkplane.server.protocol import converters
 from linkplane.server.storage import audit, leases, reads, records
+from linkplane.server.storage.database import Session
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,7 @@ def watcher(
 
 
 async def conclude(
-    session: AsyncSession,
+    session: Session,
     *,
     kind: Kind,
     row: Any,
@@ -140,12 +139,12 @@ def touch(row: Any) -> None:
     row.reconciling = True
     row.next_reconcile_at = leases.poke_time()
     row.revision += 1
-    row.update_time = func.now()
+    records.mark_updated(row)
 
 
 def mark_deleting(row: Any) -> None:
     if row.delete_time is None:
-        row.delete_time = func.now()
+        records.mark_deleted(row)
     row.state = "DELETING"
     touch(row)
 
@@ -208,8 +207,7 @@ async def update(
             row.generation += 1
             row.state = kind.state_on_update(row.state)
             touch(row)
-        await session.flush()
-        await session.refresh(row)
+        await records.write_back(session, row)
         return await conclude(
             session,
             kind=kind,
@@ -226,9 +224,7 @@ async def update(
 def _would_be(kind: Kind, row: Any, spec: Any) -> Any:
     """A detached copy of `row` as the update would leave it (for validate_only): the new
     spec, generation and state; nothing is written."""
-    copy = kind.model(
-        **{column.key: getattr(row, column.key) for column in inspect(kind.model).column_attrs}
-    )
+    copy = records.detached_copy(kind.model, row)
     copy.spec = specs.to_json(spec)
     copy.display_name = spec.display_name
     copy.labels = spec.labels

@@ -42,7 +42,6 @@ from typing import Any, TypeVar
 import structlog
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
-from sqlalchemy import select
 
 from linkplane.server.domain import errors, filters
 from linkplane.server.storage import changes, database, filtering, records
@@ -433,8 +432,7 @@ class Hub:
         async with self.db.transaction() as session:
             for kind_name, names in wanted.items():
                 kind = self._kinds[kind_name]
-                query = select(kind.model).where(kind.model.name.in_(sorted(names)))
-                for row in (await session.execute(query)).scalars():
+                for row in await records.named(session, kind.model, names):
                     found[(kind_name, row.name)] = resource_of(kind, row)
         return found
 
@@ -534,10 +532,7 @@ class Watcher:
         # Read between two pages, for a name no page listed: which is newer cannot be told,
         # so look again.
         async with self._snapshot_read() as epoch, self.hub.db.transaction() as session:
-            query = select(self.kind.model).where(
-                self.kind.model.project == self.project, self.kind.model.name == update.name
-            )
-            row = (await session.execute(query)).scalar_one_or_none()
+            row = await records.get_in_project(session, self.kind.model, self.project, update.name)
             resource = resource_of(self.kind, row) if row is not None else None
         return Update(name=update.name, epoch=epoch, resource=resource)
 

@@ -31,7 +31,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from sqlalchemy import func, update
 
 from linkplane.server.aws import calls, quotas, tags
 from linkplane.server.aws import endpoints as aws_endpoints
@@ -523,14 +522,13 @@ class ConnectionReconciler:
                 row.reconciling = False
                 row.observed_generation = row.generation
             row.revision += 1
-            row.update_time = func.now()
+            records.mark_updated(row)
             await progress.set_progress(
                 session,
                 row.uid,
                 f"AWS said {error.code}; retrying" if error.retryable else f"failed: {error}",
             )
-            await session.flush()
-            await session.refresh(row)
+            await records.write_back(session, row)
             await progress.settle_connection(session, row)
             await changes.notify(session, kind=KIND, name=row.name, uid=str(row.uid))
 
@@ -1352,11 +1350,7 @@ class ConnectionReconciler:
         if not service:
             return
         async with self.ws.db.transaction() as session:
-            await session.execute(
-                update(models.Service)
-                .where(models.Service.name == service)
-                .values(next_reconcile_at=leases.poke_time())
-            )
+            await leases.poke_service(session, service)
 
     async def _write(
         self,
@@ -1385,9 +1379,8 @@ class ConnectionReconciler:
                 row.endpoint_id = endpoint_id
             if before != (row.state, row.status, row.reconciling, row.observed_generation):
                 row.revision += 1
-                row.update_time = func.now()
+                records.mark_updated(row)
                 await changes.notify(session, kind=KIND, name=row.name, uid=str(row.uid))
             await progress.set_progress(session, row.uid, message)
-            await session.flush()
-            await session.refresh(row)
+            await records.write_back(session, row)
             await progress.settle_connection(session, row)

@@ -22,13 +22,11 @@ from typing import Any, Protocol
 
 import structlog
 from prometheus_client import Counter, Gauge
-from sqlalchemy import func
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkplane.server.aws import errors as aws_errors
 from linkplane.server.domain import errors as domain_errors
 from linkplane.server.reconciler import progress, traces
-from linkplane.server.storage import changes, database, leases
+from linkplane.server.storage import changes, database, leases, records
 
 log = structlog.get_logger("linkplane.reconciler")
 
@@ -172,7 +170,7 @@ class Engine:
                 await leases.heartbeat(session, reconciler.model, lease, self.lease_seconds)
 
     async def _clear_bug(
-        self, session: AsyncSession, reconciler: Reconciler, lease: leases.Lease
+        self, session: database.Session, reconciler: Reconciler, lease: leases.Lease
     ) -> None:
         """A pass succeeded after failing unexpectedly: drop the InternalError condition (in
         the release's transaction, so nobody sees the condition gone and the attempts kept)."""
@@ -184,7 +182,7 @@ class Engine:
         status["conditions"] = conditions
         row.status = status
         row.revision += 1
-        row.update_time = func.now()
+        records.mark_updated(row)
         await changes.notify(session, kind=reconciler.kind, name=row.name, uid=str(row.uid))
 
     async def _work(self, reconciler: Reconciler, lease: leases.Lease) -> None:
@@ -332,7 +330,7 @@ def _bug_condition(status: dict[str, Any]) -> dict[str, Any] | None:
 
 
 async def _record_bug(
-    session: AsyncSession,
+    session: database.Session,
     reconciler: Reconciler,
     lease: leases.Lease,
     exc: Exception,
@@ -352,5 +350,5 @@ async def _record_bug(
     )
     row.status = status
     row.revision += 1
-    row.update_time = func.now()
+    records.mark_updated(row)
     await changes.notify(session, kind=reconciler.kind, name=row.name, uid=str(row.uid))

@@ -23,14 +23,13 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select, text
 
 from linkplane.server.aws import errors as aws_errors
 from linkplane.server.aws import services as aws_services
 from linkplane.server.aws import tags
 from linkplane.server.domain import specs
 from linkplane.server.reconciler.workspace import Workspace
-from linkplane.server.storage import models, requests
+from linkplane.server.storage import garbage, requests
 
 log = structlog.get_logger("linkplane.reconciler.garbage")
 LOCK_KEY = 724109
@@ -81,24 +80,18 @@ class Collector:
     async def sweep(self) -> Sweep:
         """One pass over every registered account and region, under the advisory lock."""
         result = Sweep()
-        async with self.ws.db.engine.connect() as connection:
-            locked = (
-                await connection.execute(text(f"SELECT pg_try_advisory_lock({LOCK_KEY})"))
-            ).scalar_one()
+        async with garbage.exclusive(self.ws.db, LOCK_KEY) as locked:
             if not locked:
                 return result
-            try:
-                async with self.ws.db.transaction() as session:
-                    expired = await requests.expire(session, older_than=self.request_id_retention)
-                if expired:
-                    log.info("garbage.request_ids_expired", count=expired)
-                places, live_services, live_connections = await self._inventory()
-                for account_name, region in sorted(places):
-                    await self._sweep_place(
-                        account_name, region, live_services, live_connections, result
-                    )
-            finally:
-                await connection.execute(text(f"SELECT pg_advisory_unlock({LOCK_KEY})"))
+            async with self.ws.db.transaction() as session:
+                expired = await requests.expire(session, older_than=self.request_id_retention)
+            if expired:
+                log.info("garbage.request_ids_expired", count=expired)
+            places, live_services, live_connections = await self._inventory()
+            for account_name, region in sorted(places):
+                await self._sweep_place(
+                    account_name, region, live_services, live_connections, result
+                )
         if result.endpoints or result.endpoint_services or result.load_balancers:
             log.info("garbage.removed", **result.__dict__)
         return result
@@ -107,24 +100,9 @@ class Collector:
         self,
     ) -> tuple[set[tuple[str, str]], set[str], dict[str, str | None]]:
         async with self.ws.db.transaction() as session:
-            accounts = (await session.execute(select(models.Account))).scalars().all()
-            services = (
-                await session.execute(
-                    select(
-                        models.Service.uid, models.Service.provider_account, models.Service.region
-                    )
-                )
-            ).all()
-            connections = (
-                await session.execute(
-                    select(
-                        models.Connection.uid,
-                        models.Connection.consumer_account,
-                        models.Connection.region,
-                        models.Connection.endpoint_id,
-                    )
-                )
-            ).all()
+            accounts = await garbage.accounts(session)
+            services = await garbage.services(session)
+            connections = await garbage.connections(session)
         places: set[tuple[str, str]] = set()
         in_use = {region for _, _, region in services} | {r for _, _, r, _ in connections}
         for account in accounts:

@@ -11,13 +11,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import empty_pb2
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkplane.server.aws import errors as aws_errors
 from linkplane.server.domain import errors
 from linkplane.server.protocol import converters, statuses
-from linkplane.server.storage import changes, models, operations
+from linkplane.server.storage import changes, decisions, inventory, models, operations, records
+from linkplane.server.storage.database import Session
 from linkplane.v1 import provider_service_pb2
 
 
@@ -95,12 +94,12 @@ def failure_status(reason: str, message: str, **metadata: str) -> dict[str, Any]
     )
 
 
-async def set_progress(session: AsyncSession, uid: Any, message: str) -> None:
+async def set_progress(session: Session, uid: Any, message: str) -> None:
     for operation in await operations.open_for(session, uid):
         await operations.set_progress(session, operation.id, message)
 
 
-async def settle_service(session: AsyncSession, row: models.Service) -> None:
+async def settle_service(session: Session, row: models.Service) -> None:
     """Finish the service's operations that its current state answers."""
     for operation in await operations.open_for(session, row.uid):
         if operation.verb in {"publish", "update"}:
@@ -124,31 +123,14 @@ async def settle_service(session: AsyncSession, row: models.Service) -> None:
                     ),
                 )
         elif operation.verb in {"accept", "reject"}:
-            decisions = (
-                (
-                    await session.execute(
-                        select(models.ConnectionDecision).where(
-                            models.ConnectionDecision.operation_id == operation.id
-                        )
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            if any(d.applied_at is None for d in decisions):
+            recorded = await decisions.of_operation(session, operation.id)
+            if any(d.applied_at is None for d in recorded):
                 continue
             connections = {
                 c.endpoint_id: c
-                for c in (
-                    await session.execute(
-                        select(models.ServiceConnection).where(
-                            models.ServiceConnection.service_uid == row.uid,
-                            models.ServiceConnection.endpoint_id.in_(
-                                [d.endpoint_id for d in decisions]
-                            ),
-                        )
-                    )
-                ).scalars()
+                for c in await inventory.of_endpoints(
+                    session, row.uid, [d.endpoint_id for d in recorded]
+                )
             }
             failures = [
                 provider_service_pb2.ConnectionDecisionFailure(
@@ -156,12 +138,12 @@ async def settle_service(session: AsyncSession, row: models.Service) -> None:
                     code=str(d.outcome.get("code", "")),
                     message=str(d.outcome.get("message", "")),
                 )
-                for d in decisions
+                for d in recorded
                 if d.outcome.get("code")
             ]
             listed = [
                 converters.service_connection(connections[d.endpoint_id], row.name)
-                for d in decisions
+                for d in recorded
                 if d.endpoint_id in connections
             ]
             response_type = (
@@ -182,7 +164,7 @@ CONNECTION_SETTLED = {"AVAILABLE", "PENDING_ACCEPTANCE"}
 CONNECTION_FAILED = {"REJECTED", "FAILED", "EXPIRED"}
 
 
-async def settle_connection(session: AsyncSession, row: models.Connection) -> None:
+async def settle_connection(session: Session, row: models.Connection) -> None:
     """Create/update operations finish when linkplane has nothing left to do on its own:
     the endpoint is AVAILABLE, or it waits for the provider (PENDING_ACCEPTANCE, not ready,
     as the returned Connection's state says). REJECTED, FAILED and EXPIRED fail them."""
@@ -225,7 +207,7 @@ def _stalled_condition(status: dict[str, Any]) -> str | None:
     return None
 
 
-async def finish_deletion(session: AsyncSession, row: Any, kind: str) -> None:
+async def finish_deletion(session: Session, row: Any, kind: str) -> None:
     """The resource is gone from AWS: finish every open operation and delete the row."""
     for operation in await operations.open_for(session, row.uid):
         if operation.verb == "delete":
@@ -241,4 +223,4 @@ async def finish_deletion(session: AsyncSession, row: Any, kind: str) -> None:
                 ),
             )
     await changes.notify(session, kind=kind, name=row.name, uid=str(row.uid))
-    await session.delete(row)
+    await records.remove(session, row)

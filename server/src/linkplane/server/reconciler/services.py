@@ -23,9 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, exists, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkplane.server.aws import calls, loadbalancers
 from linkplane.server.aws import errors as aws_errors
@@ -34,7 +31,17 @@ from linkplane.server.domain import acceptance, specs, states
 from linkplane.server.protocol import converters
 from linkplane.server.reconciler import engine, labels, progress, stalls
 from linkplane.server.reconciler.workspace import Workspace
-from linkplane.server.storage import audit, changes, leases, models, operations
+from linkplane.server.storage import (
+    audit,
+    changes,
+    decisions,
+    inventory,
+    leases,
+    models,
+    operations,
+    records,
+)
+from linkplane.server.storage.database import Session
 
 log = structlog.get_logger("linkplane.reconciler.services")
 KIND = "service"
@@ -347,12 +354,7 @@ class ServiceReconciler:
 
     def urgent(self) -> Any:
         # Decisions recorded by AcceptServiceConnections while this worker held the lease.
-        return exists().where(
-            and_(
-                models.ConnectionDecision.service_uid == models.Service.uid,
-                models.ConnectionDecision.applied_at.is_(None),
-            )
-        )
+        return decisions.waiting()
 
     async def record_failure(
         self, lease: leases.Lease, error: aws_errors.AwsError, attempts: int
@@ -379,15 +381,14 @@ class ServiceReconciler:
                 row.state = "FAILED"
                 row.reconciling = False
                 row.observed_generation = row.generation
-            row.update_time = func.now()
+            records.mark_updated(row)
             row.revision += 1
             await progress.set_progress(
                 session,
                 row.uid,
                 f"AWS said {error.code}; retrying" if error.retryable else f"failed: {error}",
             )
-            await session.flush()
-            await session.refresh(row)
+            await records.write_back(session, row)
             await progress.settle_service(session, row)
             await changes.notify(session, kind=KIND, name=row.name, uid=str(row.uid))
 
@@ -786,20 +787,7 @@ class ServiceReconciler:
         """Apply people's decisions, then the policy's; record each with who, when and why."""
         by_id = {c.endpoint_id: c for c in connections}
         async with self.ws.db.transaction() as session:
-            requested = (
-                (
-                    await session.execute(
-                        select(models.ConnectionDecision)
-                        .where(
-                            models.ConnectionDecision.service_uid == lease.uid,
-                            models.ConnectionDecision.applied_at.is_(None),
-                        )
-                        .order_by(models.ConnectionDecision.id)
-                    )
-                )
-                .scalars()
-                .all()
-            )
+            requested = await decisions.pending(session, lease.uid)
             plan = [
                 Decision(d.endpoint_id, d.verdict, d.actor, d.reason, False, d.id)
                 for d in requested
@@ -836,10 +824,9 @@ class ServiceReconciler:
             for decision in plan:
                 outcome = _refusal(decision, by_id, outcomes)
                 if decision.request_row is not None:
-                    row = await session.get(models.ConnectionDecision, decision.request_row)
-                    if row is not None:
-                        row.applied_at = func.now()
-                        row.outcome = outcome.to_json() if outcome else {}
+                    await decisions.mark_applied(
+                        session, decision.request_row, outcome.to_json() if outcome else {}
+                    )
                 if outcome is not None:
                     continue
                 await _record_decision(session, lease.uid, decision)
@@ -853,7 +840,7 @@ class ServiceReconciler:
                     automatic=decision.automatic,
                 )
             if decided:
-                await _poke_connections(session, lease.uid, decided)
+                await leases.poke_decided_connections(session, lease.uid, decided)
         return True
 
     async def _write(
@@ -886,14 +873,13 @@ class ServiceReconciler:
                 row.service_id = service_id
                 row.service_name = service_name
             if connections is not None:
-                await _store_connections(session, row, connections)
+                await inventory.store_observed(session, row, connections)
             if before != (row.state, row.status, row.reconciling, row.observed_generation):
                 row.revision += 1
-                row.update_time = func.now()
+                records.mark_updated(row)
                 await changes.notify(session, kind=KIND, name=row.name, uid=str(row.uid))
             await progress.set_progress(session, row.uid, progress_message)
-            await session.flush()
-            await session.refresh(row)
+            await records.write_back(session, row)
             await progress.settle_service(session, row)
             await _settle_verification(session, row, dns_answered, dns_unanswerable)
             if stalled:
@@ -958,7 +944,7 @@ class ServiceReconciler:
             if status != row.status:
                 row.status = status
                 row.revision += 1
-                row.update_time = func.now()
+                records.mark_updated(row)
                 await changes.notify(session, kind=KIND, name=row.name, uid=str(row.uid))
             await progress.set_progress(session, row.uid, message)
 
@@ -1043,28 +1029,8 @@ def _connection_counts(connections: Sequence[aws_services.EndpointConnection]) -
     return buckets
 
 
-async def _poke_connections(
-    session: AsyncSession, service_uid: uuid.UUID, decided: list[str]
-) -> None:
-    """The consumers' Connections look now instead of polling for the verdict. A Connection
-    whose endpoint id is not stored yet (its create and this decision raced) is poked too."""
-    condition: Any = models.Connection.endpoint_id.in_(decided)
-    service = await session.get(models.Service, service_uid)
-    if service is not None:
-        condition = or_(
-            condition,
-            and_(
-                models.Connection.service == service.name,
-                models.Connection.endpoint_id.is_(None),
-            ),
-        )
-    await session.execute(
-        update(models.Connection).where(condition).values(next_reconcile_at=leases.poke_time())
-    )
-
-
 async def _fail_stalled(
-    session: AsyncSession, row: models.Service, stalled: Sequence[stalls.Stalled]
+    session: Session, row: models.Service, stalled: Sequence[stalls.Stalled]
 ) -> None:
     """Publish/update operations fail when a change is stalled: the reconciler keeps trying
     with backoff, but the caller learns now rather than hours later (as for Connections)."""
@@ -1081,7 +1047,7 @@ async def _fail_stalled(
 
 
 async def _settle_verification(
-    session: AsyncSession,
+    session: Session,
     row: models.Service,
     answered: Sequence[str],
     unanswerable: Sequence[str],
@@ -1120,9 +1086,7 @@ async def _settle_verification(
             )
 
 
-async def _record_decision(
-    session: AsyncSession, service_uid: uuid.UUID, decision: Decision
-) -> None:
+async def _record_decision(session: Session, service_uid: uuid.UUID, decision: Decision) -> None:
     recorded = {
         "verdict": decision.verdict,
         "actor": decision.actor,
@@ -1130,21 +1094,8 @@ async def _record_decision(
         "automatic": decision.automatic,
         "time": progress.now_iso(),
     }
-    await session.execute(
-        insert(models.ServiceConnection)
-        .values(
-            service_uid=service_uid,
-            endpoint_id=decision.endpoint_id,
-            owner_account_id="",
-            state="PENDING_ACCEPTANCE",
-            decision=recorded,
-            dns_entries={},
-        )
-        .on_conflict_do_update(
-            index_elements=["service_uid", "endpoint_id"], set_={"decision": recorded}
-        )
-    )
-    service = await session.get(models.Service, service_uid)
+    await inventory.record_decision(session, service_uid, decision.endpoint_id, recorded)
+    service = await records.find(session, models.Service, service_uid)
     await audit.record(
         session,
         actor=decision.actor,
@@ -1155,75 +1106,3 @@ async def _record_decision(
         resource_uid=service_uid,
         details={"reason": decision.reason, "automatic": decision.automatic},
     )
-
-
-@dataclass(frozen=True)
-class _Ours:
-    """A linkplane Connection behind an endpoint: what the provider's inventory shows of it."""
-
-    name: str
-    vpc_id: str
-    request_message: str
-
-
-async def _store_connections(
-    session: AsyncSession,
-    service: models.Service,
-    connections: Sequence[aws_services.EndpointConnection],
-) -> None:
-    """Mirror AWS's view of the service's connections, including consumers outside linkplane.
-
-    AWS does not report a connection's VPC; for linkplane's own Connections in the service's
-    project it comes from their spec."""
-    endpoint_ids = [c.endpoint_id for c in connections]
-    ours: dict[str, _Ours] = {}
-    for endpoint_id, name, project, spec in (
-        await session.execute(
-            select(
-                models.Connection.endpoint_id,
-                models.Connection.name,
-                models.Connection.project,
-                models.Connection.spec,
-            ).where(models.Connection.endpoint_id.in_(endpoint_ids))
-        )
-    ).all():
-        connection_spec = specs.connection_from_json(spec or {})
-        # A consumer in another project shows the provider only what AWS would: not its VPC.
-        vpc_id = connection_spec.vpc_id if project == service.project else ""
-        ours[endpoint_id] = _Ours(name, vpc_id, connection_spec.request_message)
-    for connection in connections:
-        mine = ours.get(connection.endpoint_id, _Ours("", "", ""))
-        values = {
-            "owner_account_id": connection.owner,
-            "region": connection.region,
-            "state": connection.state,
-            "connection_name": mine.name,
-            "vpc_id": mine.vpc_id,
-            "request_message": mine.request_message,
-            "dns_entries": {
-                "entries": [
-                    {"dns_name": name, "hosted_zone_id": zone}
-                    for name, zone in connection.dns_entries
-                ]
-            },
-            "create_time": connection.create_time,
-            "observe_time": func.now(),
-        }
-        await session.execute(
-            insert(models.ServiceConnection)
-            .values(
-                service_uid=service.uid,
-                endpoint_id=connection.endpoint_id,
-                decision={},
-                **values,
-            )
-            .on_conflict_do_update(index_elements=["service_uid", "endpoint_id"], set_=values)
-        )
-    # Endpoints AWS no longer reports are gone (deleted by their owners).
-    stale = select(models.ServiceConnection).where(
-        models.ServiceConnection.service_uid == service.uid,
-        models.ServiceConnection.endpoint_id.not_in(endpoint_ids),
-        models.ServiceConnection.state != "DELETED",
-    )
-    for row in (await session.execute(stale)).scalars():
-        row.state = "DELETED"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeAlias
 
 import sqlalchemy.exc
 from sqlalchemy.engine import make_url
@@ -28,6 +28,10 @@ from sqlalchemy.ext.asyncio import (
 
 from linkplane.server import telemetry
 from linkplane.server.domain import errors
+
+Session: TypeAlias = AsyncSession
+"""One transaction's session, as the API and the reconcilers name it: they hand it to the
+storage functions and never query through it themselves."""
 
 
 def async_url(url: str) -> str:

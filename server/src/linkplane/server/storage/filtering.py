@@ -1,4 +1,5 @@
-"""Compiles a parsed AIP-160 filter (`domain.filters`) into a SQLAlchemy condition."""
+"""Compiles a parsed AIP-160 filter (`domain.filters`) into a SQLAlchemy condition, and names
+the columns each resource's List and Watch filter on."""
 
 from __future__ import annotations
 
@@ -11,6 +12,44 @@ from sqlalchemy import String, and_, false, not_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
 from linkplane.server.domain import errors, filters
+from linkplane.server.storage import models
+
+
+def account_columns() -> dict[str, Any]:
+    """The columns ListAccounts filters on, by filter field name."""
+    return {
+        "display_name": models.Account.display_name,
+        "aws_account_id": models.Account.aws_account_id,
+        "labels": models.Account.labels,
+    }
+
+
+def service_columns() -> dict[str, Any]:
+    """The columns ListServices and WatchServices filter on, by filter field name."""
+    return {
+        "state": models.Service.state,
+        "region": models.Service.region,
+        "provider_account": models.Service.provider_account,
+        "display_name": models.Service.display_name,
+        "labels": models.Service.labels,
+        "service_name": models.Service.service_name,
+    }
+
+
+def connection_columns() -> dict[str, Any]:
+    """The columns ListConnections and WatchConnections filter on, by filter field name."""
+    m = models.Connection
+    return {
+        "state": m.state,
+        "region": m.region,
+        "consumer_account": m.consumer_account,
+        "service": m.service,
+        "service_name": m.service_name,
+        "vpc_id": m.vpc_id,
+        "display_name": m.display_name,
+        "labels": m.labels,
+        "endpoint_id": m.endpoint_id,
+    }
 
 
 def compile_filter(

@@ -1,16 +1,20 @@
 """Queries over a Service's connection inventory (what AWS last reported about its
-endpoint connections), for the provider API: paging, lookup, and counting live ones."""
+endpoint connections): paging, lookup and counting live ones for the provider API; storing
+what AWS reported, and the decisions made on each connection, for the Service's reconciler."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
 
 from sqlalchemy import case, func, or_, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from linkplane.server.domain import filters, states
+from linkplane.server.domain import filters, specs, states
 from linkplane.server.storage import filtering, models, records
 
 Row = models.ServiceConnection
@@ -109,3 +113,119 @@ async def count_live(
         models.Connection.delete_time.is_(None),
     )
     return max(int(observed.scalar_one()), ours)
+
+
+async def of_endpoints(
+    session: AsyncSession, service_uid: uuid.UUID, endpoint_ids: Collection[str]
+) -> Sequence[Row]:
+    """The inventory rows of these endpoints (those it has)."""
+    query = select(Row).where(Row.service_uid == service_uid, Row.endpoint_id.in_(endpoint_ids))
+    return (await session.execute(query)).scalars().all()
+
+
+async def record_decision(
+    session: AsyncSession, service_uid: uuid.UUID, endpoint_id: str, decision: dict[str, Any]
+) -> None:
+    """Note the decision applied to an endpoint's connection; an endpoint the inventory does
+    not show yet is entered as pending acceptance (the next refresh fills it in)."""
+    await session.execute(
+        insert(Row)
+        .values(
+            service_uid=service_uid,
+            endpoint_id=endpoint_id,
+            owner_account_id="",
+            state="PENDING_ACCEPTANCE",
+            decision=decision,
+            dns_entries={},
+        )
+        .on_conflict_do_update(
+            index_elements=["service_uid", "endpoint_id"], set_={"decision": decision}
+        )
+    )
+
+
+class Observed(Protocol):
+    """One endpoint connection as AWS reported it (aws/services.py's EndpointConnection)."""
+
+    @property
+    def endpoint_id(self) -> str: ...
+    @property
+    def owner(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def create_time(self) -> datetime | None: ...
+    @property
+    def dns_entries(self) -> tuple[tuple[str, str], ...]: ...
+
+
+@dataclass(frozen=True)
+class _Ours:
+    """A linkplane Connection behind an endpoint: what the provider's inventory shows of it."""
+
+    name: str
+    vpc_id: str
+    request_message: str
+
+
+async def store_observed(
+    session: AsyncSession, service: models.Service, connections: Sequence[Observed]
+) -> None:
+    """Mirror AWS's view of the service's connections, including consumers outside linkplane.
+
+    AWS does not report a connection's VPC; for linkplane's own Connections in the service's
+    project it comes from their spec."""
+    endpoint_ids = [c.endpoint_id for c in connections]
+    ours: dict[str, _Ours] = {}
+    for endpoint_id, name, project, spec in (
+        await session.execute(
+            select(
+                models.Connection.endpoint_id,
+                models.Connection.name,
+                models.Connection.project,
+                models.Connection.spec,
+            ).where(models.Connection.endpoint_id.in_(endpoint_ids))
+        )
+    ).all():
+        connection_spec = specs.connection_from_json(spec or {})
+        # A consumer in another project shows the provider only what AWS would: not its VPC.
+        vpc_id = connection_spec.vpc_id if project == service.project else ""
+        ours[endpoint_id] = _Ours(name, vpc_id, connection_spec.request_message)
+    for connection in connections:
+        mine = ours.get(connection.endpoint_id, _Ours("", "", ""))
+        values = {
+            "owner_account_id": connection.owner,
+            "region": connection.region,
+            "state": connection.state,
+            "connection_name": mine.name,
+            "vpc_id": mine.vpc_id,
+            "request_message": mine.request_message,
+            "dns_entries": {
+                "entries": [
+                    {"dns_name": name, "hosted_zone_id": zone}
+                    for name, zone in connection.dns_entries
+                ]
+            },
+            "create_time": connection.create_time,
+            "observe_time": func.now(),
+        }
+        await session.execute(
+            insert(Row)
+            .values(
+                service_uid=service.uid,
+                endpoint_id=connection.endpoint_id,
+                decision={},
+                **values,
+            )
+            .on_conflict_do_update(index_elements=["service_uid", "endpoint_id"], set_=values)
+        )
+    # Endpoints AWS no longer reports are gone (deleted by their owners).
+    stale = select(Row).where(
+        Row.service_uid == service.uid,
+        Row.endpoint_id.not_in(endpoint_ids),
+        Row.state != "DELETED",
+    )
+    for row in (await session.execute(stale)).scalars():
+        row.state = "DELETED"

@@ -96,6 +96,35 @@ def poke_time() -> Any:
     return func.clock_timestamp()
 
 
+async def poke_service(session: AsyncSession, name: str) -> None:
+    """Have the Service of that name look now (at a new request, a deleted endpoint)."""
+    await session.execute(
+        update(models.Service)
+        .where(models.Service.name == name)
+        .values(next_reconcile_at=poke_time())
+    )
+
+
+async def poke_decided_connections(
+    session: AsyncSession, service_uid: uuid.UUID, endpoint_ids: list[str]
+) -> None:
+    """The consumers' Connections look now instead of polling for the verdict. A Connection
+    whose endpoint id is not stored yet (its create and this decision raced) is poked too."""
+    condition: Any = models.Connection.endpoint_id.in_(endpoint_ids)
+    service = await session.get(models.Service, service_uid)
+    if service is not None:
+        condition = or_(
+            condition,
+            and_(
+                models.Connection.service == service.name,
+                models.Connection.endpoint_id.is_(None),
+            ),
+        )
+    await session.execute(
+        update(models.Connection).where(condition).values(next_reconcile_at=poke_time())
+    )
+
+
 def fenced(model: Model, lease: Lease) -> Any:
     """The WHERE clause every write under a lease carries."""
     return and_(model.uid == lease.uid, model.fencing_token == lease.token)

@@ -6,7 +6,7 @@ connections and accounts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import func, inspect, select
@@ -69,3 +69,55 @@ async def page(
 async def count_where(session: AsyncSession, model: type[Row], *conditions: Any) -> int:
     result = await session.execute(select(func.count()).select_from(model).where(*conditions))
     return int(result.scalar_one())
+
+
+async def get_in_project(
+    session: AsyncSession, model: type[Row], project: str, name: str
+) -> Row | None:
+    """The row of that name, if it is in `project` (a watch re-reads only its own project)."""
+    query = select(model).where(model.project == project, model.name == name)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def named(session: AsyncSession, model: type[Row], names: Collection[str]) -> Sequence[Row]:
+    """The rows of these names that exist, in one query (unordered, like any IN lookup)."""
+    query = select(model).where(model.name.in_(sorted(names)))
+    return (await session.execute(query)).scalars().all()
+
+
+async def find(session: AsyncSession, model: type[M], key: Any) -> M | None:
+    """The row with this primary key, from the session's identity map when it holds it."""
+    return await session.get(model, key)
+
+
+def mark_updated(row: Any) -> None:
+    """The row changed: its update_time becomes the writing transaction's now() at flush."""
+    row.update_time = func.now()
+
+
+def mark_deleted(row: Any) -> None:
+    """Deletion was asked for: delete_time becomes the writing transaction's now() at flush."""
+    row.delete_time = func.now()
+
+
+async def flush(session: AsyncSession) -> None:
+    """Send the pending changes now, so the transaction's later statements see them."""
+    await session.flush()
+
+
+async def write_back(session: AsyncSession, row: Any) -> None:
+    """Send the pending changes and read `row` back, with the values Postgres computed
+    (update_time), so a response or a status derived from it shows what was stored."""
+    await session.flush()
+    await session.refresh(row)
+
+
+async def remove(session: AsyncSession, row: Any) -> None:
+    """Delete the row (at the next flush, or the commit)."""
+    await session.delete(row)
+
+
+def detached_copy(model: type[M], row: M) -> M:
+    """A new, never-added object with `row`'s column values: to show what a change would
+    leave without writing anything."""
+    return model(**{column.key: getattr(row, column.key) for column in inspect(model).column_attrs})
