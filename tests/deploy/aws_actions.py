@@ -2,11 +2,12 @@
 running it.
 
 Every AWS call goes through ``calls.Context.call/collect/paginate`` (``ctx.call("ec2",
-"DescribeVpcEndpoints", ...)``); AssumeRole is the one call made outside it (``sessions``, by the control plane's own principal). The action
-argument may be a string literal, a name bound to literals in the function or module (an
-assignment, a ``for`` over literal tuples), or a parameter of the enclosing function whose
-callers in the same module pass literals. Anything else is reported as unresolved, so a call
-this scan cannot read fails the IAM policy test instead of being missed.
+"DescribeVpcEndpoints", ...)``); AssumeRole is the one call made outside it (``sessions``, by
+the control plane's own principal). The action argument may be a string literal, a name bound to
+literals in the function or module (an assignment, a ``for`` over literal tuples), or a
+parameter of the enclosing function whose callers in the same module pass literals. Anything
+else is reported as unresolved, so a call this scan cannot read fails the IAM policy test
+instead of being missed.
 """
 
 from __future__ import annotations
