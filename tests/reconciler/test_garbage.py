@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from aiobotocore.session import get_session
 
-from linkplane.v1 import account_pb2, account_service_pb2
-from tests.reconciler.conftest import CONSUMER, REGION
+from linkplane.server.reconciler import garbage
+from linkplane.v1 import account_pb2, account_service_pb2, connection_pb2, consumer_service_pb2
+from tests.reconciler.conftest import CONSUMER, REGION, eventually
 
 
 async def _consumer_ec2(sim):
@@ -81,3 +83,60 @@ async def test_orphaned_endpoint_is_deleted(api, sim, networks, control_plane, p
             Filters=[{"Name": "tag:linkplane:uid", "Values": [orphan_uid]}]
         )
         assert all(e["State"].lower() in {"deleting", "deleted"} for e in remaining["VpcEndpoints"])
+
+
+async def test_a_sweep_spares_the_endpoint_of_a_connection_created_while_it_ran(
+    api, sim, networks, control_plane, project, monkeypatch
+):
+    """The collector looked at the database, then a Connection was created and its endpoint
+    with it, then the collector listed AWS: the endpoint's uid was not in the view read first,
+    yet it has a row. Reading AWS first and the rows after spares it (before, the sweep
+    deleted the brand-new endpoint of a live Connection)."""
+    await api.accounts.RegisterAccount(
+        account_service_pb2.RegisterAccountRequest(
+            parent=f"projects/{project}",
+            account_id=CONSUMER,
+            account=account_pb2.Account(
+                role_arn=f"arn:aws:iam::{CONSUMER}:role/linkplane", allowed_regions=[REGION]
+            ),
+        )
+    )
+    name = f"projects/{project}/connections/meanwhile"
+    spec = connection_pb2.Connection(
+        service_name=f"com.amazonaws.{REGION}.sqs",
+        consumer_account=f"projects/{project}/accounts/{CONSUMER}",
+        region=REGION,
+        vpc_id=networks[CONSUMER]["vpc_id"],
+        subnet_ids=networks[CONSUMER]["subnet_ids"][:1],
+    )
+    places = garbage.Collector._places
+
+    async def then_connect(self: garbage.Collector) -> Any:
+        found = await places(self)
+        await api.consumer.CreateConnection(
+            consumer_service_pb2.CreateConnectionRequest(
+                parent=f"projects/{project}", connection_id="meanwhile", connection=spec
+            )
+        )
+        await eventually(
+            lambda: api.consumer.GetConnection(
+                consumer_service_pb2.GetConnectionRequest(name=name)
+            ),
+            lambda c: bool(c.endpoint_id),
+            timeout=30.0,
+        )
+        return found
+
+    monkeypatch.setattr(garbage.Collector, "_places", then_connect)
+    assert control_plane.collector is not None
+    swept = await control_plane.collector.sweep()
+    connection = await api.consumer.GetConnection(
+        consumer_service_pb2.GetConnectionRequest(name=name)
+    )
+    assert connection.endpoint_id not in swept.endpoints
+    async with await _consumer_ec2(sim) as ec2:
+        (described,) = (await ec2.describe_vpc_endpoints(VpcEndpointIds=[connection.endpoint_id]))[
+            "VpcEndpoints"
+        ]
+    assert described["State"].lower() not in {"deleting", "deleted"}
+    await api.consumer.DeleteConnection(consumer_service_pb2.DeleteConnectionRequest(name=name))

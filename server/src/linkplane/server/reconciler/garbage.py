@@ -7,7 +7,9 @@ the outside: a row deleted by hand, a restored database backup, an endpoint dupl
 create whose ClientToken AWS no longer honoured. Periodically, one replica at a time (a Postgres
 advisory lock), the collector lists every object carrying the `linkplane:uid` tag in each
 registered account and region and deletes those whose uid has no row — and, for a live
-Connection, any endpoint other than the one it tracks.
+Connection, any endpoint other than the one it tracks. It reads AWS first and the rows after
+(see ``_sweep_place``), so a resource created during a sweep never loses its new objects, and
+a second sweeper (a replica whose lock connection dropped) does no harm.
 
 One linkplane installation per AWS account: a second installation's objects would look like
 orphans here. `LINKPLANE_GARBAGE_COLLECTION=false` turns the collector off.
@@ -87,18 +89,15 @@ class Collector:
                 expired = await requests.expire(session, older_than=self.request_id_retention)
             if expired:
                 log.info("garbage.request_ids_expired", count=expired)
-            places, live_services, live_connections = await self._inventory()
-            for account_name, region in sorted(places):
-                await self._sweep_place(
-                    account_name, region, live_services, live_connections, result
-                )
+            for account_name, region in sorted(await self._places()):
+                await self._sweep_place(account_name, region, result)
         if result.endpoints or result.endpoint_services or result.load_balancers:
             log.info("garbage.removed", **result.__dict__)
         return result
 
-    async def _inventory(
-        self,
-    ) -> tuple[set[tuple[str, str]], set[str], dict[str, str | None]]:
+    async def _places(self) -> set[tuple[str, str]]:
+        """Every (account, Region) to look in: where a Service or Connection lives, and each
+        registered account's allowed Regions (or, without a limit, every Region in use)."""
         async with self.ws.db.transaction() as session:
             accounts = await garbage.accounts(session)
             services = await garbage.services(session)
@@ -106,28 +105,21 @@ class Collector:
         places: set[tuple[str, str]] = set()
         in_use = {region for _, _, region in services} | {r for _, _, r, _ in connections}
         for account in accounts:
-            # An account limited to some regions is swept there; one that is not, wherever
-            # linkplane works at all.
             allowed = specs.account_from_json(account.spec).allowed_regions
             for region in allowed or in_use:
                 places.add((account.name, region))
         places |= {(account, region) for _, account, region in services}
         places |= {(account, region) for _, account, region, _ in connections}
         registered = {a.name for a in accounts}
-        return (
-            {p for p in places if p[0] in registered},
-            {str(uid) for uid, _, _ in services},
-            {str(uid): endpoint_id for uid, _, _, endpoint_id in connections},
-        )
+        return {p for p in places if p[0] in registered}
 
-    async def _sweep_place(
-        self,
-        account_name: str,
-        region: str,
-        live_services: set[str],
-        live_connections: dict[str, str | None],
-        result: Sweep,
-    ) -> None:
+    async def _sweep_place(self, account_name: str, region: str, result: Sweep) -> None:
+        """Delete what AWS shows tagged here and no row owns. AWS is read first and the rows
+        after: a row always exists before its objects are created and goes only after they
+        are deleted, so an object seen in AWS whose row is missing from a later read is
+        garbage, while a row read first could miss a resource created in between and doom
+        its brand-new objects. The same order makes two sweeps at once harmless (a replica
+        whose advisory lock's connection dropped, and the one that took the lock over)."""
         ctx = self.ws.context(await self.ws.account(account_name), region)
         endpoints = await ctx.collect(
             "ec2", "DescribeVpcEndpoints", "VpcEndpoints", Filters=TAG_KEY_FILTER
@@ -139,14 +131,14 @@ class Collector:
             uid = tags.tag_value(endpoint, tags.UID_KEY)
             if uid and _is_uid(uid) and tags.tag_value(endpoint, tags.KIND_KEY) == "endpoint":
                 by_uid[uid].append(endpoint)
+        async with self.ws.db.transaction() as session:
+            tracked = await garbage.tracked_endpoints(session, [uuid.UUID(u) for u in by_uid])
         doomed: list[str] = []
         for uid, owned in by_uid.items():
-            if uid not in live_connections:
+            if uuid.UUID(uid) not in tracked:
                 doomed += [e["VpcEndpointId"] for e in owned]
-            elif live_connections[uid] and len(owned) > 1:
-                doomed += [
-                    e["VpcEndpointId"] for e in owned if e["VpcEndpointId"] != live_connections[uid]
-                ]
+            elif (kept := tracked[uuid.UUID(uid)]) and len(owned) > 1:
+                doomed += [e["VpcEndpointId"] for e in owned if e["VpcEndpointId"] != kept]
         if doomed:
             await ctx.call("ec2", "DeleteVpcEndpoints", VpcEndpointIds=doomed)
             result.endpoints += doomed
@@ -157,6 +149,7 @@ class Collector:
             "ServiceConfigurations",
             Filters=TAG_KEY_FILTER,
         )
+        live_services = await self._existing_services(configurations)
         for config in configurations:
             uid = tags.tag_value(config, tags.UID_KEY)
             if not uid or not _is_uid(uid) or uid in live_services:
@@ -185,7 +178,9 @@ class Collector:
         for start in range(0, len(candidates), 20):
             batch = candidates[start : start + 20]
             described = await ctx.call("elbv2", "DescribeTags", ResourceArns=batch)
-            for description in described.get("TagDescriptions", []):
+            descriptions = described.get("TagDescriptions", [])
+            live_services = await self._existing_services(descriptions)
+            for description in descriptions:
                 uid = tags.tag_value(description, tags.UID_KEY)
                 if uid and _is_uid(uid) and uid not in live_services:
                     try:
@@ -199,6 +194,13 @@ class Collector:
                             raise
                         continue  # still attached to a service being deleted
                     result.load_balancers.append(description["ResourceArn"])
+
+    async def _existing_services(self, tagged: list[dict[str, Any]]) -> set[str]:
+        """The uids tagged on these AWS objects that a Service row still has."""
+        uids = {u for o in tagged if (u := tags.tag_value(o, tags.UID_KEY)) and _is_uid(u)}
+        async with self.ws.db.transaction() as session:
+            found = await garbage.existing_services(session, [uuid.UUID(u) for u in uids])
+        return {str(uid) for uid in found}
 
 
 def _is_uid(value: str) -> bool:

@@ -1,12 +1,13 @@
-"""What the garbage collector reads: every registered Account and the uid, account and
-Region of every Service and Connection (whose AWS objects are not garbage), and the
-session-level advisory lock that lets one replica sweep at a time."""
+"""What the garbage collector reads: every registered Account and the account and Region of
+every Service and Connection (where to look), which of the uids it found tagged in AWS still
+have a row (whose objects are not garbage), and the session-level advisory lock that lets one
+replica sweep at a time."""
 
 from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import NamedTuple
 
 from sqlalchemy import select, text
@@ -67,3 +68,25 @@ async def connections(session: AsyncSession) -> list[LiveConnection]:
         )
     )
     return [LiveConnection(*row) for row in rows.all()]
+
+
+async def tracked_endpoints(
+    session: AsyncSession, uids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, str | None]:
+    """Of these Connection uids, those that have a row, each with the endpoint it tracks."""
+    if not uids:
+        return {}
+    rows = await session.execute(
+        select(models.Connection.uid, models.Connection.endpoint_id).where(
+            models.Connection.uid.in_(uids)
+        )
+    )
+    return {uid: endpoint_id for uid, endpoint_id in rows.all()}
+
+
+async def existing_services(session: AsyncSession, uids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+    """Of these Service uids, those that have a row."""
+    if not uids:
+        return set()
+    rows = await session.execute(select(models.Service.uid).where(models.Service.uid.in_(uids)))
+    return set(rows.scalars().all())
