@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 
 from linkplane.server.aws import endpoints as aws_endpoints
-from linkplane.server.aws import errors as aws_errors
 from linkplane.server.domain import endpoints as kinds
 from linkplane.server.domain import specs
-from linkplane.server.reconciler import connections
+from linkplane.server.reconciler import connections, failures
 
 
 def subnet(subnet_id: str, *, v4: bool = True, v6: bool = True, **extra: Any) -> dict[str, Any]:
@@ -73,7 +72,8 @@ def test_ip_address_type_rules(ip_type, offered, subnets, code):
     if code is None:
         connections.check_ip_type(spec(ip_type), TARGET, detail(offered), parsed)
         return
-    with pytest.raises(aws_errors.AwsError) as caught:
+    # linkplane's own pre-flight verdict, not an AWS error: the spec cannot be met as it is.
+    with pytest.raises(failures.PermanentError) as caught:
         connections.check_ip_type(spec(ip_type), TARGET, detail(offered), parsed)
     assert caught.value.code == code
     assert not caught.value.retryable

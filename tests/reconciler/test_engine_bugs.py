@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from linkplane.server.aws import errors as aws_errors
-from linkplane.server.reconciler import engine
+from linkplane.server.reconciler import engine, failures
 from linkplane.server.storage import changes, database, leases, models
 from tests.reconciler.conftest import eventually
 from tests.reconciler.databases import own_database_url  # noqa: F401 - a fixture
@@ -36,7 +35,7 @@ class Broken:
         return engine.Pass(3600.0)
 
     async def record_failure(
-        self, lease: leases.Lease, error: aws_errors.AwsError, attempts: int
+        self, lease: leases.Lease, error: failures.Failure, attempts: int
     ) -> None:
         raise AssertionError("no AWS error in this test")
 

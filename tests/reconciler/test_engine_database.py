@@ -13,9 +13,8 @@ import pytest
 import sqlalchemy.exc
 
 from linkplane.server import logs
-from linkplane.server.aws import errors as aws_errors
 from linkplane.server.domain import errors as domain_errors
-from linkplane.server.reconciler import engine
+from linkplane.server.reconciler import engine, failures
 from linkplane.server.storage import changes, database, leases, models
 from tests.reconciler.conftest import eventually
 from tests.reconciler.databases import own_database_url  # noqa: F401 - a fixture
@@ -53,7 +52,7 @@ class Outage:
         return engine.Pass(3600.0)
 
     async def record_failure(
-        self, lease: leases.Lease, error: aws_errors.AwsError, attempts: int
+        self, lease: leases.Lease, error: failures.Failure, attempts: int
     ) -> None:
         raise AssertionError("no AWS error in this test")
 

@@ -37,7 +37,7 @@ from linkplane.server.aws import endpoints as aws_endpoints
 from linkplane.server.aws import errors as aws_errors
 from linkplane.server.domain import acceptance, specs, states
 from linkplane.server.domain import endpoints as kinds
-from linkplane.server.reconciler import engine, labels, progress, stalls
+from linkplane.server.reconciler import engine, failures, labels, progress, stalls
 from linkplane.server.reconciler.workspace import Workspace
 from linkplane.server.storage import changes, leases, models, records
 
@@ -390,10 +390,8 @@ class NetworkInterface:
     ipv6_addresses: list[str]
 
 
-def _permanent(code: str, message: str, action: str = "") -> aws_errors.AwsError:
-    return aws_errors.AwsError(
-        code, message, kind=aws_errors.Kind.INVALID, retryable=False, action=action or None
-    )
+def _permanent(code: str, message: str, action: str = "") -> failures.PermanentError:
+    return failures.PermanentError(code, message, action=action or None)
 
 
 def _is_default_policy(policy: object) -> bool:
@@ -417,7 +415,7 @@ def _canonical_policy(document: str) -> object:
 
 def unsupported_region(
     service: str, consumer_region: str, offered: list[str]
-) -> aws_errors.AwsError:
+) -> failures.PermanentError:
     """linkplane's own permanent error for a consumer region the service does not serve."""
     return _permanent(
         "UnsupportedRegion",
@@ -497,40 +495,11 @@ class ConnectionReconciler:
         return None
 
     async def record_failure(
-        self, lease: leases.Lease, error: aws_errors.AwsError, attempts: int
+        self, lease: leases.Lease, error: failures.Failure, attempts: int
     ) -> None:
         async with self.ws.db.transaction() as session:
             row = await leases.load(session, models.Connection, lease)
-            status = dict(row.status or {})
-            if progress.keeps_permanent_error(
-                row.state, row.generation, row.observed_generation, status, error
-            ):
-                log.info("connection.transient_error_while_failed", name=row.name, code=error.code)
-                return
-            status["last_aws_error"] = progress.aws_error_json(error)
-            progress.set_condition(
-                status,
-                "Ready",
-                None if error.retryable else False,
-                "AwsRetrying" if error.retryable else error.code,
-                str(error),
-                row.generation,
-            )
-            row.status = status
-            if not error.retryable and row.delete_time is None:
-                row.state = "FAILED"
-                row.reconciling = False
-                row.observed_generation = row.generation
-            row.revision += 1
-            records.mark_updated(row)
-            await progress.set_progress(
-                session,
-                row.uid,
-                f"AWS said {error.code}; retrying" if error.retryable else f"failed: {error}",
-            )
-            await records.write_back(session, row)
-            await progress.settle_connection(session, row)
-            await changes.notify(session, kind=KIND, name=row.name, uid=str(row.uid))
+            await failures.record(session, row, error, kind=KIND, settle=progress.settle_connection)
 
     async def reconcile(self, lease: leases.Lease) -> engine.Pass:
         began = time.monotonic()
@@ -827,15 +796,18 @@ class ConnectionReconciler:
             # Permissions granted by the provider take a moment to be seen: retry a few times
             # before calling it permanent.
             where = f" in {target.region}" if target.cross_region else ""
-            raise aws_errors.AwsError(
-                "ServiceNotVisible",
+            message = (
                 f"{target.service_name}{where} is not visible to account "
-                f"{ctx.account.account_id}: ask the provider to allow it",
-                kind=aws_errors.Kind.NOT_FOUND,
-                retryable=attempts < VISIBILITY_GRACE_ATTEMPTS,
-                action="DescribeVpcEndpointServices",
-                requeue_after=self._grace_delay(attempts),
+                f"{ctx.account.account_id}: ask the provider to allow it"
             )
+            if attempts < VISIBILITY_GRACE_ATTEMPTS:
+                raise failures.TemporaryError(
+                    "ServiceNotVisible",
+                    message,
+                    action="DescribeVpcEndpointServices",
+                    delay=self._grace_delay(attempts),
+                )
+            raise _permanent("ServiceNotVisible", message, "DescribeVpcEndpointServices")
         return ServiceDetail.parse(details, "Gateway" if gateway else "Interface")
 
     def _grace_delay(self, attempts: int) -> float:
@@ -936,14 +908,12 @@ class ConnectionReconciler:
             if str(e.get("State", "")).lower() not in NOT_COUNTED
         ]
         if len(live) >= quota.value:
-            raise aws_errors.AwsError(
+            raise _permanent(
                 "VpcEndpointQuota",
                 f"VPC {spec.vpc_id} already has {len(live)} interface endpoints (quota "
                 f"{quota.value}, {quota.source}); request a quota increase for L-29B6F2EB or "
                 "use another VPC",
-                kind=aws_errors.Kind.QUOTA,
-                retryable=False,
-                action="DescribeVpcEndpoints",
+                "DescribeVpcEndpoints",
             )
 
     async def _check_gateway(

@@ -25,7 +25,7 @@ from prometheus_client import Counter, Gauge
 
 from linkplane.server.aws import errors as aws_errors
 from linkplane.server.domain import errors as domain_errors
-from linkplane.server.reconciler import progress, traces
+from linkplane.server.reconciler import failures, progress, traces
 from linkplane.server.storage import changes, database, leases, records
 
 log = structlog.get_logger("linkplane.reconciler")
@@ -62,7 +62,7 @@ class Reconciler(Protocol):
     async def reconcile(self, lease: leases.Lease) -> Pass: ...
 
     async def record_failure(
-        self, lease: leases.Lease, error: aws_errors.AwsError, attempts: int
+        self, lease: leases.Lease, error: failures.Failure, attempts: int
     ) -> None: ...
 
     def urgent(self) -> Any: ...
@@ -203,7 +203,7 @@ class Engine:
                 result = await reconciler.reconcile(lease)
                 delay, attempts = result.requeue_after, 0
                 healed = had_bug
-            except aws_errors.AwsError as error:
+            except (aws_errors.AwsError, failures.ReconcileError) as error:
                 attempts += 1
                 outcome = "retry" if error.retryable else "failed"
                 await reconciler.record_failure(lease, error, attempts)

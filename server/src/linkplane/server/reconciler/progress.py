@@ -12,7 +12,6 @@ from typing import Any
 
 from google.protobuf import empty_pb2
 
-from linkplane.server.aws import errors as aws_errors
 from linkplane.server.domain import errors
 from linkplane.server.protocol import converters, statuses
 from linkplane.server.storage import changes, decisions, inventory, models, operations, records
@@ -55,36 +54,6 @@ def set_condition(
             }
         )
     status["conditions"] = conditions
-
-
-def aws_error_json(error: aws_errors.AwsError) -> dict[str, Any]:
-    return {
-        "code": error.code,
-        "message": error.message,
-        "action": error.action or "",
-        "retryable": error.retryable,
-        "time": now_iso(),
-    }
-
-
-def keeps_permanent_error(
-    state: str,
-    generation: int,
-    observed_generation: int,
-    status: dict[str, Any],
-    error: aws_errors.AwsError,
-) -> bool:
-    """Whether a resource FAILED for its current spec keeps its permanent error rather than
-    recording ``error``: a transient failure of a later look (a 5xx on a resync) says nothing
-    about why it failed, and must not replace the error that tells the user what to fix."""
-    recorded = status.get("last_aws_error") or {}
-    return (
-        error.retryable
-        and state == "FAILED"
-        and generation == observed_generation
-        and bool(recorded)
-        and not recorded.get("retryable", True)
-    )
 
 
 def failure_status(reason: str, message: str, **metadata: str) -> dict[str, Any]:

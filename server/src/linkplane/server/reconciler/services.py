@@ -25,11 +25,10 @@ from typing import Any
 import structlog
 
 from linkplane.server.aws import calls, loadbalancers
-from linkplane.server.aws import errors as aws_errors
 from linkplane.server.aws import services as aws_services
 from linkplane.server.domain import acceptance, specs, states
 from linkplane.server.protocol import converters
-from linkplane.server.reconciler import engine, labels, progress, stalls
+from linkplane.server.reconciler import engine, failures, labels, progress, stalls
 from linkplane.server.reconciler.workspace import Workspace
 from linkplane.server.storage import (
     audit,
@@ -357,40 +356,11 @@ class ServiceReconciler:
         return decisions.waiting()
 
     async def record_failure(
-        self, lease: leases.Lease, error: aws_errors.AwsError, attempts: int
+        self, lease: leases.Lease, error: failures.Failure, attempts: int
     ) -> None:
         async with self.ws.db.transaction() as session:
             row = await leases.load(session, models.Service, lease)
-            status = dict(row.status or {})
-            if progress.keeps_permanent_error(
-                row.state, row.generation, row.observed_generation, status, error
-            ):
-                log.info("service.transient_error_while_failed", name=row.name, code=error.code)
-                return
-            status["last_aws_error"] = progress.aws_error_json(error)
-            progress.set_condition(
-                status,
-                "Ready",
-                False if not error.retryable else None,
-                "AwsError" if not error.retryable else "AwsRetrying",
-                str(error),
-                row.generation,
-            )
-            row.status = status
-            if not error.retryable and row.delete_time is None:
-                row.state = "FAILED"
-                row.reconciling = False
-                row.observed_generation = row.generation
-            records.mark_updated(row)
-            row.revision += 1
-            await progress.set_progress(
-                session,
-                row.uid,
-                f"AWS said {error.code}; retrying" if error.retryable else f"failed: {error}",
-            )
-            await records.write_back(session, row)
-            await progress.settle_service(session, row)
-            await changes.notify(session, kind=KIND, name=row.name, uid=str(row.uid))
+            await failures.record(session, row, error, kind=KIND, settle=progress.settle_service)
 
     async def reconcile(self, lease: leases.Lease) -> engine.Pass:
         async with self.ws.db.transaction() as session:
@@ -596,23 +566,19 @@ class ServiceReconciler:
         lbs = await loadbalancers.describe_load_balancers(ctx, arns)
         not_network = [lb.arn for lb in lbs if lb.type != "network"]
         if not_network:
-            raise aws_errors.AwsError(
+            raise failures.PermanentError(
                 "NotANetworkLoadBalancer",
                 f"endpoint services need Network Load Balancers: {', '.join(not_network)}",
-                kind=aws_errors.Kind.INVALID,
-                retryable=False,
                 action="DescribeLoadBalancers",
             )
         ipv4_only = [lb.arn for lb in lbs if not lb.dual_stack]
         if target.wants_ipv6 and ipv4_only:
             # linkplane never changes an adopted NLB; AWS would refuse the IPv6 Modify.
-            raise aws_errors.AwsError(
+            raise failures.PermanentError(
                 "LoadBalancerNotDualStack",
                 "supported_ip_address_types asks for IPV6, which needs dual-stack NLBs, but "
                 f"these adopted NLBs are IPv4-only: {', '.join(ipv4_only)}; make them "
                 "dual-stack (SetIpAddressType dualstack) or drop IPV6",
-                kind=aws_errors.Kind.INVALID,
-                retryable=False,
                 action="DescribeLoadBalancers",
             )
         ready = all(lb.active for lb in lbs)

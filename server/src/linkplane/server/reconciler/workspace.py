@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from linkplane.server.aws import calls, sessions, throttlers
-from linkplane.server.aws import errors as aws_errors
 from linkplane.server.domain import specs
+from linkplane.server.reconciler import failures
 from linkplane.server.storage import database, leases, models, records
 
 
@@ -54,11 +54,8 @@ class Workspace:
         async with self.db.transaction() as session:
             row = await records.get(session, models.Account, name)
         if row is None:
-            raise aws_errors.AwsError(
-                "AccountNotRegistered",
-                f"account {name} is no longer registered with linkplane",
-                kind=aws_errors.Kind.INVALID,
-                retryable=False,
+            raise failures.PermanentError(
+                "AccountNotRegistered", f"account {name} is no longer registered with linkplane"
             )
         spec = specs.account_from_json(row.spec)
         return sessions.AccountRef(
