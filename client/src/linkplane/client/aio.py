@@ -19,10 +19,10 @@ twin says `x`.
 
 from __future__ import annotations
 
-import functools
+import copy
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc.aio
 from google.iam.v1 import iam_policy_pb2, iam_policy_pb2_grpc, policy_pb2
@@ -50,6 +50,12 @@ from linkplane.v1 import (
 __all__ = ["AsyncClient"]
 
 ItemT = TypeVar("ItemT")
+
+
+class _ListRequest(Protocol):
+    """A List request message (AIP-158), as far as paging through its responses goes."""
+
+    page_token: str
 
 
 class AsyncClient:
@@ -93,23 +99,23 @@ class AsyncClient:
     def _pager(
         self,
         method: Any,
-        request: Callable[..., message.Message],
+        request: _ListRequest,
         items: Callable[[Any], Iterable[ItemT]],
-        page_token: str,
         timeout: float | None,
     ) -> pagers.AsyncPager[ItemT]:
         """A pager over the List RPC `method`, for every `list_*` method (AIP-158).
 
-        `request` builds the List request given `page_token=`, once per page (the other fields
-        are bound already); `items` picks the page's resources out of a response. `timeout`
-        applies per page.
+        `request` asks for the first page; a copy of it is sent for each page with that page's
+        token. `items` picks the page's resources out of a response. `timeout` applies per page.
         """
 
         async def fetch(token: str) -> pagers.Page[ItemT]:
-            response = await self._call(method, request(page_token=token), timeout)
+            page_request = copy.deepcopy(request)
+            page_request.page_token = token
+            response = await self._call(method, page_request, timeout)
             return pagers.Page(list(items(response)), response.next_page_token)
 
-        return pagers.AsyncPager(fetch, page_token=page_token)
+        return pagers.AsyncPager(fetch, page_token=request.page_token)
 
     def _watch(
         self,
@@ -178,15 +184,10 @@ class AsyncClient:
 
         `page_size` is passed through (0: the server's default); `timeout` applies per page.
         """
-        request = functools.partial(
-            provider_service_pb2.ListServicesRequest,
-            parent=parent,
-            filter=filter,
-            page_size=page_size,
+        request = provider_service_pb2.ListServicesRequest(
+            parent=parent, filter=filter, page_size=page_size, page_token=page_token
         )
-        return self._pager(
-            self._provider.ListServices, request, lambda r: r.services, page_token, timeout
-        )
+        return self._pager(self._provider.ListServices, request, lambda r: r.services, timeout)
 
     async def update_service(
         self,
@@ -251,18 +252,11 @@ class AsyncClient:
     ) -> pagers.AsyncPager[service_pb2.ServiceConnection]:
         """Iterate over every endpoint connection AWS reports for the service `parent`,
         including consumers outside linkplane (e.g. `filter='state = PENDING_ACCEPTANCE'`)."""
-        request = functools.partial(
-            provider_service_pb2.ListServiceConnectionsRequest,
-            parent=parent,
-            filter=filter,
-            page_size=page_size,
+        request = provider_service_pb2.ListServiceConnectionsRequest(
+            parent=parent, filter=filter, page_size=page_size, page_token=page_token
         )
         return self._pager(
-            self._provider.ListServiceConnections,
-            request,
-            lambda r: r.service_connections,
-            page_token,
-            timeout,
+            self._provider.ListServiceConnections, request, lambda r: r.service_connections, timeout
         )
 
     async def accept_service_connections(
@@ -358,14 +352,11 @@ class AsyncClient:
         timeout: float | None = None,
     ) -> pagers.AsyncPager[connection_pb2.Connection]:
         """Iterate over every connection of `parent` matching `filter`, across pages."""
-        request = functools.partial(
-            consumer_service_pb2.ListConnectionsRequest,
-            parent=parent,
-            filter=filter,
-            page_size=page_size,
+        request = consumer_service_pb2.ListConnectionsRequest(
+            parent=parent, filter=filter, page_size=page_size, page_token=page_token
         )
         return self._pager(
-            self._consumer.ListConnections, request, lambda r: r.connections, page_token, timeout
+            self._consumer.ListConnections, request, lambda r: r.connections, timeout
         )
 
     async def update_connection(
@@ -448,15 +439,10 @@ class AsyncClient:
         timeout: float | None = None,
     ) -> pagers.AsyncPager[account_pb2.Account]:
         """Iterate over every account of `parent` matching `filter`, across pages."""
-        request = functools.partial(
-            account_service_pb2.ListAccountsRequest,
-            parent=parent,
-            filter=filter,
-            page_size=page_size,
+        request = account_service_pb2.ListAccountsRequest(
+            parent=parent, filter=filter, page_size=page_size, page_token=page_token
         )
-        return self._pager(
-            self._accounts.ListAccounts, request, lambda r: r.accounts, page_token, timeout
-        )
+        return self._pager(self._accounts.ListAccounts, request, lambda r: r.accounts, timeout)
 
     async def update_account(
         self,
@@ -600,15 +586,10 @@ class AsyncClient:
     ) -> pagers.AsyncPager[audit_event_pb2.AuditEvent]:
         """Iterate over the audit events of `parent`, oldest first, matching `filter`
         (`actor`, `method`, `resource`, `request_id`, `time >= "2026-01-01T00:00:00Z"`)."""
-        request = functools.partial(
-            audit_service_pb2.ListAuditEventsRequest,
-            parent=parent,
-            filter=filter,
-            page_size=page_size,
+        request = audit_service_pb2.ListAuditEventsRequest(
+            parent=parent, filter=filter, page_size=page_size, page_token=page_token
         )
-        return self._pager(
-            self._audit.ListAuditEvents, request, lambda r: r.audit_events, page_token, timeout
-        )
+        return self._pager(self._audit.ListAuditEvents, request, lambda r: r.audit_events, timeout)
 
     # -- google.longrunning.Operations ------------------------------------------------------
 
@@ -629,17 +610,13 @@ class AsyncClient:
         timeout: float | None = None,
     ) -> pagers.AsyncPager[AsyncOperation[message.Message | None]]:
         """Iterate over operations matching `filter` (e.g. `done = false`), across pages."""
-        request = functools.partial(
-            operations_pb2.ListOperationsRequest,
-            name="operations",
-            filter=filter,
-            page_size=page_size,
+        request = operations_pb2.ListOperationsRequest(
+            name="operations", filter=filter, page_size=page_size, page_token=page_token
         )
         return self._pager(
             self._operations.ListOperations,
             request,
             lambda r: [AsyncOperation[message.Message | None](self, op) for op in r.operations],
-            page_token,
             timeout,
         )
 
