@@ -143,6 +143,31 @@ def spread(advised: float) -> float:
     return advised * 0.1 * random.random()  # noqa: S311
 
 
+class _Attempts:
+    """The attempts of one unary call: one deadline over all of them, the same metadata on
+    each, and the wait before the next attempt (or the error, when the last one is final)."""
+
+    def __init__(self, config: config_.ClientConfig, timeout: float | None) -> None:
+        self._config = config
+        self._deadline = time.monotonic() + (config.default_timeout if timeout is None else timeout)
+        self.metadata = call_metadata(config)
+        """The call's metadata, read once so every attempt carries the same credentials."""
+        self._attempt = 0
+
+    def timeout(self) -> float:
+        """The gRPC timeout of the next attempt: what is left of the deadline."""
+        return max(self._deadline - time.monotonic(), 0.001)
+
+    def failed(self, error: grpc.RpcError) -> float:
+        """Seconds to wait before retrying after `error`; raises it, mapped, when it is final."""
+        mapped = errors.from_rpc_error(error)
+        delay = _retry_delay(mapped, self._attempt, self._config, self._deadline)
+        if delay is None:
+            raise mapped from error
+        self._attempt += 1
+        return delay
+
+
 async def call_async(
     method: Callable[..., Awaitable[ResponseT]],
     request: Any,
@@ -155,21 +180,13 @@ async def call_async(
     The same `request` object is re-sent on every attempt, so its `request_id` is identical and
     the server can answer a retry with the first attempt's result.
     """
-    deadline = time.monotonic() + (config.default_timeout if timeout is None else timeout)
-    metadata = call_metadata(config)
-    attempt = 0
+    attempts = _Attempts(config, timeout)
     while True:
         try:
-            return await method(
-                request, timeout=max(deadline - time.monotonic(), 0.001), metadata=metadata
-            )
+            return await method(request, timeout=attempts.timeout(), metadata=attempts.metadata)
         except grpc.RpcError as error:
-            mapped = errors.from_rpc_error(error)
-            delay = _retry_delay(mapped, attempt, config, deadline)
-            if delay is None:
-                raise mapped from error
+            delay = attempts.failed(error)
         await asyncio.sleep(delay)
-        attempt += 1
 
 
 def call_sync(
@@ -180,18 +197,10 @@ def call_sync(
     timeout: float | None,
 ) -> ResponseT:
     """Blocking twin of `call_async`: same deadline, retry and error-mapping rules."""
-    deadline = time.monotonic() + (config.default_timeout if timeout is None else timeout)
-    metadata = call_metadata(config)
-    attempt = 0
+    attempts = _Attempts(config, timeout)
     while True:
         try:
-            return method(
-                request, timeout=max(deadline - time.monotonic(), 0.001), metadata=metadata
-            )
+            return method(request, timeout=attempts.timeout(), metadata=attempts.metadata)
         except grpc.RpcError as error:
-            mapped = errors.from_rpc_error(error)
-            delay = _retry_delay(mapped, attempt, config, deadline)
-            if delay is None:
-                raise mapped from error
+            delay = attempts.failed(error)
         time.sleep(delay)
-        attempt += 1

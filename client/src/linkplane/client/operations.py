@@ -170,6 +170,23 @@ class _OperationBase(Generic[ResponseT]):
         self._last_progress = key
         return True
 
+    def _poll_delay(
+        self,
+        config: config_.ClientConfig,
+        attempt: int,
+        deadline: float | None,
+        timeout: float | None,
+    ) -> float:
+        """Seconds `result()` waits before its next poll: the poll backoff, cut to what is left
+        of its `timeout` (which ends at `deadline`); `OperationTimeout` once nothing is left."""
+        delay = config.poll_backoff.delay(attempt)
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise errors.OperationTimeout(self.name, timeout or 0.0)
+            delay = min(delay, remaining)
+        return delay
+
 
 class AsyncOperation(_OperationBase[ResponseT]):
     """A long-running operation, for `AsyncClient`. `await op.result()` waits for it."""
@@ -205,12 +222,7 @@ class AsyncOperation(_OperationBase[ResponseT]):
                 await self._report(on_progress)
             if self.done:
                 return self._outcome()
-            delay = self._client.config.poll_backoff.delay(attempt)
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise errors.OperationTimeout(self.name, timeout or 0.0)
-                delay = min(delay, remaining)
+            delay = self._poll_delay(self._client.config, attempt, deadline, timeout)
             await asyncio.sleep(delay)
             attempt += 1
             await self.refresh()
@@ -268,12 +280,7 @@ class Operation(_OperationBase[ResponseT]):
                     on_progress(self.metadata, resource)
             if self.done:
                 return self._outcome()
-            delay = self._client.config.poll_backoff.delay(attempt)
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise errors.OperationTimeout(self.name, timeout or 0.0)
-                delay = min(delay, remaining)
+            delay = self._poll_delay(self._client.config, attempt, deadline, timeout)
             time.sleep(delay)
             attempt += 1
             self.refresh()

@@ -10,9 +10,10 @@ grpc stubs with the same request builders, deadline and UNAVAILABLE-only retry r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import copy
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.iam.v1 import iam_policy_pb2, iam_policy_pb2_grpc, policy_pb2
@@ -38,6 +39,14 @@ from linkplane.v1 import (
 )
 
 __all__ = ["Client"]
+
+ItemT = TypeVar("ItemT")
+
+
+class _ListRequest(Protocol):
+    """A List request message (AIP-158), as far as paging through its responses goes."""
+
+    page_token: str
 
 
 class Client:
@@ -77,6 +86,53 @@ class Client:
 
     def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
         return _transport.call_sync(method, request, config=self.config, timeout=timeout)
+
+    def _pager(
+        self,
+        method: Any,
+        request: _ListRequest,
+        items: Callable[[Any], Iterable[ItemT]],
+        timeout: float | None,
+    ) -> pagers.Pager[ItemT]:
+        """A pager over the List RPC `method`, for every `list_*` method (AIP-158).
+
+        `request` asks for the first page; a copy of it is sent for each page with that page's
+        token. `items` picks the page's resources out of a response. `timeout` applies per page.
+        """
+
+        def fetch(token: str) -> pagers.Page[ItemT]:
+            page_request = copy.deepcopy(request)
+            page_request.page_token = token
+            response = self._call(method, page_request, timeout)
+            return pagers.Page(list(items(response)), response.next_page_token)
+
+        return pagers.Pager(fetch, page_token=request.page_token)
+
+    def _watch(
+        self,
+        method: Any,
+        request: message.Message,
+        field: str,
+        send_initial: bool,
+        timeout: float | None,
+    ) -> watches.Watch[ItemT]:
+        """A reconnecting watch over the streaming RPC `method`, for every `watch_*` method.
+
+        `request` is re-sent on each (re)connection and must ask for the initial snapshot
+        (`send_initial=True`): `Watch` needs it to tell what changed while disconnected, and
+        shows it to the caller only when the caller's own `send_initial` asks for it. `field` is
+        the response field holding the resource.
+        """
+        # Fail now on unreadable credentials; each (re)connect reads them again (token files).
+        _transport.call_metadata(self.config)
+        return watches.Watch(
+            lambda: method(
+                request, timeout=timeout, metadata=_transport.call_metadata(self.config)
+            ),
+            field,
+            config=self.config,
+            send_initial=send_initial,
+        )
 
     # -- ProviderService --------------------------------------------------------------------
 
@@ -119,15 +175,10 @@ class Client:
 
         `page_size` is passed through (0: the server's default); `timeout` applies per page.
         """
-
-        def fetch(token: str) -> pagers.Page[service_pb2.Service]:
-            request = provider_service_pb2.ListServicesRequest(
-                parent=parent, filter=filter, page_size=page_size, page_token=token
-            )
-            response = self._call(self._provider.ListServices, request, timeout)
-            return pagers.Page(list(response.services), response.next_page_token)
-
-        return pagers.Pager(fetch, page_token=page_token)
+        request = provider_service_pb2.ListServicesRequest(
+            parent=parent, filter=filter, page_size=page_size, page_token=page_token
+        )
+        return self._pager(self._provider.ListServices, request, lambda r: r.services, timeout)
 
     def update_service(
         self,
@@ -192,15 +243,12 @@ class Client:
     ) -> pagers.Pager[service_pb2.ServiceConnection]:
         """Iterate over every endpoint connection AWS reports for the service `parent`,
         including consumers outside linkplane (e.g. `filter='state = PENDING_ACCEPTANCE'`)."""
-
-        def fetch(token: str) -> pagers.Page[service_pb2.ServiceConnection]:
-            request = provider_service_pb2.ListServiceConnectionsRequest(
-                parent=parent, filter=filter, page_size=page_size, page_token=token
-            )
-            response = self._call(self._provider.ListServiceConnections, request, timeout)
-            return pagers.Page(list(response.service_connections), response.next_page_token)
-
-        return pagers.Pager(fetch, page_token=page_token)
+        request = provider_service_pb2.ListServiceConnectionsRequest(
+            parent=parent, filter=filter, page_size=page_size, page_token=page_token
+        )
+        return self._pager(
+            self._provider.ListServiceConnections, request, lambda r: r.service_connections, timeout
+        )
 
     def accept_service_connections(
         self,
@@ -253,16 +301,7 @@ class Client:
         request = provider_service_pb2.WatchServicesRequest(
             parent=parent, filter=filter, send_initial=True
         )
-        # Fail now on unreadable credentials; each (re)connect reads them again (token files).
-        _transport.call_metadata(self.config)
-        return watches.Watch(
-            lambda: self._provider.WatchServices(
-                request, timeout=timeout, metadata=_transport.call_metadata(self.config)
-            ),
-            "service",
-            config=self.config,
-            send_initial=send_initial,
-        )
+        return self._watch(self._provider.WatchServices, request, "service", send_initial, timeout)
 
     # -- ConsumerService --------------------------------------------------------------------
 
@@ -304,15 +343,12 @@ class Client:
         timeout: float | None = None,
     ) -> pagers.Pager[connection_pb2.Connection]:
         """Iterate over every connection of `parent` matching `filter`, across pages."""
-
-        def fetch(token: str) -> pagers.Page[connection_pb2.Connection]:
-            request = consumer_service_pb2.ListConnectionsRequest(
-                parent=parent, filter=filter, page_size=page_size, page_token=token
-            )
-            response = self._call(self._consumer.ListConnections, request, timeout)
-            return pagers.Page(list(response.connections), response.next_page_token)
-
-        return pagers.Pager(fetch, page_token=page_token)
+        request = consumer_service_pb2.ListConnectionsRequest(
+            parent=parent, filter=filter, page_size=page_size, page_token=page_token
+        )
+        return self._pager(
+            self._consumer.ListConnections, request, lambda r: r.connections, timeout
+        )
 
     def update_connection(
         self,
@@ -355,15 +391,8 @@ class Client:
         request = consumer_service_pb2.WatchConnectionsRequest(
             parent=parent, filter=filter, send_initial=True
         )
-        # Fail now on unreadable credentials; each (re)connect reads them again (token files).
-        _transport.call_metadata(self.config)
-        return watches.Watch(
-            lambda: self._consumer.WatchConnections(
-                request, timeout=timeout, metadata=_transport.call_metadata(self.config)
-            ),
-            "connection",
-            config=self.config,
-            send_initial=send_initial,
+        return self._watch(
+            self._consumer.WatchConnections, request, "connection", send_initial, timeout
         )
 
     # -- AccountService ---------------------------------------------------------------------
@@ -399,15 +428,10 @@ class Client:
         timeout: float | None = None,
     ) -> pagers.Pager[account_pb2.Account]:
         """Iterate over every account of `parent` matching `filter`, across pages."""
-
-        def fetch(token: str) -> pagers.Page[account_pb2.Account]:
-            request = account_service_pb2.ListAccountsRequest(
-                parent=parent, filter=filter, page_size=page_size, page_token=token
-            )
-            response = self._call(self._accounts.ListAccounts, request, timeout)
-            return pagers.Page(list(response.accounts), response.next_page_token)
-
-        return pagers.Pager(fetch, page_token=page_token)
+        request = account_service_pb2.ListAccountsRequest(
+            parent=parent, filter=filter, page_size=page_size, page_token=page_token
+        )
+        return self._pager(self._accounts.ListAccounts, request, lambda r: r.accounts, timeout)
 
     def update_account(
         self,
@@ -547,15 +571,10 @@ class Client:
     ) -> pagers.Pager[audit_event_pb2.AuditEvent]:
         """Iterate over the audit events of `parent`, oldest first, matching `filter`
         (`actor`, `method`, `resource`, `request_id`, `time >= "2026-01-01T00:00:00Z"`)."""
-
-        def fetch(token: str) -> pagers.Page[audit_event_pb2.AuditEvent]:
-            request = audit_service_pb2.ListAuditEventsRequest(
-                parent=parent, filter=filter, page_size=page_size, page_token=token
-            )
-            response = self._call(self._audit.ListAuditEvents, request, timeout)
-            return pagers.Page(list(response.audit_events), response.next_page_token)
-
-        return pagers.Pager(fetch, page_token=page_token)
+        request = audit_service_pb2.ListAuditEventsRequest(
+            parent=parent, filter=filter, page_size=page_size, page_token=page_token
+        )
+        return self._pager(self._audit.ListAuditEvents, request, lambda r: r.audit_events, timeout)
 
     # -- google.longrunning.Operations ------------------------------------------------------
 
@@ -576,16 +595,15 @@ class Client:
         timeout: float | None = None,
     ) -> pagers.Pager[Operation[message.Message | None]]:
         """Iterate over operations matching `filter` (e.g. `done = false`), across pages."""
-
-        def fetch(token: str) -> pagers.Page[Operation[message.Message | None]]:
-            request = operations_pb2.ListOperationsRequest(
-                name="operations", filter=filter, page_size=page_size, page_token=token
-            )
-            response = self._call(self._operations.ListOperations, request, timeout)
-            handles = [Operation[message.Message | None](self, op) for op in response.operations]
-            return pagers.Page(handles, response.next_page_token)
-
-        return pagers.Pager(fetch, page_token=page_token)
+        request = operations_pb2.ListOperationsRequest(
+            name="operations", filter=filter, page_size=page_size, page_token=page_token
+        )
+        return self._pager(
+            self._operations.ListOperations,
+            request,
+            lambda r: [Operation[message.Message | None](self, op) for op in r.operations],
+            timeout,
+        )
 
     def wait_operation(
         self, *, name: str, wait: float | None = None, timeout: float | None = None

@@ -139,12 +139,38 @@ def _reconnect_delay(
     return max(backoff, advised + spread(advised))
 
 
-class AsyncWatch(Generic[ResourceT]):
-    """An endless async iterator of `WatchEvent`s that reconnects on transient failures.
+class _Reconnects:
+    """When a watch connects again, and when it gives up: the count of connections in a row
+    that ended without an event, and the delay the last one's end asks for."""
 
-    Stop it by breaking out of the loop (the stream is cancelled when the iterator is closed) or
-    with `aclose()`.
-    """
+    def __init__(self, config: config_.ClientConfig) -> None:
+        self._config = config
+        self._failures = 0
+        # Stays None for a clean end of the stream: reconnect with backoff.
+        self._delay: float | None = None
+
+    def received(self) -> None:
+        """An event arrived: the connection works, so failures start counting from zero."""
+        self._failures = 0
+
+    def failed(self, error: grpc.RpcError) -> None:
+        """The stream broke with `error`; raises it (mapped) when reconnecting cannot help."""
+        self._delay = _reconnect_delay(error, self._failures + 1, self._config)
+        if self._delay is None:
+            raise errors.from_rpc_error(error) from error
+
+    def next_delay(self) -> float:
+        """Seconds to wait before connecting again; `Unavailable` past the reconnect limit."""
+        self._failures += 1
+        delay, self._delay = self._delay, None
+        if delay is None:
+            _give_up_after(self._failures, self._config)
+            delay = self._config.watch_backoff.delay(self._failures - 1)
+        return delay
+
+
+class _WatchBase(Generic[ResourceT]):
+    """What both watches share: how to (re)open the stream and turn it into one story."""
 
     def __init__(
         self,
@@ -158,7 +184,16 @@ class AsyncWatch(Generic[ResourceT]):
         self._field = field
         self._config = config
         self._coherence: _Coherence[ResourceT] = _Coherence(show_initial=send_initial)
-        self._iterator: AsyncIterator[WatchEvent[ResourceT]] | None = None
+
+
+class AsyncWatch(_WatchBase[ResourceT]):
+    """An endless async iterator of `WatchEvent`s that reconnects on transient failures.
+
+    Stop it by breaking out of the loop (the stream is cancelled when the iterator is closed) or
+    with `aclose()`.
+    """
+
+    _iterator: AsyncIterator[WatchEvent[ResourceT]] | None = None
 
     def __aiter__(self) -> AsyncIterator[WatchEvent[ResourceT]]:
         if self._iterator is None:
@@ -174,49 +209,29 @@ class AsyncWatch(Generic[ResourceT]):
             await self._iterator.aclose()  # type: ignore[attr-defined]
 
     async def _events(self) -> AsyncIterator[WatchEvent[ResourceT]]:
-        failures = 0
+        reconnects = _Reconnects(self._config)
         while True:
             self._coherence.connected()
             call = self._start()
-            # Stays None for a clean end of the stream: reconnect with backoff.
-            delay: float | None = None
             try:
                 async for response in call:
-                    failures = 0
+                    reconnects.received()
                     for event in self._coherence.apply(response, self._field):
                         yield event
             except grpc.RpcError as error:
-                delay = _reconnect_delay(error, failures + 1, self._config)
-                if delay is None:
-                    raise errors.from_rpc_error(error) from error
+                reconnects.failed(error)
             finally:
                 call.cancel()
-            failures += 1
-            if delay is None:
-                _give_up_after(failures, self._config)
-                delay = self._config.watch_backoff.delay(failures - 1)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(reconnects.next_delay())
 
 
-class Watch(Generic[ResourceT]):
+class Watch(_WatchBase[ResourceT]):
     """An endless blocking iterator of `WatchEvent`s that reconnects on transient failures.
 
     Stop it by breaking out of the loop or with `close()`; either cancels the stream.
     """
 
-    def __init__(
-        self,
-        start: Callable[[], Any],
-        field: str,
-        *,
-        config: config_.ClientConfig,
-        send_initial: bool,
-    ) -> None:
-        self._start = start
-        self._field = field
-        self._config = config
-        self._coherence: _Coherence[ResourceT] = _Coherence(show_initial=send_initial)
-        self._iterator: Iterator[WatchEvent[ResourceT]] | None = None
+    _iterator: Iterator[WatchEvent[ResourceT]] | None = None
 
     def __iter__(self) -> Iterator[WatchEvent[ResourceT]]:
         if self._iterator is None:
@@ -232,27 +247,19 @@ class Watch(Generic[ResourceT]):
             self._iterator.close()  # type: ignore[attr-defined]
 
     def _events(self) -> Iterator[WatchEvent[ResourceT]]:
-        failures = 0
+        reconnects = _Reconnects(self._config)
         while True:
             self._coherence.connected()
             call = self._start()
-            # Stays None for a clean end of the stream: reconnect with backoff.
-            delay: float | None = None
             try:
                 for response in call:
-                    failures = 0
+                    reconnects.received()
                     yield from self._coherence.apply(response, self._field)
             except grpc.RpcError as error:
-                delay = _reconnect_delay(error, failures + 1, self._config)
-                if delay is None:
-                    raise errors.from_rpc_error(error) from error
+                reconnects.failed(error)
             finally:
                 call.cancel()
-            failures += 1
-            if delay is None:
-                _give_up_after(failures, self._config)
-                delay = self._config.watch_backoff.delay(failures - 1)
-            time.sleep(delay)
+            time.sleep(reconnects.next_delay())
 
 
 def _give_up_after(

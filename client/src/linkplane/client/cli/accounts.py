@@ -119,8 +119,7 @@ def update(
     if label:
         message.labels.update(common.parse_labels(label))
         paths.append("labels")
-    if not paths:
-        raise typer.BadParameter("nothing to update: give at least one field flag")
+    common.require_changes(paths)
     result = state.client().update_account(
         account=message,
         update_mask=paths,

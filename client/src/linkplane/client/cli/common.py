@@ -79,6 +79,13 @@ def parse_labels(values: list[str] | None) -> dict[str, str]:
     return labels
 
 
+def require_changes(paths: list[str]) -> None:
+    """Check the update mask of an `update` command (the paths its flags set) before any call:
+    a usage error when no flag set one (an empty mask would mean every field to the server)."""
+    if not paths:
+        raise typer.BadParameter("nothing to update: give at least one field flag")
+
+
 def load_spec(path: Path | None) -> dict[str, Any]:
     """The mapping in a YAML/JSON spec file (empty without a file)."""
     if path is None:

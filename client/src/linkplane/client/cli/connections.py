@@ -273,8 +273,7 @@ def update(
     if label:
         connection.labels.update(common.parse_labels(label))
         paths.append("labels")
-    if not paths:
-        raise typer.BadParameter("nothing to update: give at least one field flag")
+    common.require_changes(paths)
     op = state.client().update_connection(
         connection=connection,
         update_mask=paths,

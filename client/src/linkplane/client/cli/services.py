@@ -401,8 +401,7 @@ def update(
         supported_regions=supported_region,
         clear_regions=clear_supported_regions,
     )
-    if not paths:
-        raise typer.BadParameter("nothing to update: give at least one field flag")
+    common.require_changes(paths)
     op = state.client().update_service(
         service=service,
         update_mask=paths,
