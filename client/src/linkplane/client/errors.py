@@ -46,9 +46,6 @@ __all__ = [
 #: The trailing-metadata key gRPC uses for a serialized `google.rpc.Status`.
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
-#: The ErrorInfo domain linkplane's server uses.
-LINKPLANE_DOMAIN = "linkplane.dev"
-
 FieldViolation = tuple[str, str]
 """One invalid request field: `(field path, description)`."""
 
@@ -284,12 +281,6 @@ def from_status(status: Any) -> LinkplaneError:
         # An operation error with code OK is a server bug; do not pretend it succeeded.
         code = grpc.StatusCode.UNKNOWN
     return error_class(code)(status.message or code.name, code=code, status=status)
-
-
-def status_code_number(code: grpc.StatusCode) -> int:
-    """The `google.rpc.Code` number of a gRPC status code (for building Status messages)."""
-    number: int = code.value[0]
-    return number
 
 
 def _status_bytes(trailers: Iterable[Any]) -> bytes | None:

@@ -7,8 +7,6 @@ operation handles to find which Get method reads an operation's target.
 
 from __future__ import annotations
 
-import re
-
 __all__ = [
     "account_name",
     "connection_name",
@@ -18,8 +16,6 @@ __all__ = [
     "service_name",
     "short_id",
 ]
-
-_AWS_ACCOUNT_ID = re.compile(r"^\d{12}$")
 
 
 def project_name(project: str) -> str:
@@ -51,11 +47,6 @@ def account_name(project: str, ref: str) -> str:
 def operation_name(ref: str) -> str:
     """Expand an operation id to `operations/{id}`."""
     return ref if ref.startswith("operations/") else f"operations/{ref}"
-
-
-def is_aws_account_id(value: str) -> bool:
-    """Whether `value` is a bare 12-digit AWS account id."""
-    return bool(_AWS_ACCOUNT_ID.match(value))
 
 
 def short_id(name: str) -> str:
