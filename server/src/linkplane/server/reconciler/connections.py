@@ -1047,11 +1047,11 @@ class ConnectionReconciler:
         if applied.stalled:
             return engine.Pass(stalls.soonest_retry(applied.stalled, resync))
         if ready or aws_state in {"REJECTED", "FAILED", "EXPIRED"}:
-            return engine.Pass(resync)
+            return engine.Pass(self.ws.timing.resync_delay())
         if aws_state == "PENDING_ACCEPTANCE" and linkplane is not None:
             # A linkplane Service pokes this Connection when it decides; polling fast here
             # only loads AWS and the database (hundreds of requests waiting for a person).
-            return engine.Pass(resync)
+            return engine.Pass(self.ws.timing.resync_delay())
         return engine.Pass(self.ws.timing.transitional_seconds)
 
     async def _converge(

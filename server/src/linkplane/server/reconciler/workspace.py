@@ -6,6 +6,8 @@ updated through the API is used by the next pass without a restart.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -14,6 +16,8 @@ from linkplane.server.domain import specs
 from linkplane.server.reconciler import failures
 from linkplane.server.storage import database, leases, models, records
 
+RESYNC_GRID_CAP_SECONDS = 60.0
+
 
 @dataclass
 class Timing:
@@ -21,6 +25,21 @@ class Timing:
 
     transitional_seconds: float
     resync_seconds: float
+
+    def resync_delay(self, now: float | None = None) -> float:
+        """Seconds until a settled resource's next look: the resync interval, rounded up to
+        the next tick of a wall-clock grid a fifth of the interval wide (at most a minute).
+
+        Settled Connections of one account then come due together, and their passes share
+        one DescribeVpcEndpoints snapshot (``connections.EndpointSnapshots``, fresh for the
+        transitional interval) instead of each refreshing it: spread evenly, 250 settled
+        connections of an account resyncing every 300 s asked for a snapshot every ~5 s
+        (bench/idle.py). Only the routine resync is aligned; a poke or a spec change still
+        wakes a resource at once."""
+        grid = min(RESYNC_GRID_CAP_SECONDS, self.resync_seconds / 5)
+        start = time.time() if now is None else now
+        due = math.ceil((start + self.resync_seconds) / grid) * grid
+        return due - start
 
     @property
     def retry(self) -> calls.RetryPolicy:
