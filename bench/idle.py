@@ -9,7 +9,8 @@ server with every reconciler setting at its default (the default resync interval
 
 - the server process's CPU time (user + system, from /proc), as a share of one core;
 - the AWS calls it made, by action (from the simulator's request log), per minute;
-- the reconcile passes that implies (one per resync of each connection: N x window / interval).
+- the Connection passes actually run (leases claimed: each takes a new fencing token), next to
+  the one resync per connection and interval expected.
 
     uv run python bench/idle.py --connections 1000 --accounts 4 --seconds 600
 """
@@ -215,9 +216,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             await asyncio.wait_for(channel.channel_ready(), 60)
             await asyncio.sleep(args.settle)
+            claims = "SELECT coalesce(sum(fencing_token), 0) FROM connections"
+            claims_before = await count_where(url, claims)
             cpu_before, wall_before, since = cpu_seconds(server.pid), time.monotonic(), time.time()
             await asyncio.sleep(args.seconds)
             cpu = cpu_seconds(server.pid) - cpu_before
+            # Every claim of a lease takes a new fencing token: the passes actually run.
+            passes = await count_where(url, claims) - claims_before
             wall, until = time.monotonic() - wall_before, time.time()
             calls = Counter(
                 r["action"] for r in sim.requests() if since <= float(r["time"]) < until
@@ -233,6 +238,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "server_cpu_seconds": round(cpu, 2),
             "server_core_share_percent": round(100.0 * cpu / wall, 2),
             "resyncs_expected_per_minute": round(args.connections * 60.0 / interval, 1),
+            "connection_passes_per_minute": round(passes / minutes, 1),
             "aws_calls_per_minute": round(sum(calls.values()) / minutes, 1),
             "aws_calls_per_minute_by_action": {
                 action: round(n / minutes, 1) for action, n in calls.most_common()
