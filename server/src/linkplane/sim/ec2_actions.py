@@ -7,6 +7,10 @@ functions on that class; every other EC2 action stays moto's. Each function runs
 gateway's lock, reads the request with moto's own parameter parser, keeps moto's backends the
 store of record (so DescribeVpcEndpoints, DescribeNetworkInterfaces, tags and filters still
 work) and keeps the cross-account view in ``world``.
+
+Why one module of ~640 lines: one function per provider-side EC2 action (service configuration,
+permissions, connections, DescribeVpcEndpointServices), sharing the request helpers and the
+cross-account view; AWS documents them as one API, and the simulator keeps them as one model.
 """
 
 import re

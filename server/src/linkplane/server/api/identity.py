@@ -10,6 +10,10 @@ Credentials, in order:
 - the TLS client certificate, when the server requires one (`LINKPLANE_TLS_CLIENT_CA_FILE`).
 
 With nothing configured, every caller is `LOCAL_PRINCIPAL` (dev mode: the local user).
+
+Why one module of ~530 lines: the three credential kinds (static tokens, OIDC/JWT with its JWKS
+cache and rotation, mTLS with SPIFFE/subject) answer one question in one order of precedence;
+the order is the security property, so it is read in one place.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""ProviderService: publish services and decide on their connection requests."""
+"""ProviderService: publish services and decide on their connection requests.
+
+Why one module of ~520 lines: a gRPC servicer is one class whose methods are the service's
+RPCs; the shared steps live in ``api/standard`` and ``api/rpc``, what is left is per RPC.
+"""
 
 from __future__ import annotations
 

@@ -17,6 +17,10 @@ waking up at once to race for one token.
 Several replicas calling AWS for one account must share the buckets, as AWS does:
 :class:`SharedLimiter` keeps them in a :class:`BucketStore` (Postgres, ``storage.buckets``), one
 round trip per call, and falls back to the in-process buckets while the store is unreachable.
+
+Why one module of ~490 lines: the in-process ``Limiter`` and the Postgres-backed
+``SharedLimiter``, which falls back to it, share the bucket keys, the AWS rate tables and the
+waiting discipline; apart, the fallback could drift from what it falls back to.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 Input: protobuf → domain spec (unknown enum numbers become values validation rejects, so they
 end in INVALID_ARGUMENT, never INTERNAL). Output: storage row → protobuf resource, including
 status, etag and timestamps.
+
+Why one module of ~460 lines: one converter pair per resource (Account, Service, Connection,
+ServiceConnection, Operation, status), all built from the same timestamp, etag and enum
+helpers; it is the one place where rows and specs meet the wire.
 """
 
 from __future__ import annotations
