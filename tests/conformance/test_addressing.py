@@ -130,8 +130,13 @@ async def test_dual_stack_endpoint(tenant: Tenant) -> None:
         assert ipaddress.ip_address(eni.private_ip_address) in ipaddress.ip_network(
             consumer.network.cidr
         )
-    [request] = await api.inventory(service.name)
-    assert request.state == SC.STATE_AVAILABLE
+    # The provider's inventory is what the Service's passes last read from AWS: it follows the
+    # consumer's view within a pass (CI saw it still PENDING when the consumer saw AVAILABLE).
+    [request] = await eventually(
+        lambda: api.inventory(service.name),
+        lambda found: len(found) == 1 and found[0].state == SC.STATE_AVAILABLE,
+    )
+    assert request.endpoint_id == connection.endpoint_id
 
 
 async def test_preflight_refuses_a_vpc_without_endpoint_quota(tenant: Tenant) -> None:

@@ -148,7 +148,8 @@ async def test_one_way_visibility(tenant: Tenant) -> None:
         )
     )["NetworkInterfaces"]
     assert provider_enis == []
-    [request] = await api.inventory(service.name)
+    # The inventory follows the consumer's view within a Service pass.
+    [request] = await eventually(lambda: api.inventory(service.name), lambda found: len(found) == 1)
     assert request.endpoint_id == friend.endpoint_id
     assert request.owner_account_id == allowed.account_id
 

@@ -236,9 +236,12 @@ async def test_many_consumer_accounts(tenant: Tenant) -> None:
         assert endpoint["vpc_id"] == consumer.network.vpc_id
         assert endpoint["state"] == "available"
         assert endpoint["tags"]["linkplane:uid"] == connection.uid
-    inventory = await api.inventory(service.name)
+    # The inventory follows the consumers' view within a Service pass.
+    inventory = await eventually(
+        lambda: api.inventory(service.name),
+        lambda found: all(c.state == SC.STATE_AVAILABLE for c in found),
+    )
     assert {c.owner_account_id for c in inventory} == {c.account_id for c in consumers}
-    assert all(c.state == SC.STATE_AVAILABLE for c in inventory)
     counted = await api.wait_service(
         service.name, lambda s: s.connection_counts.available == len(consumers)
     )

@@ -244,11 +244,9 @@ async def test_a_provider_can_accept_what_its_consumer_already_sees_pending(
             lambda c: c.state == connection_pb2.Connection.STATE_PENDING_ACCEPTANCE,
             timeout=60.0,
         )
-        listed = await api.provider.ListServiceConnections(
-            provider_service_pb2.ListServiceConnectionsRequest(parent=service.name)
-        )
-        # The race this test is about: the inventory has not seen the endpoint yet.
-        assert pending.endpoint_id not in {c.endpoint_id for c in listed.service_connections}
+        # Usually the inventory has not seen the endpoint yet here (without the fix the accept
+        # then answered NOT_FOUND, and its decision was refused); on a loaded machine the
+        # Service's second pass can land first, and the accept must succeed all the same.
         accepting = await api.provider.AcceptServiceConnections(
             provider_service_pb2.AcceptServiceConnectionsRequest(
                 service=service.name, endpoint_ids=[pending.endpoint_id], reason="at once"
