@@ -33,7 +33,6 @@ import itertools
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from typing import Any
 import asyncpg
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from rig import free_port
 from sqlalchemy.engine import make_url
 
 from linkplane.server.domain import specs
@@ -101,13 +101,6 @@ class Samples:
     @property
     def rps(self) -> float:
         return len(self.latencies) / self.wall if self.wall else 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def cpu_seconds(pids: list[int]) -> float:

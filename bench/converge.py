@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import math
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from typing import Any
 
 import asyncpg
 import grpc
+import rig
 from google.longrunning import operations_pb2, operations_pb2_grpc
 
 from linkplane.server import logs
@@ -43,19 +43,15 @@ from linkplane.server.storage.embedded import EmbeddedPostgres
 from linkplane.sim import config as sim_config
 from linkplane.sim import server as sim_server
 from linkplane.v1 import (
-    account_pb2,
-    account_service_pb2,
     account_service_pb2_grpc,
-    connection_pb2,
     consumer_service_pb2,
     consumer_service_pb2_grpc,
     provider_service_pb2,
     provider_service_pb2_grpc,
-    service_pb2,
 )
 
 PROVIDER = "111111111111"
-REGION = "us-east-1"
+REGION = rig.REGION
 PER_VPC = 40
 BURST, REFILL = 4, 0.3  # AWS's CreateVpcEndpoint bucket per account and Region
 
@@ -69,9 +65,7 @@ class RemoteSim:
     """
 
     def __init__(self, time_scale: float) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = rig.free_port()
         self.endpoint_url = f"http://127.0.0.1:{port}"
         self.process = subprocess.Popen(
             [
@@ -243,29 +237,8 @@ async def _drive(
     provider = provider_service_pb2_grpc.ProviderServiceStub(channel)
     consumer = consumer_service_pb2_grpc.ConsumerServiceStub(channel)
     operations = operations_pb2_grpc.OperationsStub(channel)
-    for account in [PROVIDER, *vpcs]:
-        await accounts_api.RegisterAccount(
-            account_service_pb2.RegisterAccountRequest(
-                parent=parent,
-                account_id=account,
-                account=account_pb2.Account(role_arn=f"arn:aws:iam::{account}:role/linkplane"),
-            )
-        )
-    service = service_pb2.Service(
-        provider_account=f"{parent}/accounts/{PROVIDER}",
-        region=REGION,
-        load_balancer=service_pb2.LoadBalancer(
-            managed=service_pb2.ManagedLoadBalancer(
-                subnet_ids=provider_net["subnet_ids"],
-                listeners=[service_pb2.Listener(port=443)],
-                targets=[service_pb2.Target(id="10.1.0.10")],
-            )
-        ),
-        allowed_principals=list(vpcs),
-        acceptance_policy=service_pb2.AcceptancePolicy(
-            accept_rules=[service_pb2.AcceptRule(principal=a) for a in vpcs]
-        ),
-    )
+    await rig.register(accounts_api, parent, [PROVIDER, *vpcs])
+    service = rig.auto_accepting_service(parent, PROVIDER, provider_net, list(vpcs))
     op = await provider.PublishService(
         provider_service_pb2.PublishServiceRequest(
             parent=parent, service_id="bench", service=service
@@ -293,13 +266,7 @@ async def _drive(
                 consumer_service_pb2.CreateConnectionRequest(
                     parent=parent,
                     connection_id=f"c{index:04d}",
-                    connection=connection_pb2.Connection(
-                        service=f"{parent}/services/bench",
-                        consumer_account=f"{parent}/accounts/{account}",
-                        region=REGION,
-                        vpc_id=network["vpc_id"],
-                        subnet_ids=network["subnet_ids"],
-                    ),
+                    connection=rig.connection(parent, "bench", account, network),
                 )
             )
         )

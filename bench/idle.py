@@ -22,7 +22,6 @@ import asyncio
 import math
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,35 +33,19 @@ from typing import Any
 
 import asyncpg
 import grpc
-from converge import PER_VPC, PROVIDER, REGION, RemoteSim, consumer_accounts
+import rig
+from converge import PER_VPC, PROVIDER, RemoteSim, consumer_accounts
 
 from linkplane.server.config import Settings
 from linkplane.server.storage import migrations
 from linkplane.server.storage.embedded import EmbeddedPostgres
 from linkplane.v1 import (
-    account_pb2,
-    account_service_pb2,
     account_service_pb2_grpc,
-    connection_pb2,
     consumer_service_pb2,
     consumer_service_pb2_grpc,
     provider_service_pb2,
     provider_service_pb2_grpc,
-    service_pb2,
 )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (/proc/PID/stat fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def start_server(
@@ -124,33 +107,12 @@ async def build_fleet(
         for a, account in enumerate(accounts)
     }
     accounts_api = account_service_pb2_grpc.AccountServiceStub(channel)
-    for account in [PROVIDER, *accounts]:
-        await accounts_api.RegisterAccount(
-            account_service_pb2.RegisterAccountRequest(
-                parent=parent,
-                account_id=account,
-                account=account_pb2.Account(role_arn=f"arn:aws:iam::{account}:role/linkplane"),
-            )
-        )
+    await rig.register(accounts_api, parent, [PROVIDER, *accounts])
     await provider_service_pb2_grpc.ProviderServiceStub(channel).PublishService(
         provider_service_pb2.PublishServiceRequest(
             parent=parent,
             service_id="idle",
-            service=service_pb2.Service(
-                provider_account=f"{parent}/accounts/{PROVIDER}",
-                region=REGION,
-                load_balancer=service_pb2.LoadBalancer(
-                    managed=service_pb2.ManagedLoadBalancer(
-                        subnet_ids=provider_net["subnet_ids"],
-                        listeners=[service_pb2.Listener(port=443)],
-                        targets=[service_pb2.Target(id="10.1.0.10")],
-                    )
-                ),
-                allowed_principals=accounts,
-                acceptance_policy=service_pb2.AcceptancePolicy(
-                    accept_rules=[service_pb2.AcceptRule(principal=a) for a in accounts]
-                ),
-            ),
+            service=rig.auto_accepting_service(parent, PROVIDER, provider_net, accounts),
         )
     )
     consumer = consumer_service_pb2_grpc.ConsumerServiceStub(channel)
@@ -164,13 +126,7 @@ async def build_fleet(
                 consumer_service_pb2.CreateConnectionRequest(
                     parent=parent,
                     connection_id=f"c{index:04d}",
-                    connection=connection_pb2.Connection(
-                        service=f"{parent}/services/idle",
-                        consumer_account=f"{parent}/accounts/{account}",
-                        region=REGION,
-                        vpc_id=network["vpc_id"],
-                        subnet_ids=network["subnet_ids"],
-                    ),
+                    connection=rig.connection(parent, "idle", account, network),
                 )
             )
 
@@ -203,7 +159,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     server = None
     try:
         await migrations.upgrade_async(url)
-        port = free_port()
+        port = rig.free_port()
         server = start_server(url, sim, port, args.time_scale, building=True)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             await asyncio.wait_for(channel.channel_ready(), 60)
@@ -218,9 +174,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(args.settle)
             claims = "SELECT coalesce(sum(fencing_token), 0) FROM connections"
             claims_before = await count_where(url, claims)
-            cpu_before, wall_before, since = cpu_seconds(server.pid), time.monotonic(), time.time()
+            cpu_before, wall_before, since = (
+                rig.cpu_seconds(server.pid),
+                time.monotonic(),
+                time.time(),
+            )
             await asyncio.sleep(args.seconds)
-            cpu = cpu_seconds(server.pid) - cpu_before
+            cpu = rig.cpu_seconds(server.pid) - cpu_before
             # Every claim of a lease takes a new fencing token: the passes actually run.
             passes = await count_where(url, claims) - claims_before
             wall, until = time.monotonic() - wall_before, time.time()

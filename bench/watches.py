@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ import grpc
 from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from rig import cpu_seconds, free_port
 from sqlalchemy.engine import make_url
 
 from linkplane.server.storage import changes, database, migrations
@@ -96,19 +96,6 @@ class Samples:
             f"{self.pct(1.0):7.2f} ms   {self.changes} changes   server CPU "
             f"{self.server_cpu / self.wall:4.2f} cores   load {self.load}"
         )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def wait_serving(address: str, seconds: float = 60.0) -> None:

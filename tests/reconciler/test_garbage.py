@@ -36,9 +36,8 @@ async def _consumer_ec2(sim):
     )
 
 
-async def test_orphaned_endpoint_is_deleted(
-    api, sim, networks, control_plane, project, monkeypatch
-):
+async def _register_consumer(api, project):
+    """The consumer account in the test's project, limited to REGION (where it is swept)."""
     await api.accounts.RegisterAccount(
         account_service_pb2.RegisterAccountRequest(
             parent=f"projects/{project}",
@@ -48,6 +47,12 @@ async def test_orphaned_endpoint_is_deleted(
             ),
         )
     )
+
+
+async def test_orphaned_endpoint_is_deleted(
+    api, sim, networks, control_plane, project, monkeypatch
+):
+    await _register_consumer(api, project)
     orphan_uid = str(uuid.uuid4())
     async with await _consumer_ec2(sim) as ec2:
         created = await ec2.create_vpc_endpoint(
@@ -103,15 +108,7 @@ async def test_a_sweep_spares_the_endpoint_of_a_connection_created_while_it_ran(
     with it, then the collector listed AWS: the endpoint's uid was not in the view read first,
     yet it has a row. Reading AWS first and the rows after spares it (before, the sweep
     deleted the brand-new endpoint of a live Connection)."""
-    await api.accounts.RegisterAccount(
-        account_service_pb2.RegisterAccountRequest(
-            parent=f"projects/{project}",
-            account_id=CONSUMER,
-            account=account_pb2.Account(
-                role_arn=f"arn:aws:iam::{CONSUMER}:role/linkplane", allowed_regions=[REGION]
-            ),
-        )
-    )
+    await _register_consumer(api, project)
     name = f"projects/{project}/connections/meanwhile"
     spec = connection_pb2.Connection(
         service_name=f"com.amazonaws.{REGION}.sqs",

@@ -13,6 +13,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -56,6 +57,29 @@ async def slow_resync_api(
             yield Api(channel)
     finally:
         await runtime.stop()
+
+
+async def connect_and_wait_pending(
+    api: Api, project: str, networks: Any, service: str, connection_id: str
+) -> connection_pb2.Connection:
+    """Create a Connection to `service` and wait until it says PENDING_ACCEPTANCE."""
+    await api.consumer.CreateConnection(
+        consumer_service_pb2.CreateConnectionRequest(
+            parent=f"projects/{project}",
+            connection_id=connection_id,
+            connection=connection_spec(project, networks[CONSUMER], service),
+            request_id=str(uuid.uuid4()),
+        )
+    )
+    return await eventually(
+        lambda: api.consumer.GetConnection(
+            consumer_service_pb2.GetConnectionRequest(
+                name=f"projects/{project}/connections/{connection_id}"
+            )
+        ),
+        lambda c: c.state == connection_pb2.Connection.STATE_PENDING_ACCEPTANCE,
+        timeout=60.0,
+    )
 
 
 async def test_auto_accepted_connections_never_wait_for_a_resync(
@@ -152,27 +176,8 @@ async def test_a_woken_connection_does_not_believe_a_snapshot_older_than_the_acc
     await api.register(project, PROVIDER, CONSUMER)
     service = await publish(api, project, "manual", managed_service(project, networks))
 
-    async def create(connection_id: str) -> connection_pb2.Connection:
-        await api.consumer.CreateConnection(
-            consumer_service_pb2.CreateConnectionRequest(
-                parent=f"projects/{project}",
-                connection_id=connection_id,
-                connection=connection_spec(project, networks[CONSUMER], service.name),
-                request_id=str(uuid.uuid4()),
-            )
-        )
-        return await eventually(
-            lambda: api.consumer.GetConnection(
-                consumer_service_pb2.GetConnectionRequest(
-                    name=f"projects/{project}/connections/{connection_id}"
-                )
-            ),
-            lambda c: c.state == connection_pb2.Connection.STATE_PENDING_ACCEPTANCE,
-            timeout=60.0,
-        )
-
-    waiting = await create("waiting")
-    other = await create("other")
+    waiting = await connect_and_wait_pending(api, project, networks, service.name, "waiting")
+    other = await connect_and_wait_pending(api, project, networks, service.name, "other")
     sim.set_faults({"DescribeVpcEndpoints": {"answer_delay_ms": 3000}})
     try:
         # The other Connection's pass asks for a snapshot now; it comes back 3 s later.
@@ -228,22 +233,7 @@ async def test_a_provider_can_accept_what_its_consumer_already_sees_pending(
             )
         )
         await asyncio.sleep(0.5)
-        await api.consumer.CreateConnection(
-            consumer_service_pb2.CreateConnectionRequest(
-                parent=f"projects/{project}",
-                connection_id="eager",
-                connection=connection_spec(project, networks[CONSUMER], service.name),
-            )
-        )
-        pending = await eventually(
-            lambda: api.consumer.GetConnection(
-                consumer_service_pb2.GetConnectionRequest(
-                    name=f"projects/{project}/connections/eager"
-                )
-            ),
-            lambda c: c.state == connection_pb2.Connection.STATE_PENDING_ACCEPTANCE,
-            timeout=60.0,
-        )
+        pending = await connect_and_wait_pending(api, project, networks, service.name, "eager")
         # Usually the inventory has not seen the endpoint yet here (without the fix the accept
         # then answered NOT_FOUND, and its decision was refused); on a loaded machine the
         # Service's second pass can land first, and the accept must succeed all the same.
