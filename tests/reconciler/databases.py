@@ -11,7 +11,7 @@ from tests.support import databases
 
 
 @pytest.fixture(scope="module")
-def own_database_url(database_url: str) -> Iterator[str]:
+def own_database_url(database_server: databases.DatabaseServer) -> Iterator[str]:
     """A fresh, migrated database for this module alone; dropped afterwards."""
-    with databases.fresh_database(databases.server_url_of(database_url), "linkplane_own") as url:
+    with database_server.fresh("linkplane_own") as url:
         yield url

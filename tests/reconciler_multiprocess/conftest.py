@@ -43,12 +43,12 @@ def networks(sim: sim_server.SimHandle) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
-def own_database_url(database_url: str) -> Iterator[str]:
+def own_database_url(database_server: databases.DatabaseServer) -> Iterator[str]:
     """A fresh, migrated database on the test Postgres for each test: the workers a test spawns
     reconcile every row they find, and a backlog left by an earlier test (the shared-limits
     test leaves 120 settled connections) would compete with this test's work (in CI, 9 of 20
     connections of the two-worker test were still CREATING after 60 s)."""
-    with databases.fresh_database(databases.server_url_of(database_url), "linkplane_mp") as url:
+    with database_server.fresh("linkplane_mp") as url:
         yield url
 
 

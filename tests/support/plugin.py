@@ -1,6 +1,7 @@
 """The fixtures every test gets, registered by the root conftest (`pytest_plugins`).
 
-A fresh database for the test run on the test Postgres (`databases`), an API-only server on a
+A fresh database for each test package on the test Postgres (`databases`: a package's tests
+never meet the rows, workers or timing of another package's), an API-only server on it on a
 real port with a channel to it, a `project` of each test's own (tests isolate by project, not
 by truncating tables, so they can share one server), linkplane's log configuration, and the
 guard that fails a test during which a reconciler logged `reconciler.bug`.
@@ -32,24 +33,28 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """A fresh, migrated database for this test run; dropped afterwards."""
-    with (
-        databases.postgres_server_url() as admin,
-        databases.fresh_database(admin, "linkplane_test") as url,
-    ):
+def database_server() -> Iterator[databases.DatabaseServer]:
+    """The test Postgres with a migrated template, for as many fresh databases as tests need."""
+    with databases.server_with_template() as server:
+        yield server
+
+
+@pytest.fixture(scope="package")
+def database_url(database_server: databases.DatabaseServer) -> Iterator[str]:
+    """A fresh, migrated database for this test package; dropped afterwards."""
+    with database_server.fresh("linkplane_test") as url:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def server(database_url: str) -> AsyncIterator[Runtime]:
-    """An API-only server (it reconciles nothing) on the session database."""
+    """An API-only server (it reconciles nothing) on the package's database."""
     settings = Settings(listen="127.0.0.1:0", shutdown_grace_seconds=1.0, role=Role.API)
     async with runtimes.running(settings, database_url, wait_for_feed=True) as runtime:
         yield runtime
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def channel(server: Runtime) -> AsyncIterator[grpc.aio.Channel]:
     async with runtimes.channel_to(server) as chan:
         yield chan
