@@ -126,7 +126,7 @@ def test_endpoint_parse_reads_aws_shapes():
             "LastError": {"Code": "X", "Message": "y"},
         }
     )
-    assert endpoint.state == "PendingAcceptance"
+    assert endpoint.state == "PENDING_ACCEPTANCE"
     assert endpoint.security_group_ids == ("sg-1",)
     assert endpoint.ip_address_type == "dualstack"
     assert endpoint.dns_record_ip_type == "dualstack"

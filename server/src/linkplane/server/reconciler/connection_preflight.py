@@ -19,14 +19,10 @@ from typing import Any
 
 from linkplane.server.aws import calls, quotas
 from linkplane.server.aws import errors as aws_errors
-from linkplane.server.domain import specs
+from linkplane.server.domain import specs, states
 from linkplane.server.reconciler import failures
 from linkplane.server.reconciler.connection_model import ServiceDetail, Subnet, Target
-from linkplane.server.reconciler.endpoint_snapshots import (
-    NOT_COUNTED,
-    QUOTA_COUNTED_TYPES,
-    EndpointSnapshots,
-)
+from linkplane.server.reconciler.endpoint_snapshots import QUOTA_COUNTED_TYPES, EndpointSnapshots
 from linkplane.server.reconciler.workspace import Timing
 
 VISIBILITY_GRACE_STEPS = (1, 1, 2, 4, 4)
@@ -283,7 +279,7 @@ class Preflight:
         live = [
             e
             for e in response.get("VpcEndpoints", [])
-            if str(e.get("State", "")).lower() not in NOT_COUNTED
+            if states.counts_against_quota(e.get("State"))
         ]
         if len(live) >= quota.value:
             raise _permanent(

@@ -249,8 +249,8 @@ class ConnectionReconciler:
             if (
                 found is not None
                 and tags.tag_value(found, tags.UID_KEY) == uid
-                and aws_endpoints.normalize_state(found.get("State"))
-                not in aws_endpoints.GONE_STATES
+                and states.normalise_endpoint_state(found.get("State"))
+                not in states.GONE_ENDPOINT_STATES
             ):
                 return found
         sighting = await self.snapshots.find(ctx, uid)
@@ -259,7 +259,7 @@ class ConnectionReconciler:
             found is not None
             and sleeps_when_pending
             and sighting.asked < began
-            and aws_endpoints.normalize_state(found.get("State")) == "PendingAcceptance"
+            and states.normalise_endpoint_state(found.get("State")) == "PENDING_ACCEPTANCE"
         ):
             found = await aws_endpoints.describe_endpoint(ctx, str(found["VpcEndpointId"]))
         if found is None and not first_claim:
@@ -285,7 +285,7 @@ class ConnectionReconciler:
 
         ``attempts`` is None when the target is gone: then nothing is changed, only reported.
         """
-        aws_state = states.normalise_endpoint_state(endpoint.state)
+        aws_state = endpoint.state
         state = states.CONNECTION_STATE_OF_ENDPOINT.get(aws_state, "FAILED")
         applied = plans.Applied(0, [])
         if aws_state == "AVAILABLE" and attempts is not None:
@@ -383,8 +383,8 @@ class ConnectionReconciler:
             aws_endpoints.Endpoint.parse(e)
             for e in await aws_endpoints.find_endpoints_by_uid(ctx, uid)
         ]
-        remaining = [e.endpoint_id for e in owned if e.state != "Deleted"]
-        deletable = [e.endpoint_id for e in owned if e.state not in aws_endpoints.GONE_STATES]
+        remaining = [e.endpoint_id for e in owned if e.state != "DELETED"]
+        deletable = [e.endpoint_id for e in owned if e.state not in states.GONE_ENDPOINT_STATES]
         if deletable:
             failures = await aws_endpoints.delete_endpoints(ctx, deletable)
             if failures:

@@ -14,10 +14,8 @@ import time
 from typing import Any
 
 from linkplane.server.aws import calls, tags
-from linkplane.server.aws import endpoints as aws_endpoints
+from linkplane.server.domain import states
 
-# Endpoint states that no longer count against the VPC's quota.
-NOT_COUNTED = {"deleted", "deleting", "rejected", "failed", "expired"}
 # Endpoint types the per-VPC quota (L-29B6F2EB) counts.
 QUOTA_COUNTED_TYPES = ["Interface", "GatewayLoadBalancer"]
 
@@ -110,8 +108,8 @@ class Snapshot:
         )
         for endpoint in ordered:
             owner = tags.tag_value(endpoint, tags.UID_KEY)
-            state = aws_endpoints.normalize_state(endpoint.get("State"))
-            if owner and state not in aws_endpoints.GONE_STATES:
+            state = states.normalise_endpoint_state(endpoint.get("State"))
+            if owner and state not in states.GONE_ENDPOINT_STATES:
                 by_uid.setdefault(owner, endpoint)
             if _counts_against_quota(endpoint):
                 vpc_id = str(endpoint.get("VpcId", ""))
@@ -120,10 +118,8 @@ class Snapshot:
 
 
 def _counts_against_quota(endpoint: dict[str, Any]) -> bool:
-    return (
-        endpoint.get("VpcEndpointType") in QUOTA_COUNTED_TYPES
-        and str(endpoint.get("State", "")).lower() not in NOT_COUNTED
-    )
+    counted_type = endpoint.get("VpcEndpointType") in QUOTA_COUNTED_TYPES
+    return counted_type and states.counts_against_quota(endpoint.get("State"))
 
 
 @dataclasses.dataclass(frozen=True)
