@@ -155,6 +155,18 @@ def test_plan_separates_changes_from_settled_fields():
     assert [c.field for c in plan.changes] == ["PrivateDnsEnabled"]
 
 
+def test_plan_compares_ids_as_sets_and_sends_only_what_changes():
+    plan = connection_plans.Plan()
+    plan.compare_ids("SubnetIds", ["b", "a"], ["a", "b"])
+    plan.compare_ids("RouteTableIds", ["rtb-1", "rtb-2"], ["rtb-1"])
+    plan.compare_ids("SecurityGroupIds", ["sg-2"], ["sg-1"])
+    assert plan.settled == ["SubnetIds"]
+    assert [c.params for c in plan.changes] == [
+        {"AddRouteTableIds": ["rtb-2"]},
+        {"AddSecurityGroupIds": ["sg-2"], "RemoveSecurityGroupIds": ["sg-1"]},
+    ]
+
+
 @pytest.mark.parametrize(
     ("name", "service"),
     [

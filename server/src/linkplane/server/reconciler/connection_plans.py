@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
@@ -60,6 +61,12 @@ class Plan:
             self.settled.append(field)
         else:
             self.changes.append(Change(field, wanted, observed, params))
+
+    def compare_ids(self, field: str, wanted: Iterable[str], observed: Iterable[str]) -> None:
+        """A set of ids, changed by ``Add<field>`` and ``Remove<field>`` (each only if needed)."""
+        want, have = set(wanted), set(observed)
+        params = {f"Add{field}": sorted(want - have), f"Remove{field}": sorted(have - want)}
+        self.compare(field, sorted(want), sorted(have), {k: v for k, v in params.items() if v})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,51 +201,11 @@ async def _plan(
             {"ResetPolicy": True},
         )
     if spec.gateway:
-        wanted_tables, current_tables = set(spec.route_table_ids), set(endpoint.route_table_ids)
-        plan.compare(
-            "RouteTableIds",
-            sorted(wanted_tables),
-            sorted(current_tables),
-            {
-                k: v
-                for k, v in (
-                    ("AddRouteTableIds", sorted(wanted_tables - current_tables)),
-                    ("RemoveRouteTableIds", sorted(current_tables - wanted_tables)),
-                )
-                if v
-            },
-        )
+        plan.compare_ids("RouteTableIds", spec.route_table_ids, endpoint.route_table_ids)
         return plan
-    wanted_subnets, current_subnets = set(spec.subnet_ids), set(endpoint.subnet_ids)
-    plan.compare(
-        "SubnetIds",
-        sorted(wanted_subnets),
-        sorted(current_subnets),
-        {
-            k: v
-            for k, v in (
-                ("AddSubnetIds", sorted(wanted_subnets - current_subnets)),
-                ("RemoveSubnetIds", sorted(current_subnets - wanted_subnets)),
-            )
-            if v
-        },
-    )
+    plan.compare_ids("SubnetIds", spec.subnet_ids, endpoint.subnet_ids)
     if spec.security_group_ids:
-        wanted_groups = set(spec.security_group_ids)
-        current_groups = set(endpoint.security_group_ids)
-        plan.compare(
-            "SecurityGroupIds",
-            sorted(wanted_groups),
-            sorted(current_groups),
-            {
-                k: v
-                for k, v in (
-                    ("AddSecurityGroupIds", sorted(wanted_groups - current_groups)),
-                    ("RemoveSecurityGroupIds", sorted(current_groups - wanted_groups)),
-                )
-                if v
-            },
-        )
+        plan.compare_ids("SecurityGroupIds", spec.security_group_ids, endpoint.security_group_ids)
     if spec.ip_address_type:
         wanted_ip = (spec.ip_address_type, DNS_RECORD_IP_TYPE[spec.ip_address_type])
         # AWS reports DnsOptions for every interface endpoint; a backend that leaves it
