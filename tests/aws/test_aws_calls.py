@@ -27,6 +27,7 @@ from linkplane.server.aws import (
     tags,
     throttlers,
 )
+from linkplane.server.domain import states
 
 REGION = "us-east-1"
 
@@ -185,7 +186,7 @@ async def test_provider_and_consumer_lifecycle_with_adoption(
     assert await endpoints.describe_endpoint(consumer, "vpce-0123456789abcdef0") is None
     described = await endpoints.describe_endpoint(consumer, endpoint["VpcEndpointId"])
     assert described is not None
-    assert endpoints.normalize_state(described["State"]) in endpoints.STATES
+    assert states.normalise_endpoint_state(described["State"]) in states.ENDPOINT_STATES
 
     # Teardown is idempotent: a second delete finds nothing to do and says so.
     assert await endpoints.delete_endpoints(consumer, [endpoint["VpcEndpointId"]]) == []
@@ -381,11 +382,3 @@ async def test_find_endpoint_adopts_the_oldest_live_duplicate() -> None:
     found = await endpoints.find_endpoint_by_uid(fake_context(client), "u1")
     assert found is not None
     assert found["VpcEndpointId"] == "vpce-mid"
-
-
-def test_states_are_normalised() -> None:
-    assert endpoints.normalize_state("pendingAcceptance") == "PendingAcceptance"
-    assert endpoints.normalize_state("AVAILABLE") == "Available"
-    assert endpoints.normalize_state("partial") == "Partial"
-    assert endpoints.normalize_state("somethingNew") == "somethingNew"
-    assert endpoints.normalize_state(None) == "Unknown"

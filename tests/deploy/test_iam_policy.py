@@ -28,7 +28,16 @@ AWS_DIR = ROOT / "deploy" / "aws"
 # must be in both variants (or the sweep fails with AccessDenied in half the accounts), their
 # writes in at least one (they only ever delete objects of the side that created them).
 PROVIDER_MODULES = frozenset({"aws/services.py", "aws/loadbalancers.py", "reconciler/services.py"})
-CONSUMER_MODULES = frozenset({"aws/endpoints.py", "aws/quotas.py", "reconciler/connections.py"})
+CONSUMER_MODULES = frozenset(
+    {
+        "aws/endpoints.py",
+        "aws/quotas.py",
+        "reconciler/connections.py",
+        "reconciler/connection_plans.py",
+        "reconciler/connection_preflight.py",
+        "reconciler/endpoint_snapshots.py",
+    }
+)
 BOTH_MODULES = frozenset({"reconciler/labels.py"})  # labels become tags on either side's objects
 CONTROL_PLANE_MODULES = frozenset({"aws/sessions.py"})  # AssumeRole, as the base principal
 READ_PREFIXES = ("Describe", "Get", "List")

@@ -15,11 +15,29 @@ from linkplane.server.domain import specs, states, validation
         ("available", "AVAILABLE"),
         ("Rejected", "REJECTED"),
         ("partial", "PARTIAL"),
+        ("AVAILABLE", "AVAILABLE"),
         ("somethingNew", "FAILED"),
+        (None, "FAILED"),
     ],
 )
 def test_endpoint_states_normalise(wire, canonical):
     assert states.normalise_endpoint_state(wire) == canonical
+
+
+@pytest.mark.parametrize(
+    ("wire", "counts"),
+    [
+        ("available", True),
+        ("pendingAcceptance", True),
+        ("Deleting", False),
+        ("rejected", False),
+        ("Expired", False),
+        ("somethingNew", True),  # not known to have freed its slot
+        (None, True),
+    ],
+)
+def test_endpoint_states_against_the_vpc_quota(wire, counts):
+    assert states.counts_against_quota(wire) is counts
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,13 @@ import pytest
 from linkplane.server.aws import endpoints as aws_endpoints
 from linkplane.server.domain import endpoints as kinds
 from linkplane.server.domain import specs
-from linkplane.server.reconciler import connections, failures
+from linkplane.server.reconciler import (
+    connection_model,
+    connection_plans,
+    connection_preflight,
+    endpoint_snapshots,
+    failures,
+)
 
 
 def subnet(subnet_id: str, *, v4: bool = True, v6: bool = True, **extra: Any) -> dict[str, Any]:
@@ -30,8 +36,8 @@ def subnet(subnet_id: str, *, v4: bool = True, v6: bool = True, **extra: Any) ->
     return data
 
 
-def detail(ip_types: list[str], *types: str) -> connections.ServiceDetail:
-    return connections.ServiceDetail.parse(
+def detail(ip_types: list[str], *types: str) -> connection_model.ServiceDetail:
+    return connection_model.ServiceDetail.parse(
         [
             {
                 "ServiceName": "com.amazonaws.vpce.us-east-1.vpce-svc-1",
@@ -43,7 +49,7 @@ def detail(ip_types: list[str], *types: str) -> connections.ServiceDetail:
     )
 
 
-TARGET = connections.Target(
+TARGET = connection_model.Target(
     service_name="com.amazonaws.vpce.us-east-1.vpce-svc-1",
     region="us-east-1",
     cross_region=False,
@@ -68,13 +74,13 @@ def spec(ip_type: str) -> specs.ConnectionSpec:
     ],
 )
 def test_ip_address_type_rules(ip_type, offered, subnets, code):
-    parsed = [connections.Subnet.parse(s) for s in subnets]
+    parsed = [connection_model.Subnet.parse(s) for s in subnets]
     if code is None:
-        connections.check_ip_type(spec(ip_type), TARGET, detail(offered), parsed)
+        connection_preflight.check_ip_type(spec(ip_type), TARGET, detail(offered), parsed)
         return
     # linkplane's own pre-flight verdict, not an AWS error: the spec cannot be met as it is.
     with pytest.raises(failures.PermanentError) as caught:
-        connections.check_ip_type(spec(ip_type), TARGET, detail(offered), parsed)
+        connection_preflight.check_ip_type(spec(ip_type), TARGET, detail(offered), parsed)
     assert caught.value.code == code
     assert not caught.value.retryable
     assert "s1" in caught.value.message or "ipv6" in caught.value.message.lower()
@@ -83,8 +89,8 @@ def test_ip_address_type_rules(ip_type, offered, subnets, code):
 def test_an_ipv6_block_being_removed_does_not_count():
     removing = subnet("s1")
     removing["Ipv6CidrBlockAssociationSet"][0]["Ipv6CidrBlockState"]["State"] = "disassociating"
-    assert not connections.Subnet.parse(removing).has_ipv6
-    assert connections.Subnet.parse(subnet("s1")).has_ipv6
+    assert not connection_model.Subnet.parse(removing).has_ipv6
+    assert connection_model.Subnet.parse(subnet("s1")).has_ipv6
 
 
 def test_service_detail_reads_the_entry_of_the_endpoint_type():
@@ -98,10 +104,10 @@ def test_service_detail_reads_the_entry_of_the_endpoint_type():
         "ServiceName": "com.amazonaws.us-east-1.s3",
         "ServiceType": [{"ServiceType": "Gateway"}],
     }
-    as_gateway = connections.ServiceDetail.parse([interface, gateway], "Gateway")
+    as_gateway = connection_model.ServiceDetail.parse([interface, gateway], "Gateway")
     assert as_gateway.service_types == ("Interface", "Gateway")
     assert as_gateway.private_dns_name == ""
-    as_interface = connections.ServiceDetail.parse([interface, gateway], "Interface")
+    as_interface = connection_model.ServiceDetail.parse([interface, gateway], "Interface")
     assert as_interface.private_dns_name and as_interface.private_dns_verified
 
 
@@ -120,7 +126,7 @@ def test_endpoint_parse_reads_aws_shapes():
             "LastError": {"Code": "X", "Message": "y"},
         }
     )
-    assert endpoint.state == "PendingAcceptance"
+    assert endpoint.state == "PENDING_ACCEPTANCE"
     assert endpoint.security_group_ids == ("sg-1",)
     assert endpoint.ip_address_type == "dualstack"
     assert endpoint.dns_record_ip_type == "dualstack"
@@ -131,22 +137,34 @@ def test_endpoint_parse_reads_aws_shapes():
 
 def test_bookkeeping_round_trips_in_the_status_json():
     status: dict[str, Any] = {"incarnation": 2, "endpoint_id": "vpce-1", "other": 1}
-    book = connections.Bookkeeping.load(status)
-    assert book == connections.Bookkeeping(incarnation=2, endpoint_id="vpce-1")
+    book = connection_model.Bookkeeping.load(status)
+    assert book == connection_model.Bookkeeping(incarnation=2, endpoint_id="vpce-1")
     assert book.token_generation(3) == 2_000_003
     book.fresh_read = True
     book.endpoint_id = ""
     book.save(status)
     assert status == {"incarnation": 2, "fresh_read": True, "other": 1}
-    assert connections.Bookkeeping.load({}) == connections.Bookkeeping()
+    assert connection_model.Bookkeeping.load({}) == connection_model.Bookkeeping()
 
 
 def test_plan_separates_changes_from_settled_fields():
-    plan = connections.Plan()
+    plan = connection_plans.Plan()
     plan.compare("SubnetIds", ["a"], ["a"], {})
     plan.compare("PrivateDnsEnabled", True, False, {"PrivateDnsEnabled": True})
     assert plan.settled == ["SubnetIds"]
     assert [c.field for c in plan.changes] == ["PrivateDnsEnabled"]
+
+
+def test_plan_compares_ids_as_sets_and_sends_only_what_changes():
+    plan = connection_plans.Plan()
+    plan.compare_ids("SubnetIds", ["b", "a"], ["a", "b"])
+    plan.compare_ids("RouteTableIds", ["rtb-1", "rtb-2"], ["rtb-1"])
+    plan.compare_ids("SecurityGroupIds", ["sg-2"], ["sg-1"])
+    assert plan.settled == ["SubnetIds"]
+    assert [c.params for c in plan.changes] == [
+        {"AddRouteTableIds": ["rtb-2"]},
+        {"AddSecurityGroupIds": ["sg-2"], "RemoveSecurityGroupIds": ["sg-1"]},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -224,7 +242,7 @@ async def test_snapshot_counts_the_vpc_quota_and_finds_by_uid_from_one_describe(
             _endpoint("vpce-5", "vpc-b", "rejected"),
         ]
     )
-    snapshots = connections.EndpointSnapshots(ttl=3600.0)
+    snapshots = endpoint_snapshots.EndpointSnapshots(ttl=3600.0)
     assert await snapshots.counted_in_vpc(ctx, "vpc-a") == 2  # type: ignore[arg-type]
     assert await snapshots.counted_in_vpc(ctx, "vpc-b") == 0  # type: ignore[arg-type]
     found = await snapshots.find(ctx, "u1")  # type: ignore[arg-type]
@@ -241,7 +259,7 @@ async def test_snapshot_counts_the_vpc_quota_and_finds_by_uid_from_one_describe(
 
 
 async def test_an_endpoint_created_while_the_snapshot_was_asked_counts_once():
-    snapshots = connections.EndpointSnapshots(ttl=3600.0)
+    snapshots = endpoint_snapshots.EndpointSnapshots(ttl=3600.0)
 
     class Racing(_SnapshotContext):
         async def collect(self, service: str, action: str, key: str, **params: Any) -> Any:

@@ -2,7 +2,7 @@
 
 Thin, idempotent helpers over ``calls`` for the reconciler's endpoint work: create with the
 parameters AWS's defaults get wrong, find by ownership tag (adoption after a crash), delete in
-batches, and normalise the state strings AWS reports in varying case.
+batches. Endpoint states are read into their canonical names (`domain/states.py`).
 """
 
 from __future__ import annotations
@@ -12,33 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from linkplane.server.aws import calls, errors, tags
-
-# Endpoint states as the reference spells them; AWS's wire strings vary in case
-# ("pendingAcceptance", "available", "Available").
-STATES = (
-    "PendingAcceptance",
-    "Pending",
-    "Available",
-    "Deleting",
-    "Deleted",
-    "Rejected",
-    "Failed",
-    "Expired",
-    "Partial",
-)
-_BY_LOWER = {state.lower(): state for state in STATES}
-GONE_STATES = frozenset({"Deleting", "Deleted"})
-"""States of an endpoint that is going or gone: never adopted."""
-
-
-def normalize_state(state: str | None) -> str:
-    """AWS's state string in the reference's spelling; unknown states are kept as reported.
-
-    Expired and Partial are undocumented triggers but real states, so they are kept too.
-    """
-    if not state:
-        return "Unknown"
-    return _BY_LOWER.get(state.lower().replace("-", "").replace("_", ""), state)
+from linkplane.server.domain import states
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +42,7 @@ class Endpoint:
     endpoint_type: str
     """``Interface`` or ``Gateway`` (``GatewayLoadBalancer`` is never created by linkplane)."""
     state: str
-    """The reference's spelling (see :func:`normalize_state`)."""
+    """Canonical: ``PENDING_ACCEPTANCE``, ``AVAILABLE``, … (domain/states.py); FAILED if unknown."""
     service_name: str
     subnet_ids: tuple[str, ...]
     security_group_ids: tuple[str, ...]
@@ -90,7 +64,7 @@ class Endpoint:
         return cls(
             endpoint_id=str(data["VpcEndpointId"]),
             endpoint_type=str(data.get("VpcEndpointType") or "Interface"),
-            state=normalize_state(data.get("State")),
+            state=states.normalise_endpoint_state(data.get("State")),
             service_name=str(data.get("ServiceName", "")),
             subnet_ids=tuple(data.get("SubnetIds") or ()),
             security_group_ids=tuple(
@@ -213,7 +187,10 @@ async def find_endpoint_by_uid(ctx: calls.Context, uid: str) -> dict[str, Any] |
     should keep the id from the create response rather than search.
     """
     for endpoint in await find_endpoints_by_uid(ctx, uid):
-        if normalize_state(endpoint.get("State")) not in GONE_STATES:
+        if (
+            states.normalise_endpoint_state(endpoint.get("State"))
+            not in states.GONE_ENDPOINT_STATES
+        ):
             return endpoint
     return None
 

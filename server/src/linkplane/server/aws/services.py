@@ -18,9 +18,6 @@ from linkplane.server.domain import states
 EXISTING_CONNECTIONS = "ExistingVpcEndpointConnections"
 """The code DeleteVpcEndpointServiceConfigurations reports while connections are live."""
 
-LIVE_CONNECTION_STATES = frozenset({"pendingacceptance", "pending", "available"})
-"""Connection states (lower-cased) that block deleting the service: reject these first."""
-
 
 async def create_endpoint_service(
     ctx: calls.Context,
@@ -174,7 +171,8 @@ def live_connection_ids(connections: Iterable[Mapping[str, Any]]) -> list[str]:
     return [
         str(c["VpcEndpointId"])
         for c in connections
-        if str(c.get("VpcEndpointState", "")).lower() in LIVE_CONNECTION_STATES
+        if states.normalise_endpoint_state(c.get("VpcEndpointState"))
+        in states.DELETE_BLOCKING_ENDPOINT_STATES
     ]
 
 

@@ -1,13 +1,12 @@
 """Lifecycle states of linkplane resources and of AWS endpoints, and how they map.
 
 AWS spells endpoint states in varying case (`pendingAcceptance`, `PendingAcceptance`,
-`available`); `normalise_endpoint_state` turns any spelling into one canonical name, and an
-unknown one into FAILED-like `UNKNOWN` handling by the caller rather than a crash.
+`available`); `normalise_endpoint_state` turns any spelling into the one canonical name
+linkplane uses (`PENDING_ACCEPTANCE`), and an unknown one into FAILED rather than a crash. The
+named sets below say which endpoint states count for what.
 """
 
 from __future__ import annotations
-
-import re
 
 SERVICE_STATES = frozenset({"CREATING", "ACTIVE", "UPDATING", "DELETING", "FAILED"})
 CONNECTION_STATES = frozenset(
@@ -35,10 +34,18 @@ ENDPOINT_STATES = frozenset(
         "PARTIAL",
     }
 )
-# Connections that keep a service from being deleted (AWS refuses with
+# Connections that block deleting their endpoint service (AWS refuses with
 # ExistingVpcEndpointConnections while any is Available or PendingAcceptance; Pending will be
-# Available shortly, so it counts too).
-LIVE_ENDPOINT_STATES = frozenset({"PENDING_ACCEPTANCE", "PENDING", "AVAILABLE", "PARTIAL"})
+# Available shortly, so it counts too): a service's teardown rejects these first.
+DELETE_BLOCKING_ENDPOINT_STATES = frozenset({"PENDING_ACCEPTANCE", "PENDING", "AVAILABLE"})
+# Connections that keep a service from being deleted without force, and that a re-evaluated
+# acceptance policy may reject: the blocking ones and PARTIAL (which teardown does not reject).
+LIVE_ENDPOINT_STATES = DELETE_BLOCKING_ENDPOINT_STATES | {"PARTIAL"}
+# Endpoints going or gone: never adopted, never deleted again, not garbage.
+GONE_ENDPOINT_STATES = frozenset({"DELETING", "DELETED"})
+# Endpoints that no longer take a slot of their VPC's endpoint quota (L-29B6F2EB); every other
+# state does, an unrecognised one included (see `counts_against_quota`).
+OFF_QUOTA_ENDPOINT_STATES = frozenset({"DELETING", "DELETED", "REJECTED", "FAILED", "EXPIRED"})
 # Which endpoint states a person may accept or reject from.
 DECIDABLE = {
     "ACCEPTED": frozenset({"PENDING_ACCEPTANCE"}),
@@ -66,10 +73,27 @@ ENDPOINT_STATE_OF_CONNECTION = {
 }
 
 
-def normalise_endpoint_state(value: str) -> str:
-    """`pendingAcceptance` / `PendingAcceptance` / `pending-acceptance` → `PENDING_ACCEPTANCE`."""
-    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", value.strip()).replace("-", "_").upper()
-    return snake if snake in ENDPOINT_STATES else "FAILED"
+_ENDPOINT_STATE_BY_KEY = {state.replace("_", "").lower(): state for state in ENDPOINT_STATES}
+
+
+def _canonical_endpoint_state(value: str | None) -> str | None:
+    """The canonical name of a state in any of AWS's spellings; None if it is not one."""
+    key = (value or "").strip().lower().replace("-", "").replace("_", "")
+    return _ENDPOINT_STATE_BY_KEY.get(key)
+
+
+def normalise_endpoint_state(value: str | None) -> str:
+    """`pendingAcceptance` / `PendingAcceptance` / `pending-acceptance` → `PENDING_ACCEPTANCE`;
+    an unknown or missing state → `FAILED`."""
+    return _canonical_endpoint_state(value) or "FAILED"
+
+
+def counts_against_quota(value: str | None) -> bool:
+    """Whether an endpoint in state `value` (any spelling) takes a slot of its VPC's quota.
+
+    An unrecognised or missing state counts: it is not known to have freed its slot.
+    """
+    return _canonical_endpoint_state(value) not in OFF_QUOTA_ENDPOINT_STATES
 
 
 def service_state_on_update(current: str) -> str:

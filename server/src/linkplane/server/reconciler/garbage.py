@@ -29,13 +29,14 @@ import structlog
 from linkplane.server.aws import errors as aws_errors
 from linkplane.server.aws import services as aws_services
 from linkplane.server.aws import tags
-from linkplane.server.domain import specs
+from linkplane.server.domain import specs, states
 from linkplane.server.reconciler.workspace import Workspace
 from linkplane.server.storage import garbage, requests
 
 log = structlog.get_logger("linkplane.reconciler.garbage")
 LOCK_KEY = 724109
-GONE = {"deleted", "deleting"}
+# Endpoint service states (lower-cased) of a service going or gone: not garbage any more.
+GONE_SERVICE_STATES = {"deleted", "deleting"}
 TAG_KEY_FILTER = [{"Name": "tag-key", "Values": [tags.UID_KEY]}]
 
 
@@ -126,7 +127,10 @@ class Collector:
         )
         by_uid: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for endpoint in endpoints:
-            if str(endpoint.get("State", "")).lower() in GONE:
+            if (
+                states.normalise_endpoint_state(endpoint.get("State"))
+                in states.GONE_ENDPOINT_STATES
+            ):
                 continue
             uid = tags.tag_value(endpoint, tags.UID_KEY)
             if uid and _is_uid(uid) and tags.tag_value(endpoint, tags.KIND_KEY) == "endpoint":
@@ -154,7 +158,7 @@ class Collector:
             uid = tags.tag_value(config, tags.UID_KEY)
             if not uid or not _is_uid(uid) or uid in live_services:
                 continue
-            if str(config.get("ServiceState", "")).lower() in GONE:
+            if str(config.get("ServiceState", "")).lower() in GONE_SERVICE_STATES:
                 continue
             service_id = config["ServiceId"]
             connections = await aws_services.describe_endpoint_connections(ctx, service_id)

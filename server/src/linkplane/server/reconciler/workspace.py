@@ -31,8 +31,8 @@ class Timing:
         the next tick of a wall-clock grid a fifth of the interval wide (at most a minute).
 
         Settled Connections of one account then come due together, and their passes share
-        one DescribeVpcEndpoints snapshot (``connections.EndpointSnapshots``, fresh for the
-        transitional interval) instead of each refreshing it: spread evenly, 250 settled
+        one DescribeVpcEndpoints snapshot (``endpoint_snapshots.EndpointSnapshots``, fresh for
+        the transitional interval) instead of each refreshing it: spread evenly, 250 settled
         connections of an account resyncing every 300 s asked for a snapshot every ~5 s
         (bench/idle.py). Only the routine resync is aligned; a poke or a spec change still
         wakes a resource at once."""
