@@ -105,28 +105,6 @@ async def poke_service(session: AsyncSession, name: str) -> None:
     )
 
 
-async def poke_service_within(session: AsyncSession, name: str, seconds: float) -> None:
-    """Have the Service of that name look within `seconds` (an endpoint changed state).
-
-    A burst of such pokes (a fleet of endpoints turning available together) coalesces into one
-    pass: an idle row's next look moves to the earliest poke's deadline and no further. A row
-    under lease gets the statement's clock, as `poke_service` does, so `release` sees the poke.
-    """
-    await session.execute(
-        update(models.Service)
-        .where(models.Service.name == name)
-        .values(
-            next_reconcile_at=case(
-                (models.Service.lease_owner.is_not(None), poke_time()),
-                else_=func.least(
-                    models.Service.next_reconcile_at,
-                    poke_time() + timedelta(seconds=seconds),
-                ),
-            )
-        )
-    )
-
-
 async def poke_decided_connections(
     session: AsyncSession, service_uid: uuid.UUID, endpoint_ids: list[str]
 ) -> None:
