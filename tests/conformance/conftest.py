@@ -18,7 +18,7 @@ import pytest
 from linkplane.server.runtime import Runtime
 from linkplane.sim import server as sim_server
 from tests.conformance.harness import TIME_SCALE, Api, Sim, Tenant
-from tests.support import runtimes, simulator
+from tests.support import databases, runtimes, simulator
 
 
 @pytest.fixture(scope="package")
@@ -26,20 +26,28 @@ def sim_handle() -> Iterator[sim_server.SimHandle]:
     yield from simulator.running(TIME_SCALE)
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
+def plane_database_url(database_server: databases.DatabaseServer) -> Iterator[str]:
+    """A database of this module's own for its server (as in tests/reconciler: no module's
+    settled resources slow the next one's)."""
+    with database_server.fresh("linkplane_plane") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 async def control_plane(
-    sim_handle: sim_server.SimHandle, database_url: str
+    sim_handle: sim_server.SimHandle, plane_database_url: str
 ) -> AsyncIterator[Runtime]:
     # Outside consumers and adopted NLBs share accounts with linkplane's objects here, one more
     # reason for the support settings' garbage_collection=False.
     settings = runtimes.worker_settings(
         sim_handle, time_scale=TIME_SCALE, page_token_secret="conformance-page-token-key"
     )
-    async with runtimes.running(settings, database_url) as runtime:
+    async with runtimes.running(settings, plane_database_url) as runtime:
         yield runtime
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 async def plane_channel(control_plane: Runtime) -> AsyncIterator[grpc.aio.Channel]:
     async with runtimes.channel_to(control_plane) as channel:
         yield channel
