@@ -53,8 +53,7 @@ async def ensure(
             {"IpAddressType": loadbalancers.DUALSTACK},
         )
         if work.allowed("SetIpAddressType", change):
-            await loadbalancers.set_ip_address_type(ctx, lb.arn, loadbalancers.DUALSTACK)
-            lb = await loadbalancers.find_network_load_balancer(ctx, lb.name) or lb
+            lb = await loadbalancers.switch_ip_address_type(ctx, lb, loadbalancers.DUALSTACK)
     elif target.wants_ipv6:
         work.book.guard.clear(LB_IP_TYPE_FIELD)
     ready = lb.active and (lb.dual_stack or not target.wants_ipv6)
