@@ -29,7 +29,7 @@ AWS_DIR = ROOT / "deploy" / "aws"
 # writes in at least one (they only ever delete objects of the side that created them).
 PROVIDER_MODULES = frozenset(
     {
-        "aws/services.py",
+        "aws/endpoint_services.py",
         "aws/loadbalancers.py",
         "reconciler/services.py",
         "reconciler/service_model.py",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from linkplane.server.aws import services as aws_services
+from linkplane.server.aws import endpoint_services
 from linkplane.server.domain import specs
 from linkplane.server.reconciler import private_dns, service_model, stalls
 from linkplane.server.reconciler.workspace import Timing
@@ -13,7 +13,7 @@ from linkplane.server.reconciler.workspace import Timing
 NLB = "arn:aws:elasticloadbalancing:us-east-1:111111111111:loadbalancer/net/lp/1"
 
 
-def observed(**overrides: Any) -> aws_services.EndpointServiceConfiguration:
+def observed(**overrides: Any) -> endpoint_services.EndpointServiceConfiguration:
     data: dict[str, Any] = {
         "ServiceId": "vpce-svc-1",
         "ServiceState": "Available",
@@ -21,7 +21,7 @@ def observed(**overrides: Any) -> aws_services.EndpointServiceConfiguration:
         "NetworkLoadBalancerArns": [NLB],
     }
     data.update(overrides)
-    return aws_services.EndpointServiceConfiguration.from_aws(data, "us-east-1")
+    return endpoint_services.EndpointServiceConfiguration.from_aws(data, "us-east-1")
 
 
 def target(**overrides: Any) -> service_model.Target:

@@ -12,8 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from linkplane.server.aws import calls
-from linkplane.server.aws import services as aws_services
+from linkplane.server.aws import calls, endpoint_services
 from linkplane.server.domain import acceptance, specs, states
 from linkplane.server.reconciler import progress
 from linkplane.server.reconciler.service_model import Decision, Outcome, log
@@ -27,7 +26,7 @@ async def decide(
     ctx: calls.Context,
     spec: specs.ServiceSpec,
     service_id: str,
-    connections: list[aws_services.EndpointConnection],
+    connections: list[endpoint_services.EndpointConnection],
 ) -> bool:
     """Apply people's decisions, then the policy's; record each with who, when and why."""
     by_id = {c.endpoint_id: c for c in connections}
@@ -41,15 +40,15 @@ async def decide(
         # the service's connections (the API admits linkplane's own pending Connections
         # before the inventory shows them): look again, now that the decision is stored,
         # rather than refuse it as unknown.
-        fresh = await aws_services.describe_connections(ctx, service_id)
+        fresh = await endpoint_services.describe_connections(ctx, service_id)
         by_id = {c.endpoint_id: c for c in fresh}
     plan += policy_decisions(spec, by_id, {d.endpoint_id for d in plan})
     if not plan:
         return False
     outcomes: dict[str, Outcome] = {}
     for verdict, call in (
-        ("ACCEPTED", aws_services.accept_connections),
-        ("REJECTED", aws_services.reject_connections),
+        ("ACCEPTED", endpoint_services.accept_connections),
+        ("REJECTED", endpoint_services.reject_connections),
     ):
         ids = [
             d.endpoint_id
@@ -90,7 +89,7 @@ async def decide(
 
 def policy_decisions(
     spec: specs.ServiceSpec,
-    by_id: Mapping[str, aws_services.EndpointConnection],
+    by_id: Mapping[str, endpoint_services.EndpointConnection],
     decided_by_people: set[str],
 ) -> list[Decision]:
     """The acceptance policy's verdicts, oldest request first (limits count in that order)."""
@@ -134,7 +133,7 @@ def policy_decisions(
 
 def refusal(
     decision: Decision,
-    by_id: Mapping[str, aws_services.EndpointConnection],
+    by_id: Mapping[str, endpoint_services.EndpointConnection],
     outcomes: Mapping[str, Outcome],
 ) -> Outcome | None:
     """Why a decision was not applied, or None when it was."""
@@ -149,7 +148,9 @@ def refusal(
     return outcome
 
 
-def connection_counts(connections: Sequence[aws_services.EndpointConnection]) -> dict[str, int]:
+def connection_counts(
+    connections: Sequence[endpoint_services.EndpointConnection],
+) -> dict[str, int]:
     """Connections by state; the buckets add up to the total."""
     counts = Counter(c.state for c in connections)
     buckets = {

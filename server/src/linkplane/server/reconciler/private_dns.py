@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from linkplane.server.aws import calls
-from linkplane.server.aws import services as aws_services
+from linkplane.server.aws import calls, endpoint_services
 from linkplane.server.domain import specs
 from linkplane.server.protocol import converters
 from linkplane.server.reconciler import progress
@@ -35,7 +34,7 @@ async def verify(
     timing: Timing,
     ctx: calls.Context,
     spec: specs.ServiceSpec,
-    observed: aws_services.EndpointServiceConfiguration,
+    observed: endpoint_services.EndpointServiceConfiguration,
     snap: Snapshot,
     work: Work,
     verify_requests: list[str],
@@ -55,7 +54,7 @@ async def verify(
     due = fresh_generation or work.now >= schedule.next_at
     asked = False
     if not record.verified and (due or new_requests):
-        await aws_services.start_private_dns_verification(ctx, observed.service_id)
+        await endpoint_services.start_private_dns_verification(ctx, observed.service_id)
         asked = True
         schedule.attempts = 0 if fresh_generation or new_requests else schedule.attempts + 1
         schedule.generation = snap.generation
@@ -74,7 +73,7 @@ def recheck_delay(timing: Timing, attempts: int) -> float:
 
 def describe(
     spec: specs.ServiceSpec,
-    observed: aws_services.EndpointServiceConfiguration,
+    observed: endpoint_services.EndpointServiceConfiguration,
     status: dict[str, Any],
     snap: Snapshot,
 ) -> None:

@@ -8,8 +8,7 @@ load balancers that cannot carry the endpoint service (linkplane never changes t
 
 from __future__ import annotations
 
-from linkplane.server.aws import calls, loadbalancers
-from linkplane.server.aws import services as aws_services
+from linkplane.server.aws import calls, endpoint_services, loadbalancers
 from linkplane.server.domain import specs
 from linkplane.server.reconciler import failures
 from linkplane.server.reconciler.service_model import (
@@ -98,7 +97,7 @@ async def settle_ip_address_type(
     ctx: calls.Context,
     target: Target,
     lbs: LoadBalancers,
-    observed: aws_services.EndpointServiceConfiguration,
+    observed: endpoint_services.EndpointServiceConfiguration,
     work: Work,
 ) -> bool:
     """A managed NLB goes back to IPv4 once the service no longer offers IPv6 (not

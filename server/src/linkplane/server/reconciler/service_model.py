@@ -14,8 +14,7 @@ from typing import Any
 
 import structlog
 
-from linkplane.server.aws import loadbalancers
-from linkplane.server.aws import services as aws_services
+from linkplane.server.aws import endpoint_services, loadbalancers
 from linkplane.server.domain import acceptance, specs
 from linkplane.server.reconciler import stalls
 
@@ -168,7 +167,7 @@ TAGS_FIELD = "tags"
 
 
 def plan_configuration(
-    target: Target, arns: Sequence[str], observed: aws_services.EndpointServiceConfiguration
+    target: Target, arns: Sequence[str], observed: endpoint_services.EndpointServiceConfiguration
 ) -> list[Change]:
     """The ModifyVpcEndpointServiceConfiguration changes that make AWS match the target."""
     planned: list[Change] = []

@@ -25,8 +25,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from linkplane.server.aws import calls, loadbalancers
-from linkplane.server.aws import services as aws_services
+from linkplane.server.aws import calls, endpoint_services, loadbalancers
 from linkplane.server.domain import specs
 from linkplane.server.reconciler import (
     acceptance_decisions,
@@ -148,7 +147,7 @@ class ServiceReconciler:
             )
             return engine.Pass(stalls.soonest_retry(work.stalled, transitional))
 
-        observed = await aws_services.find_configuration(ctx, snap.uid)
+        observed = await endpoint_services.find_configuration(ctx, snap.uid)
         if observed is None:
             observed = await self._create_endpoint_service(ctx, spec, snap, target, lbs.arns)
         service_id = observed.service_id
@@ -156,7 +155,7 @@ class ServiceReconciler:
         changed = await self._apply_configuration(ctx, target, lbs.arns, observed, work)
         changed |= await self._apply_permissions(ctx, target, service_id, work)
         if changed:
-            observed = await aws_services.find_configuration(ctx, snap.uid) or observed
+            observed = await endpoint_services.find_configuration(ctx, snap.uid) or observed
         changed |= await service_load_balancers.settle_ip_address_type(
             ctx, target, lbs, observed, work
         )
@@ -164,7 +163,7 @@ class ServiceReconciler:
             self.ws.timing, ctx, spec, observed, snap, work, verify_requests
         )
         if dns.asked:
-            observed = await aws_services.find_configuration(ctx, snap.uid) or observed
+            observed = await endpoint_services.find_configuration(ctx, snap.uid) or observed
         private_dns.describe(spec, observed, status, snap)
 
         status.update(
@@ -174,10 +173,12 @@ class ServiceReconciler:
             availability_zones=list(observed.availability_zones),
         )
         connections = (
-            await aws_services.describe_connections(ctx, service_id) if observed.available else []
+            await endpoint_services.describe_connections(ctx, service_id)
+            if observed.available
+            else []
         )
         if await acceptance_decisions.decide(self.ws.db, lease, ctx, spec, service_id, connections):
-            connections = await aws_services.describe_connections(ctx, service_id)
+            connections = await endpoint_services.describe_connections(ctx, service_id)
         counts = acceptance_decisions.connection_counts(connections)
         status["connection_counts"] = counts
         status.pop("last_aws_error", None)
@@ -228,7 +229,7 @@ class ServiceReconciler:
         snap: Snapshot,
         target: Target,
         arns: list[str],
-    ) -> aws_services.EndpointServiceConfiguration:
+    ) -> endpoint_services.EndpointServiceConfiguration:
         extra: dict[str, Any] = {}
         if target.private_dns_name:
             extra["PrivateDnsName"] = target.private_dns_name
@@ -236,7 +237,7 @@ class ServiceReconciler:
             extra["SupportedIpAddressTypes"] = sorted(target.supported_ip_address_types)
         if target.supported_regions:
             extra["SupportedRegions"] = sorted(target.supported_regions)
-        created = await aws_services.create_endpoint_service(
+        created = await endpoint_services.create_endpoint_service(
             ctx,
             uid=snap.uid,
             generation=snap.generation,
@@ -246,13 +247,13 @@ class ServiceReconciler:
             labels=spec.labels,
             **extra,
         )
-        return aws_services.EndpointServiceConfiguration.from_aws(created, ctx.region)
+        return endpoint_services.EndpointServiceConfiguration.from_aws(created, ctx.region)
 
     async def _apply_tags(
         self,
         ctx: calls.Context,
         spec: specs.ServiceSpec,
-        observed: aws_services.EndpointServiceConfiguration,
+        observed: endpoint_services.EndpointServiceConfiguration,
         work: Work,
     ) -> None:
         """Labels follow onto the endpoint service's tags, behind the guard like any change
@@ -269,7 +270,7 @@ class ServiceReconciler:
         ctx: calls.Context,
         target: Target,
         arns: Sequence[str],
-        observed: aws_services.EndpointServiceConfiguration,
+        observed: endpoint_services.EndpointServiceConfiguration,
         work: Work,
     ) -> bool:
         planned = plan_configuration(target, arns, observed)
@@ -283,13 +284,13 @@ class ServiceReconciler:
                 params.update(change.params)
         if not params:
             return False
-        await aws_services.modify_configuration(ctx, observed.service_id, **params)
+        await endpoint_services.modify_configuration(ctx, observed.service_id, **params)
         return True
 
     async def _apply_permissions(
         self, ctx: calls.Context, target: Target, service_id: str, work: Work
     ) -> bool:
-        current = await aws_services.allowed_principals(ctx, service_id)
+        current = await endpoint_services.allowed_principals(ctx, service_id)
         wanted = target.allowed_principals
         if current == wanted:
             work.book.guard.clear(PERMISSIONS_FIELD)
@@ -303,7 +304,7 @@ class ServiceReconciler:
         )
         if not work.allowed("ModifyVpcEndpointServicePermissions", change):
             return False
-        await aws_services.modify_permissions(ctx, service_id, add=add, remove=remove)
+        await endpoint_services.modify_permissions(ctx, service_id, add=add, remove=remove)
         return True
 
     async def _write(
@@ -316,7 +317,7 @@ class ServiceReconciler:
         progress_message: str,
         service_id: str | None = None,
         service_name: str | None = None,
-        connections: list[aws_services.EndpointConnection] | None = None,
+        connections: list[endpoint_services.EndpointConnection] | None = None,
         dns_answered: Sequence[str] = (),
         dns_unanswerable: Sequence[str] = (),
         stalled: Sequence[stalls.Stalled] = (),
@@ -354,11 +355,11 @@ class ServiceReconciler:
         self, lease: leases.Lease, ctx: calls.Context, spec: specs.ServiceSpec, snap: Snapshot
     ) -> engine.Pass:
         transitional = self.ws.timing.transitional_seconds
-        observed = await aws_services.find_configuration(ctx, snap.uid)
+        observed = await endpoint_services.find_configuration(ctx, snap.uid)
         if observed is not None:
             service_id = observed.service_id
-            connections = await aws_services.describe_endpoint_connections(ctx, service_id)
-            live = aws_services.live_connection_ids(connections)
+            connections = await endpoint_services.describe_endpoint_connections(ctx, service_id)
+            live = endpoint_services.live_connection_ids(connections)
             if live and not snap.force:
                 await self._note(
                     lease,
@@ -367,7 +368,7 @@ class ServiceReconciler:
                 )
                 return engine.Pass(transitional)
             if live:
-                await aws_services.reject_connections(ctx, service_id, live)
+                await endpoint_services.reject_connections(ctx, service_id, live)
                 async with self.ws.db.transaction() as session:
                     await leases.load(session, models.Service, lease)
                     for endpoint_id in live:
@@ -383,8 +384,8 @@ class ServiceReconciler:
                             ),
                         )
             # Raises ExistingVpcEndpointConnections (retryable) while rejections settle.
-            await aws_services.delete_endpoint_service(ctx, service_id)
-            if await aws_services.find_endpoint_service_by_uid(ctx, snap.uid) is not None:
+            await endpoint_services.delete_endpoint_service(ctx, service_id)
+            if await endpoint_services.find_endpoint_service_by_uid(ctx, snap.uid) is not None:
                 await self._note(lease, "Deleting", "waiting for the endpoint service to go")
                 return engine.Pass(transitional)
         managed = spec.load_balancer.managed
