@@ -18,7 +18,8 @@ from linkplane.server.aws import endpoint_services, loadbalancers
 from linkplane.server.domain import acceptance, specs
 from linkplane.server.reconciler import stalls
 
-# One logger for the Service reconciler, whichever of its modules logs.
+# One logger for all the Service reconciler's events, whichever of its modules logs them, so
+# that one filter on the logger name finds a Service's whole pass.
 log = structlog.get_logger("linkplane.reconciler.services")
 
 
