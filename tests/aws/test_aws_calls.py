@@ -19,10 +19,10 @@ from prometheus_client import REGISTRY
 
 from linkplane.server.aws import (
     calls,
+    endpoint_services,
     endpoints,
     errors,
     loadbalancers,
-    services,
     sessions,
     tags,
     throttlers,
@@ -163,8 +163,8 @@ async def test_provider_and_consumer_lifecycle_with_adoption(
     assert found_lb["LoadBalancerArn"] == nlb["LoadBalancerArn"]
 
     # Provider: the endpoint service, tagged for adoption.
-    assert await services.find_endpoint_service_by_uid(provider, service_uid) is None
-    created = await services.create_endpoint_service(
+    assert await endpoint_services.find_endpoint_service_by_uid(provider, service_uid) is None
+    created = await endpoint_services.create_endpoint_service(
         provider,
         uid=service_uid,
         generation=1,
@@ -172,11 +172,11 @@ async def test_provider_and_consumer_lifecycle_with_adoption(
         network_load_balancer_arns=[nlb["LoadBalancerArn"]],
         labels={"team": "payments"},
     )
-    adopted = await services.find_endpoint_service_by_uid(provider, service_uid)
+    adopted = await endpoint_services.find_endpoint_service_by_uid(provider, service_uid)
     assert adopted is not None
     assert adopted["ServiceId"] == created["ServiceId"]
     assert tags.tag_value(adopted, "team") == "payments"
-    assert await services.find_endpoint_service_by_uid(provider, str(uuid.uuid4())) is None
+    assert await endpoint_services.find_endpoint_service_by_uid(provider, str(uuid.uuid4())) is None
 
     # Consumer, in another account: an interface endpoint to the service, found by its tag.
     consumer_subnets = await network(consumer, "10.66.0.0/16")
@@ -207,9 +207,9 @@ async def test_provider_and_consumer_lifecycle_with_adoption(
 
     # Teardown is idempotent: a second delete finds nothing to do and says so.
     assert await endpoints.delete_endpoints(consumer, [endpoint["VpcEndpointId"]]) == []
-    assert await services.delete_endpoint_service(provider, created["ServiceId"]) is True
-    assert await services.delete_endpoint_service(provider, created["ServiceId"]) is False
-    assert await services.find_endpoint_service_by_uid(provider, service_uid) is None
+    assert await endpoint_services.delete_endpoint_service(provider, created["ServiceId"]) is True
+    assert await endpoint_services.delete_endpoint_service(provider, created["ServiceId"]) is False
+    assert await endpoint_services.find_endpoint_service_by_uid(provider, service_uid) is None
 
 
 # --- against a scripted fake client ---------------------------------------------------------
@@ -305,7 +305,7 @@ async def test_accept_batches_ids_and_reports_partial_failure() -> None:
         ]
     }
     client = FakeClient({"accept_vpc_endpoint_connections": [{}, failing, {}]})
-    accepted, unsuccessful = await services.accept_connections(
+    accepted, unsuccessful = await endpoint_services.accept_connections(
         fake_context(client),
         "vpce-svc-1",
         ids + ids[:10],  # Duplicates are sent once.
@@ -320,7 +320,10 @@ async def test_accept_batches_ids_and_reports_partial_failure() -> None:
 
 async def test_reject_with_nothing_to_reject_makes_no_call() -> None:
     client = FakeClient()
-    assert await services.reject_connections(fake_context(client), "vpce-svc-1", []) == ([], [])
+    assert await endpoint_services.reject_connections(fake_context(client), "vpce-svc-1", []) == (
+        [],
+        [],
+    )
     assert client.requests == []
 
 
@@ -338,8 +341,8 @@ async def test_delete_service_with_live_connections_raises_the_batch_error() -> 
     }
     client = FakeClient({"delete_vpc_endpoint_service_configurations": [refused]})
     with pytest.raises(errors.AwsError) as caught:
-        await services.delete_endpoint_service(fake_context(client), "vpce-svc-1")
-    assert caught.value.code == services.EXISTING_CONNECTIONS
+        await endpoint_services.delete_endpoint_service(fake_context(client), "vpce-svc-1")
+    assert caught.value.code == endpoint_services.EXISTING_CONNECTIONS
     assert caught.value.kind is errors.Kind.CONFLICT
     assert caught.value.retryable
 
@@ -362,10 +365,10 @@ async def test_describe_connections_reads_every_page_and_filters_states() -> Non
         }
     )
     ctx = fake_context(client)
-    everything = await services.describe_endpoint_connections(ctx, "vpce-svc-1")
+    everything = await endpoint_services.describe_endpoint_connections(ctx, "vpce-svc-1")
     assert [c["VpcEndpointId"] for c in everything] == ["vpce-1", "vpce-2", "vpce-3"]
-    assert services.live_connection_ids(everything) == ["vpce-1", "vpce-2"]
-    pending = await services.describe_endpoint_connections(
+    assert endpoint_services.live_connection_ids(everything) == ["vpce-1", "vpce-2"]
+    pending = await endpoint_services.describe_endpoint_connections(
         ctx, "vpce-svc-1", states=["PendingAcceptance"]
     )
     assert [c["VpcEndpointId"] for c in pending] == ["vpce-1"]

@@ -27,7 +27,17 @@ AWS_DIR = ROOT / "deploy" / "aws"
 # collector, future modules) sweep every registered account whatever its variant: their reads
 # must be in both variants (or the sweep fails with AccessDenied in half the accounts), their
 # writes in at least one (they only ever delete objects of the side that created them).
-PROVIDER_MODULES = frozenset({"aws/services.py", "aws/loadbalancers.py", "reconciler/services.py"})
+PROVIDER_MODULES = frozenset(
+    {
+        "aws/endpoint_services.py",
+        "aws/loadbalancers.py",
+        "reconciler/services.py",
+        "reconciler/service_model.py",
+        "reconciler/service_load_balancers.py",
+        "reconciler/private_dns.py",
+        "reconciler/acceptance_decisions.py",
+    }
+)
 CONSUMER_MODULES = frozenset(
     {
         "aws/endpoints.py",

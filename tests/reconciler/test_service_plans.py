@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from linkplane.server.aws import services as aws_services
+from linkplane.server.aws import endpoint_services
 from linkplane.server.domain import specs
-from linkplane.server.reconciler import services, stalls
+from linkplane.server.reconciler import private_dns, service_model, stalls
 from linkplane.server.reconciler.workspace import Timing
 
 NLB = "arn:aws:elasticloadbalancing:us-east-1:111111111111:loadbalancer/net/lp/1"
 
 
-def observed(**overrides: Any) -> aws_services.EndpointServiceConfiguration:
+def observed(**overrides: Any) -> endpoint_services.EndpointServiceConfiguration:
     data: dict[str, Any] = {
         "ServiceId": "vpce-svc-1",
         "ServiceState": "Available",
@@ -21,16 +21,16 @@ def observed(**overrides: Any) -> aws_services.EndpointServiceConfiguration:
         "NetworkLoadBalancerArns": [NLB],
     }
     data.update(overrides)
-    return aws_services.EndpointServiceConfiguration.from_aws(data, "us-east-1")
+    return endpoint_services.EndpointServiceConfiguration.from_aws(data, "us-east-1")
 
 
-def target(**overrides: Any) -> services.Target:
+def target(**overrides: Any) -> service_model.Target:
     spec = specs.ServiceSpec(
         provider_account="projects/p/accounts/111111111111", region="us-east-1"
     )
     for key, value in overrides.items():
         setattr(spec, key, value)
-    return services.Target.of(spec, "us-east-1")
+    return service_model.Target.of(spec, "us-east-1")
 
 
 def test_a_service_as_aws_reports_it_matches_its_spec():
@@ -38,10 +38,10 @@ def test_a_service_as_aws_reports_it_matches_its_spec():
     same = observed(
         SupportedRegions=[{"Region": "us-east-1", "ServiceState": "Available"}],
     )
-    assert services.plan_configuration(target(), [NLB], same) == []
+    assert service_model.plan_configuration(target(), [NLB], same) == []
     dual = observed(SupportedIpAddressTypes=["ipv6", "IPv4"])
     assert (
-        services.plan_configuration(
+        service_model.plan_configuration(
             target(supported_ip_address_types=["ipv4", "ipv6"]), [NLB], dual
         )
         == []
@@ -49,7 +49,7 @@ def test_a_service_as_aws_reports_it_matches_its_spec():
 
 
 def test_ip_types_and_regions_are_planned_as_add_and_remove():
-    planned = services.plan_configuration(
+    planned = service_model.plan_configuration(
         target(supported_ip_address_types=["ipv6"], supported_regions=["us-west-2"]),
         [NLB],
         observed(
@@ -76,12 +76,12 @@ def test_ip_types_and_regions_are_planned_as_add_and_remove():
 
 
 def test_a_change_aws_ignores_stalls_after_three_attempts():
-    work = services.Work(
+    work = service_model.Work(
         status={},
-        book=services.Bookkeeping.load({}),
+        book=service_model.Bookkeeping.load({}),
         now=1000.0,
     )
-    change = services.plan_configuration(
+    change = service_model.plan_configuration(
         target(supported_ip_address_types=["ipv4", "ipv6"]), [NLB], observed()
     )[0]
     allowed = []
@@ -92,20 +92,15 @@ def test_a_change_aws_ignores_stalls_after_three_attempts():
     assert {s.field for s in work.stalled} == {"configuration.supported_ip_address_types"}
     saved: dict[str, Any] = {}
     work.book.save(saved)
-    assert services.Bookkeeping.load(saved).guard.stalled_fields() == [
+    assert service_model.Bookkeeping.load(saved).guard.stalled_fields() == [
         "configuration.supported_ip_address_types"
     ]
     assert saved[stalls.STATUS_KEY]
 
 
-class _Workspace:
-    def __init__(self, timing: Timing) -> None:
-        self.timing = timing
-
-
 def test_dns_rechecks_grow_from_a_minute_to_an_hour_at_default_timing():
-    reconciler = services.ServiceReconciler(_Workspace(Timing(5.0, 300.0)))  # type: ignore[arg-type]
-    delays = [reconciler._dns_recheck_delay(n) for n in range(8)]
+    timing = Timing(5.0, 300.0)
+    delays = [private_dns.recheck_delay(timing, n) for n in range(8)]
     assert delays[0] == 60.0
     assert delays[1] == 120.0
     assert max(delays) == 3600.0
@@ -114,10 +109,10 @@ def test_dns_rechecks_grow_from_a_minute_to_an_hour_at_default_timing():
 
 def test_the_dns_schedule_survives_a_round_trip_and_reads_older_rows():
     status: dict[str, Any] = {"dns_verification_requested": 3, "targets_generation": 3}
-    book = services.Bookkeeping.load(status)
+    book = service_model.Bookkeeping.load(status)
     assert book.dns.generation == 3 and book.targets_generation == 3
     book.dns.attempts, book.dns.next_at, book.dns.sent = 2, 1234.5, ["op1"]
     book.save(status)
     assert "dns_verification_requested" not in status
-    again = services.Bookkeeping.load(status).dns
+    again = service_model.Bookkeeping.load(status).dns
     assert (again.generation, again.attempts, again.next_at, again.sent) == (3, 2, 1234.5, ["op1"])

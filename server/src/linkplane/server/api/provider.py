@@ -440,7 +440,7 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
                 session,
                 kind=SERVICES,
                 row=row,
-                # The verb reconciler/services.py settles (VERIFY_DNS) once AWS answers.
+                # The verb reconciler/private_dns.py settles (VERIFY_DNS) once AWS answers.
                 verb="verify-dns",
                 method=method,
                 request=request,

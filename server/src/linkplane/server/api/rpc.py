@@ -30,7 +30,7 @@ from linkplane.server.api import authz, fields, identity, watches
 from linkplane.server.api.limits import Lease, Limits
 from linkplane.server.aws import permissions
 from linkplane.server.domain import errors
-from linkplane.server.protocol import statuses as api_errors
+from linkplane.server.protocol import statuses
 from linkplane.server.storage import database, requests
 from linkplane.server.storage.changes import ChangeFeed
 
@@ -103,11 +103,11 @@ def unary(
             fields.check_request(request)
             return await method(self, request, context, actor)
         except errors.DomainError as error:
-            code = api_errors.code_of(error).name
+            code = statuses.code_of(error).name
             log.info(
                 "rpc.error", method=name, code=code, reason=error.reason, message=error.message
             )
-            await _abort(context, api_errors.to_rpc_status(error))
+            await _abort(context, statuses.to_rpc_status(error))
             raise  # unreachable: abort raises
         except grpc.aio.AbortError:
             raise
@@ -117,7 +117,7 @@ def unary(
             await _abort(
                 context,
                 rpc_status.to_status(
-                    api_errors.internal_status(f"internal error in {name}; this is a linkplane bug")
+                    statuses.internal_status(f"internal error in {name}; this is a linkplane bug")
                 ),
             )
             raise
@@ -157,8 +157,8 @@ def streaming(
                 await self.deps.authorizer.check(full_name, request, actor)
                 yield item
         except errors.DomainError as error:
-            code = api_errors.code_of(error).name
-            await _abort(context, api_errors.to_rpc_status(error))
+            code = statuses.code_of(error).name
+            await _abort(context, statuses.to_rpc_status(error))
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
@@ -167,7 +167,7 @@ def streaming(
             await _abort(
                 context,
                 rpc_status.to_status(
-                    api_errors.internal_status(f"internal error in {name}; this is a linkplane bug")
+                    statuses.internal_status(f"internal error in {name}; this is a linkplane bug")
                 ),
             )
         finally:

@@ -2,8 +2,9 @@
 
 ELBv2 creates are idempotent *by name* (not by ClientToken), so linkplane names its NLBs
 and target groups deterministically (``tags.deterministic_name``) and finds them by name.
-The Service reconciler's load-balancer steps live here: ensure a managed NLB with its target
-groups and listeners, read adopted ones, switch the IP address type, tear a managed one down.
+The calls of the Service reconciler's load-balancer steps live here (which are due is
+reconciler/service_load_balancers.py's decision): ensure a managed NLB with its target groups
+and listeners, read adopted ones, switch the IP address type, tear a managed one down.
 """
 
 from __future__ import annotations
@@ -132,6 +133,15 @@ async def set_ip_address_type(ctx: calls.Context, arn: str, ip_address_type: str
     otherwise, permanently); callers guard repeats (reconciler/stalls.py).
     """
     await ctx.call("elbv2", "SetIpAddressType", LoadBalancerArn=arn, IpAddressType=ip_address_type)
+
+
+async def switch_ip_address_type(
+    ctx: calls.Context, lb: LoadBalancer, ip_address_type: str
+) -> LoadBalancer:
+    """:func:`set_ip_address_type`, then the NLB as ELBv2 reports it now (``lb`` when the
+    read does not find it yet)."""
+    await set_ip_address_type(ctx, lb.arn, ip_address_type)
+    return await find_network_load_balancer(ctx, lb.name) or lb
 
 
 def target_group_name(uid: str, listener: specs.ListenerSpec) -> str:

@@ -26,9 +26,8 @@ from typing import Any
 
 import structlog
 
+from linkplane.server.aws import endpoint_services, tags
 from linkplane.server.aws import errors as aws_errors
-from linkplane.server.aws import services as aws_services
-from linkplane.server.aws import tags
 from linkplane.server.domain import specs, states
 from linkplane.server.reconciler.workspace import Workspace
 from linkplane.server.storage import garbage, requests
@@ -161,12 +160,12 @@ class Collector:
             if str(config.get("ServiceState", "")).lower() in GONE_SERVICE_STATES:
                 continue
             service_id = config["ServiceId"]
-            connections = await aws_services.describe_endpoint_connections(ctx, service_id)
-            live = aws_services.live_connection_ids(connections)
+            connections = await endpoint_services.describe_endpoint_connections(ctx, service_id)
+            live = endpoint_services.live_connection_ids(connections)
             if live:
-                await aws_services.reject_connections(ctx, service_id, live)
+                await endpoint_services.reject_connections(ctx, service_id, live)
             try:
-                await aws_services.delete_endpoint_service(ctx, service_id)
+                await endpoint_services.delete_endpoint_service(ctx, service_id)
             except aws_errors.AwsError as error:
                 if not error.retryable:
                     raise

@@ -145,7 +145,7 @@ async def record_decision(
 
 
 class Observed(Protocol):
-    """One endpoint connection as AWS reported it (aws/services.py's EndpointConnection)."""
+    """One endpoint connection as AWS reported it (an aws/endpoint_services.EndpointConnection)."""
 
     @property
     def endpoint_id(self) -> str: ...
