@@ -3,7 +3,6 @@ the columns each resource's List and Watch filter on."""
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping
 from typing import Any
 
@@ -96,12 +95,5 @@ def _ordered(node: filters.Comparison, column: Any) -> ColumnElement[bool]:
     value: Any = node.value
     if isinstance(column.type, sqlalchemy.DateTime):
         value = filters.timestamp(node)
-    compare = {
-        "=": operator.ne if node.negated else operator.eq,
-        "<": operator.lt,
-        "<=": operator.le,
-        ">": operator.gt,
-        ">=": operator.ge,
-    }[node.operator]
-    result: ColumnElement[bool] = compare(column, value)
+    result: ColumnElement[bool] = filters.comparator(node)(column, value)
     return result
