@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkplane.server.domain import filters, specs, states
-from linkplane.server.storage import filtering, models, records
+from linkplane.server.storage import models, records
 
 Row = models.ServiceConnection
 
@@ -52,15 +52,15 @@ async def page(
     limit: int,
 ) -> tuple[Sequence[Row], bool]:
     """One page ordered by endpoint id, and whether more rows follow."""
-    query = select(Row).where(Row.service_uid == service_uid)
-    condition = filtering.compile_filter(node, _columns())
-    if condition is not None:
-        query = query.where(condition)
-    if after is not None:
-        query = query.where(Row.endpoint_id > after)
-    rows = (await session.execute(query.order_by(Row.endpoint_id).limit(limit + 1))).scalars()
-    found = rows.all()
-    return found[:limit], len(found) > limit
+    return await records.keyset_page(
+        session,
+        select(Row).where(Row.service_uid == service_uid),
+        key=Row.endpoint_id,
+        node=node,
+        columns=_columns(),
+        after=after,
+        limit=limit,
+    )
 
 
 async def endpoint_states(
