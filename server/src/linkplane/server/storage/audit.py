@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkplane.server.domain import filters
-from linkplane.server.storage import models, records
+from linkplane.server.storage import filtering, models, records
 
 
 async def record(
@@ -81,12 +81,7 @@ async def page(
     policy) or any name below it; the (project, id) index serves the query.
     """
     entry = models.AuditEntry
-    return await records.keyset_page(
-        session,
-        select(entry).where(entry.project == project),
-        key=entry.id,
-        node=node,
-        columns=filter_columns(),
-        after=after,
-        limit=limit,
+    query = filtering.narrowed(
+        select(entry).where(entry.project == project), node, filter_columns()
     )
+    return await records.keyset_page(session, query, entry.id, after, limit)

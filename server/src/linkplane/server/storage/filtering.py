@@ -4,14 +4,16 @@ the columns each resource's List and Watch filter on."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy
-from sqlalchemy import String, and_, false, not_, or_
+from sqlalchemy import Select, String, and_, false, not_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
 from linkplane.server.domain import errors, filters
 from linkplane.server.storage import models
+
+T = TypeVar("T")
 
 
 def account_columns() -> dict[str, Any]:
@@ -58,6 +60,12 @@ def compile_filter(
     if node is None:
         return None
     return _compile(node, columns)
+
+
+def narrowed(query: Select[T], node: filters.Node | None, columns: Mapping[str, Any]) -> Select[T]:
+    """`query` with the filter's condition added; unchanged without a filter."""
+    condition = compile_filter(node, columns)
+    return query if condition is None else query.where(condition)
 
 
 def _compile(node: filters.Node, columns: Mapping[str, Any]) -> ColumnElement[bool]:

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkplane.server.domain import filters, specs, states
-from linkplane.server.storage import models, records
+from linkplane.server.storage import filtering, models, records
 
 Row = models.ServiceConnection
 
@@ -52,15 +52,8 @@ async def page(
     limit: int,
 ) -> tuple[Sequence[Row], bool]:
     """One page ordered by endpoint id, and whether more rows follow."""
-    return await records.keyset_page(
-        session,
-        select(Row).where(Row.service_uid == service_uid),
-        key=Row.endpoint_id,
-        node=node,
-        columns=_columns(),
-        after=after,
-        limit=limit,
-    )
+    query = filtering.narrowed(select(Row).where(Row.service_uid == service_uid), node, _columns())
+    return await records.keyset_page(session, query, Row.endpoint_id, after, limit)
 
 
 async def endpoint_states(

@@ -57,33 +57,16 @@ async def page(
     limit: int,
 ) -> tuple[Sequence[Row], bool]:
     """One page ordered by name, and whether more rows follow (keyset pagination)."""
-    return await keyset_page(
-        session,
-        select(model).where(model.project == project),
-        key=model.name,
-        node=node,
-        columns=columns,
-        after=after,
-        limit=limit,
-    )
+    query = filtering.narrowed(select(model).where(model.project == project), node, columns)
+    return await keyset_page(session, query, model.name, after, limit)
 
 
 async def keyset_page(
-    session: AsyncSession,
-    query: Select[T],
-    *,
-    key: Any,
-    node: filters.Node | None,
-    columns: Mapping[str, Any],
-    after: Any,
-    limit: int,
+    session: AsyncSession, query: Select[T], key: Any, after: Any, limit: int
 ) -> tuple[Sequence[T], bool]:
-    """One page of `query`'s rows that match the filter, ascending by `key` from just after
-    `after` (None: from the start), and whether more rows follow: one row beyond the page is
-    read to know, so the last page needs no extra round trip."""
-    condition = filtering.compile_filter(node, columns)
-    if condition is not None:
-        query = query.where(condition)
+    """Up to `limit` of `query`'s rows, ascending by `key` from just after `after` (None: from
+    the start), and whether more rows follow: one row beyond the page is read to know, so the
+    last page needs no extra round trip."""
     if after is not None:
         query = query.where(key > after)
     rows = (await session.execute(query.order_by(key).limit(limit + 1))).scalars().all()
