@@ -8,13 +8,12 @@ The reference is in docs/sim.md ("Admin API").
 import dataclasses
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qs
 
-from linkplane.sim import config, ec2_endpoints, networks, world
+from linkplane.sim import config, ec2_endpoints, networks, world, wsgi
+from linkplane.sim.wsgi import StartResponse, WsgiEnviron
 
-StartResponse = Callable[..., object]
-WsgiEnviron = dict[str, object]
 Json = dict[str, object]
 
 
@@ -281,12 +280,7 @@ def _flag(body: Json, key: str, default: bool) -> bool:
 
 
 def _json_body(environ: WsgiEnviron) -> Json:
-    try:
-        length = int(str(environ.get("CONTENT_LENGTH") or 0))
-    except ValueError:
-        length = 0
-    stream = environ.get("wsgi.input")
-    raw = stream.read(length) if length > 0 and hasattr(stream, "read") else b""
+    raw = wsgi.read_body(environ)
     if not raw:
         return {}
     data = json.loads(raw)

@@ -14,11 +14,12 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Protocol
 from urllib.parse import parse_qs
 
-from linkplane.sim import world
+from linkplane.sim import world, wsgi
+from linkplane.sim.wsgi import StartResponse, WsgiEnviron
 
 DEFAULT_ACCOUNT_ID = "123456789012"
 
@@ -50,9 +51,6 @@ _NOT_FOUND = (
     (":targetgroup/", "TargetGroupNotFound", "One or more target groups not found"),
     (":loadbalancer/", "LoadBalancerNotFound", "One or more load balancers not found"),
 )
-
-StartResponse = Callable[..., object]
-WsgiEnviron = dict[str, object]
 
 
 class WsgiApp(Protocol):
@@ -220,12 +218,7 @@ class Gateway:
 
 def _read_body(environ: WsgiEnviron) -> bytes:
     """Read the request body once and put it back, so both we and moto can parse it."""
-    try:
-        length = int(str(environ.get("CONTENT_LENGTH") or 0))
-    except ValueError:
-        length = 0
-    stream = environ.get("wsgi.input")
-    body = stream.read(length) if length > 0 and hasattr(stream, "read") else b""
+    body = wsgi.read_body(environ)
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))
     return body

@@ -19,11 +19,11 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 
-from linkplane.server.api import authz, fields, rpc
+from linkplane.server.api import authz, fields, resources, rpc
 from linkplane.server.aws import permissions, sessions
 from linkplane.server.domain import errors, filters, names, pagination, specs, validation
 from linkplane.server.protocol import converters
-from linkplane.server.storage import accounts, audit, filtering, models, records
+from linkplane.server.storage import accounts, filtering, models, records
 from linkplane.v1 import account_pb2, account_service_pb2, account_service_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -178,17 +178,15 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
             row = await records.insert(session, row)
             # Registering takes admin rights, which include seeing the role ARN.
             result = present(row, show_role_arn=True)
-            await audit.record(
+            await resources.record_mutation(
                 session,
+                method="RegisterAccount",
+                request=request,
                 actor=actor,
-                action="RegisterAccount",
                 resource=name,
                 resource_uid=row.uid,
-                request_id=request.request_id,
                 details={"spec": audited_spec(spec), "shared_with_projects": shared},
-            )
-            await rpc.remember(
-                session, "RegisterAccount", request, response=result.SerializeToString()
+                response=result.SerializeToString(),
             )
             return result
 
@@ -278,21 +276,19 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
             records.mark_updated(row)
             await records.write_back(session, row)
             result = present(row, show_role_arn=True)
-            await audit.record(
+            await resources.record_mutation(
                 session,
+                method="UpdateAccount",
+                request=request,
                 actor=actor,
-                action="UpdateAccount",
                 resource=name,
                 resource_uid=row.uid,
-                request_id=request.request_id,
                 details={
                     "paths": sorted(paths),
                     "spec": audited_spec(spec),
                     "shared_with_projects": list(row.shared_with_projects or []),
                 },
-            )
-            await rpc.remember(
-                session, "UpdateAccount", request, response=result.SerializeToString()
+                response=result.SerializeToString(),
             )
             return result
 
@@ -364,13 +360,12 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
             if request.validate_only:
                 return empty_pb2.Empty()
             await records.remove(session, row)
-            await audit.record(
+            await resources.record_mutation(
                 session,
+                method="DeleteAccount",
+                request=request,
                 actor=actor,
-                action="DeleteAccount",
                 resource=name,
                 resource_uid=row.uid,
-                request_id=request.request_id,
             )
-            await rpc.remember(session, "DeleteAccount", request)
             return empty_pb2.Empty()

@@ -18,7 +18,8 @@ from google.protobuf import empty_pb2
 from linkplane.server.api import fields, rpc
 from linkplane.server.domain import errors, filters, pagination
 from linkplane.server.protocol import converters
-from linkplane.server.storage import audit, operations
+from linkplane.server.storage import audit, models, operations
+from linkplane.server.storage.database import Session
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_WAIT_SECONDS = 60.0
@@ -31,6 +32,14 @@ def _operation_id(name: str, path: str = "name") -> str:
     if not name.startswith(prefix) or not rest or "/" in rest or len(rest) > 64:
         raise errors.InvalidArgument([errors.FieldViolation(path, "must be operations/{id}")])
     return rest
+
+
+async def _existing(session: Session, operation_id: str, name: str) -> models.Operation:
+    """The operation, or NOT_FOUND naming it as the caller did."""
+    row = await operations.get(session, operation_id)
+    if row is None:
+        raise errors.NotFound(name, kind="operation")
+    return row
 
 
 def _simple_filter(node: filters.Node | None) -> tuple[bool | None, str | None]:
@@ -60,10 +69,7 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):  # type: ignor
     ) -> operations_pb2.Operation:
         operation_id = _operation_id(request.name)
         async with self.deps.db.transaction() as session:
-            row = await operations.get(session, operation_id)
-            if row is None:
-                raise errors.NotFound(request.name, kind="operation")
-            return converters.operation(row)
+            return converters.operation(await _existing(session, operation_id, request.name))
 
     @rpc.unary
     async def ListOperations(
@@ -108,9 +114,7 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):  # type: ignor
         async with self.deps.feed.subscribe() as queue:
             while True:
                 async with self.deps.db.transaction() as session:
-                    row = await operations.get(session, operation_id)
-                    if row is None:
-                        raise errors.NotFound(request.name, kind="operation")
+                    row = await _existing(session, operation_id, request.name)
                     message = converters.operation(row)
                 left = deadline - loop.time()
                 if message.done or left <= 0:
@@ -137,9 +141,7 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):  # type: ignor
     ) -> empty_pb2.Empty:
         operation_id = _operation_id(request.name)
         async with self.deps.db.transaction() as session:
-            row = await operations.get(session, operation_id)
-            if row is None:
-                raise errors.NotFound(request.name, kind="operation")
+            row = await _existing(session, operation_id, request.name)
             if not row.done:
                 raise errors.FailedPrecondition(
                     f"{request.name} is still running",

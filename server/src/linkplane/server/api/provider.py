@@ -20,7 +20,6 @@ from linkplane.server.api import fields, resources, rpc, standard, watches
 from linkplane.server.domain import errors, filters, names, pagination, specs, states, validation
 from linkplane.server.protocol import cached, converters
 from linkplane.server.storage import (
-    audit,
     decisions,
     filtering,
     inventory,
@@ -388,16 +387,16 @@ class ProviderServicer(provider_service_pb2_grpc.ProviderServiceServicer):
                     refused=refusal is not None,
                 )
             service.next_reconcile_at = leases.poke_time()
-            await audit.record(
+            await resources.record_mutation(
                 session,
+                method=method,
+                request=request,
                 actor=actor,
-                action=method,
                 resource=name,
                 resource_uid=service.uid,
-                request_id=request.request_id,
                 details={"endpoint_ids": list(request.endpoint_ids), "reason": request.reason},
+                operation_id=operation_id,
             )
-            await rpc.remember(session, method, request, operation_id=operation_id)
             return operation
 
     @rpc.unary

@@ -1,16 +1,19 @@
-"""Steps shared by the Provider and Consumer servicers: reference checks and operations."""
+"""Steps shared by the servicers' mutations: reference checks, operations and their records."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 
 from linkplane.server import telemetry
+from linkplane.server.api import rpc
 from linkplane.server.domain import errors, specs
 from linkplane.server.protocol import converters
-from linkplane.server.storage import changes, models, operations, records
+from linkplane.server.storage import audit, changes, models, operations, records
 from linkplane.server.storage.database import Session
 from linkplane.v1 import common_pb2
 
@@ -62,6 +65,32 @@ async def start_operation(
     )
     await changes.notify(session, kind=kind, name=target, uid=str(uid))
     return converters.operation(row)
+
+
+async def record_mutation(
+    session: Session,
+    *,
+    method: str,
+    request: Message,
+    actor: str,
+    resource: str,
+    resource_uid: uuid.UUID,
+    details: dict[str, Any] | None = None,
+    operation_id: str | None = None,
+    response: bytes | None = None,
+) -> None:
+    """The two records every mutation leaves in its own transaction: the audit entry, and the
+    outcome a retry with the same request_id gets back (`operation_id` or `response`)."""
+    await audit.record(
+        session,
+        actor=actor,
+        action=method,
+        resource=resource,
+        resource_uid=resource_uid,
+        request_id=getattr(request, "request_id", ""),
+        details=details,
+    )
+    await rpc.remember(session, method, request, operation_id=operation_id, response=response)
 
 
 async def replayed_operation(

@@ -81,6 +81,30 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], status: grpc.Statu
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
+async def _check_after_authentication(
+    deps: Dependencies, request: Any, name: str, full_name: str, actor: str
+) -> None:
+    """The request boundary's checks after authentication, in api/boundary.py's order: a
+    decodable message (only now), permission on the resource it names, then every field."""
+    fields.check_decoded(request, name)
+    await deps.authorizer.check(full_name, request, actor)
+    fields.check_request(request)
+
+
+async def _abort_as_bug(
+    context: grpc.aio.ServicerContext[Any, Any], name: str, exc: Exception
+) -> None:
+    """An unexpected exception: logged with its traceback (call it from the `except` block),
+    answered as INTERNAL."""
+    log.exception("rpc.bug", method=name, error=str(exc))
+    await _abort(
+        context,
+        rpc_status.to_status(
+            statuses.internal_status(f"internal error in {name}; this is a linkplane bug")
+        ),
+    )
+
+
 def unary(
     method: Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any], str], Awaitable[R]],
 ) -> Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[R]]:
@@ -98,9 +122,9 @@ def unary(
             actor = await authenticate(self.deps, context)
             CALLER.set(actor)
             lease = self.deps.limits.acquire_call(actor)
-            fields.check_decoded(request, name)  # only now: see api/boundary.py
-            await self.deps.authorizer.check(authz.method_name(self, name), request, actor)
-            fields.check_request(request)
+            await _check_after_authentication(
+                self.deps, request, name, authz.method_name(self, name), actor
+            )
             return await method(self, request, context, actor)
         except errors.DomainError as error:
             code = statuses.code_of(error).name
@@ -113,13 +137,7 @@ def unary(
             raise
         except Exception as exc:
             code = "INTERNAL"
-            log.exception("rpc.bug", method=name, error=str(exc))
-            await _abort(
-                context,
-                rpc_status.to_status(
-                    statuses.internal_status(f"internal error in {name}; this is a linkplane bug")
-                ),
-            )
+            await _abort_as_bug(context, name, exc)
             raise
         finally:
             if lease is not None:
@@ -148,9 +166,7 @@ def streaming(
             CALLER.set(actor)
             lease = self.deps.limits.acquire_stream(actor)
             full_name = authz.method_name(self, name)
-            fields.check_decoded(request, name)  # only now: see api/boundary.py
-            await self.deps.authorizer.check(full_name, request, actor)
-            fields.check_request(request)
+            await _check_after_authentication(self.deps, request, name, full_name, actor)
             async for item in method(self, request, context, actor):
                 # Re-checked per event (the policy is cached, ~10 us): a revoked role ends the
                 # stream at its next event instead of leaking changes for as long as it lives.
@@ -163,13 +179,7 @@ def streaming(
             raise
         except Exception as exc:
             code = "INTERNAL"
-            log.exception("rpc.bug", method=name, error=str(exc))
-            await _abort(
-                context,
-                rpc_status.to_status(
-                    statuses.internal_status(f"internal error in {name}; this is a linkplane bug")
-                ),
-            )
+            await _abort_as_bug(context, name, exc)
         finally:
             if lease is not None:
                 lease.release()

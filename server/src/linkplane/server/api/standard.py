@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from linkplane.server.api import fields, resources, rpc, watches
 from linkplane.server.domain import errors, filters, pagination, specs
 from linkplane.server.protocol import converters
-from linkplane.server.storage import audit, leases, reads, records
+from linkplane.server.storage import leases, reads, records
 from linkplane.server.storage.database import Session
 
 
@@ -121,16 +121,16 @@ async def conclude(
         actor=actor,
         progress=progress,
     )
-    await audit.record(
+    await resources.record_mutation(
         session,
+        method=method,
+        request=request,
         actor=actor,
-        action=method,
         resource=row.name,
         resource_uid=row.uid,
-        request_id=getattr(request, "request_id", ""),
-        details=details or {},
+        details=details,
+        operation_id=operation.name.split("/")[1],
     )
-    await rpc.remember(session, method, request, operation_id=operation.name.split("/")[1])
     return operation
 
 

@@ -38,7 +38,6 @@ import collections
 import contextlib
 import datetime
 import enum
-import operator
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -634,12 +633,5 @@ def _evaluate(node: filters.Node, values: Mapping[str, Any]) -> bool | None:
     if node.operator in filters.ORDERING_OPERATORS or isinstance(value, datetime.datetime):
         timed = isinstance(value, datetime.datetime)
         wanted: Any = filters.timestamp(node) if timed else node.value
-        compare = {
-            "=": operator.ne if node.negated else operator.eq,
-            "<": operator.lt,
-            "<=": operator.le,
-            ">": operator.gt,
-            ">=": operator.ge,
-        }[node.operator]
-        return bool(compare(value, wanted))
+        return bool(filters.comparator(node)(value, wanted))
     return bool(value != node.value) if node.negated else bool(value == node.value)

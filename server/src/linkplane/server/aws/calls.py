@@ -149,7 +149,7 @@ class Context:
                     raise err from exc
                 retry += 1
                 continue
-            _succeeded(self, service, action, started)
+            _record_outcome(self, service, action, time.perf_counter() - started)
             return response
 
     async def _wait_before_retry(
@@ -160,12 +160,11 @@ class Context:
         if delay is None:
             return False
         RETRIES.labels(service, action, err.kind.value).inc()
-        logger.debug(
+        _debug(
+            self,
             "aws.retry",
-            service=service,
-            action=action,
-            account=self.account.account_id,
-            region=self.region,
+            service,
+            action,
             code=err.code,
             retry=retry + 1,
             seconds=round(delay, 3),
@@ -202,7 +201,7 @@ class Context:
                 raise _failed(
                     self, service, action, exc, started=started, recently_created=recently_created
                 ) from exc
-            _succeeded(self, service, action, started)
+            _record_outcome(self, service, action, time.perf_counter() - started)
             yield page
 
     async def collect(
@@ -282,30 +281,37 @@ async def _acquire(ctx: Context, service: str, action: str) -> None:
     LIMITER_WAIT.labels(service, action).observe(waited)
     if waited > 0:
         traces.record_wait(service, action, ctx.account.account_id, ctx.region, waited)
-        logger.debug(
-            "aws.limiter.waited",
-            service=service,
-            action=action,
-            account=ctx.account.account_id,
-            region=ctx.region,
-            seconds=round(waited, 3),
-        )
+        _debug(ctx, "aws.limiter.waited", service, action, seconds=round(waited, 3))
 
 
-def _succeeded(ctx: Context, service: str, action: str, started: float) -> None:
-    elapsed = time.perf_counter() - started
-    traces.record_call(service, action, ctx.account.account_id, ctx.region, seconds=elapsed)
-    LATENCY.labels(service, action).observe(elapsed)
-    CALLS.labels(service, action, "ok").inc()
+def _debug(ctx: Context, event: str, service: str, action: str, **facts: Any) -> None:
+    """A debug line about one call, named by where it went: service, action, account, Region."""
     logger.debug(
-        "aws.call",
+        event,
         service=service,
         action=action,
         account=ctx.account.account_id,
         region=ctx.region,
-        seconds=round(elapsed, 3),
-        outcome="ok",
+        **facts,
     )
+
+
+def _record_outcome(
+    ctx: Context,
+    service: str,
+    action: str,
+    elapsed: float,
+    error: errors.AwsError | None = None,
+) -> None:
+    """Trace, time, count and log one finished call (``error`` None: it succeeded)."""
+    traces.record_call(
+        service, action, ctx.account.account_id, ctx.region, seconds=elapsed, error=error
+    )
+    LATENCY.labels(service, action).observe(elapsed)
+    outcome = "ok" if error is None else error.kind.value
+    CALLS.labels(service, action, outcome).inc()
+    why = {} if error is None else {"code": error.code, "retryable": error.retryable}
+    _debug(ctx, "aws.call", service, action, seconds=round(elapsed, 3), outcome=outcome, **why)
 
 
 def _failed(
@@ -322,20 +328,5 @@ def _failed(
     if errors.is_throttle(err):
         # AWS's bucket is emptier than ours: drain ours so every waiter backs off with it.
         ctx.limiter.penalize(service, action, ctx.account.account_id, ctx.region)
-    traces.record_call(
-        service, action, ctx.account.account_id, ctx.region, seconds=elapsed, error=err
-    )
-    LATENCY.labels(service, action).observe(elapsed)
-    CALLS.labels(service, action, err.kind.value).inc()
-    logger.debug(
-        "aws.call",
-        service=service,
-        action=action,
-        account=ctx.account.account_id,
-        region=ctx.region,
-        seconds=round(elapsed, 3),
-        outcome=err.kind.value,
-        code=err.code,
-        retryable=err.retryable,
-    )
+    _record_outcome(ctx, service, action, elapsed, err)
     return err

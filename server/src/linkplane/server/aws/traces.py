@@ -1,8 +1,8 @@
 """A CLIENT span per AWS call, recorded by ``calls`` once the call's outcome is known.
 
 OpenTelemetry's botocore instrumentation does not reach aiobotocore's async clients, so
-``calls._succeeded``/``calls._failed`` — which every call and every page already pass through
-to be counted — record the span here, after the fact, with the call's real start time. Its
+``calls._record_outcome`` — which every call and every page already pass through to be
+counted — records the span here, after the fact, with the call's real start time. Its
 parent is whatever span is current (the reconcile pass, or CheckAccount's RPC). Attributes
 follow OpenTelemetry's AWS SDK conventions (``rpc.system=aws-api``, ``rpc.service``,
 ``rpc.method``, ``cloud.region``); a failure carries AWS's error code and linkplane's kind.

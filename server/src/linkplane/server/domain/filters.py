@@ -19,9 +19,11 @@ unknown field is INVALID_ARGUMENT rather than an empty result.
 from __future__ import annotations
 
 import datetime
+import operator
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from linkplane.server.domain.errors import FieldViolation, InvalidArgument
 
@@ -100,6 +102,19 @@ def _check_ordering(node: Node, ordered: set[str], path: str) -> None:
         _check_ordering(node.term, ordered, path)
     elif node.operator in ORDERING_OPERATORS and node.field not in ordered:
         raise _bad(path, f"{node.field} supports only = and !=, not {node.operator}")
+
+
+def comparator(node: Comparison) -> Callable[[Any, Any], Any]:
+    """What `node`'s operator means, as `compare(value, wanted)`: one table for the SQL of a
+    List (storage/filtering.py) and the in-memory match of a Watch (api/watches.py), so that a
+    watch matches exactly what a List with the same filter returns."""
+    return {
+        "=": operator.ne if node.negated else operator.eq,
+        "<": operator.lt,
+        "<=": operator.le,
+        ">": operator.gt,
+        ">=": operator.ge,
+    }[node.operator]
 
 
 def timestamp(node: Comparison, path: str = "filter") -> datetime.datetime:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkplane.server.domain import filters
-from linkplane.server.storage import filtering, models
+from linkplane.server.storage import filtering, models, records
 
 
 async def record(
@@ -81,11 +81,7 @@ async def page(
     policy) or any name below it; the (project, id) index serves the query.
     """
     entry = models.AuditEntry
-    query = select(entry).where(entry.project == project)
-    condition = filtering.compile_filter(node, filter_columns())
-    if condition is not None:
-        query = query.where(condition)
-    if after is not None:
-        query = query.where(entry.id > after)
-    rows = (await session.execute(query.order_by(entry.id).limit(limit + 1))).scalars().all()
-    return rows[:limit], len(rows) > limit
+    query = filtering.narrowed(
+        select(entry).where(entry.project == project), node, filter_columns()
+    )
+    return await records.keyset_page(session, query, entry.id, after, limit)

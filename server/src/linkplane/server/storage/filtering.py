@@ -3,16 +3,17 @@ the columns each resource's List and Watch filter on."""
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy
-from sqlalchemy import String, and_, false, not_, or_
+from sqlalchemy import Select, String, and_, false, not_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
 from linkplane.server.domain import errors, filters
 from linkplane.server.storage import models
+
+T = TypeVar("T")
 
 
 def account_columns() -> dict[str, Any]:
@@ -61,6 +62,12 @@ def compile_filter(
     return _compile(node, columns)
 
 
+def narrowed(query: Select[T], node: filters.Node | None, columns: Mapping[str, Any]) -> Select[T]:
+    """`query` with the filter's condition added; unchanged without a filter."""
+    condition = compile_filter(node, columns)
+    return query if condition is None else query.where(condition)
+
+
 def _compile(node: filters.Node, columns: Mapping[str, Any]) -> ColumnElement[bool]:
     if isinstance(node, filters.AllOf):
         return and_(*(_compile(t, columns) for t in node.terms))
@@ -96,12 +103,5 @@ def _ordered(node: filters.Comparison, column: Any) -> ColumnElement[bool]:
     value: Any = node.value
     if isinstance(column.type, sqlalchemy.DateTime):
         value = filters.timestamp(node)
-    compare = {
-        "=": operator.ne if node.negated else operator.eq,
-        "<": operator.lt,
-        "<=": operator.le,
-        ">": operator.gt,
-        ">=": operator.ge,
-    }[node.operator]
-    result: ColumnElement[bool] = compare(column, value)
+    result: ColumnElement[bool] = filters.comparator(node)(column, value)
     return result

@@ -52,15 +52,8 @@ async def page(
     limit: int,
 ) -> tuple[Sequence[Row], bool]:
     """One page ordered by endpoint id, and whether more rows follow."""
-    query = select(Row).where(Row.service_uid == service_uid)
-    condition = filtering.compile_filter(node, _columns())
-    if condition is not None:
-        query = query.where(condition)
-    if after is not None:
-        query = query.where(Row.endpoint_id > after)
-    rows = (await session.execute(query.order_by(Row.endpoint_id).limit(limit + 1))).scalars()
-    found = rows.all()
-    return found[:limit], len(found) > limit
+    query = filtering.narrowed(select(Row).where(Row.service_uid == service_uid), node, _columns())
+    return await records.keyset_page(session, query, Row.endpoint_id, after, limit)
 
 
 async def endpoint_states(

@@ -121,12 +121,11 @@ async def page(
     """One page ordered by name, and whether more rows follow (keyset pagination, as
     records.page)."""
     values: dict[str, Any] = {"project": project, "limit": limit + 1}
-    query = _NEXT_PAGE[model] if after is not None else _FIRST_PAGE[model]
+    query = filtering.narrowed(
+        _NEXT_PAGE[model] if after is not None else _FIRST_PAGE[model], node, columns
+    )
     if after is not None:
         values["after"] = after
-    condition = filtering.compile_filter(node, columns)
-    if condition is not None:
-        query = query.where(condition)
 
     async def read(connection: AsyncConnection) -> Sequence[Row[Any]]:
         rows: Sequence[Row[Any]] = (await connection.execute(query, values)).all()

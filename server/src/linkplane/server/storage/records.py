@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import func, inspect, select
+from sqlalchemy import Select, func, inspect, select
 from sqlalchemy import insert as sql_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +18,7 @@ from linkplane.server.storage import filtering, models
 
 Row = TypeVar("Row", models.Account, models.Service, models.Connection)
 M = TypeVar("M", bound=models.Base)
+T = TypeVar("T")
 
 
 async def get(
@@ -56,13 +57,19 @@ async def page(
     limit: int,
 ) -> tuple[Sequence[Row], bool]:
     """One page ordered by name, and whether more rows follow (keyset pagination)."""
-    query = select(model).where(model.project == project)
-    condition = filtering.compile_filter(node, columns)
-    if condition is not None:
-        query = query.where(condition)
+    query = filtering.narrowed(select(model).where(model.project == project), node, columns)
+    return await keyset_page(session, query, model.name, after, limit)
+
+
+async def keyset_page(
+    session: AsyncSession, query: Select[T], key: Any, after: Any, limit: int
+) -> tuple[Sequence[T], bool]:
+    """Up to `limit` of `query`'s rows, ascending by `key` from just after `after` (None: from
+    the start), and whether more rows follow: one row beyond the page is read to know, so the
+    last page needs no extra round trip."""
     if after is not None:
-        query = query.where(model.name > after)
-    rows = (await session.execute(query.order_by(model.name).limit(limit + 1))).scalars().all()
+        query = query.where(key > after)
+    rows = (await session.execute(query.order_by(key).limit(limit + 1))).scalars().all()
     return rows[:limit], len(rows) > limit
 
 
