@@ -21,16 +21,10 @@ from linkplane.server.runtime import Runtime
 from linkplane.server.storage import leases, models, queues
 from linkplane.sim import server as sim_server
 from linkplane.v1 import provider_service_pb2
-from tests.reconciler.conftest import (
-    CONSUMER,
-    PROVIDER,
-    Api,
-    eventually,
-    managed_service,
-    wait_done,
-    worker_settings,
-)
-from tests.reconciler.databases import own_database_url  # noqa: F401 - a fixture
+from tests.support import runtimes
+from tests.support.api import Api, eventually, wait_done
+from tests.support.simulator import CONSUMER, PROVIDER, TIME_SCALE
+from tests.support.specs import managed_service
 
 KINDS = [("service", models.Service), ("connection", models.Connection)]
 
@@ -41,7 +35,7 @@ def sample(name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-async def api_only(own_database_url: str) -> AsyncIterator[Runtime]:  # noqa: F811
+async def api_only(own_database_url: str) -> AsyncIterator[Runtime]:
     runtime = Runtime(
         Settings(listen="127.0.0.1:0", role=Role.API, shutdown_grace_seconds=1.0),
         own_database_url,
@@ -55,7 +49,7 @@ async def api_only(own_database_url: str) -> AsyncIterator[Runtime]:  # noqa: F8
 
 async def test_queue_handoff_and_operation_latency_metrics(
     api_only: Runtime,
-    own_database_url: str,  # noqa: F811
+    own_database_url: str,
     sim: sim_server.SimHandle,
     networks: dict[str, Any],
     project: str,
@@ -102,7 +96,10 @@ async def test_queue_handoff_and_operation_latency_metrics(
         labels = {"verb": "publish", "outcome": "succeeded"}
         done_before = sample("linkplane_operation_duration_seconds_count", **labels)
         seconds_before = sample("linkplane_operation_duration_seconds_sum", **labels)
-        worker = Runtime(worker_settings(sim, role=Role.WORKER), own_database_url)
+        worker = Runtime(
+            runtimes.worker_settings(sim, time_scale=TIME_SCALE, role=Role.WORKER),
+            own_database_url,
+        )
         await worker.start()
         try:
             done = await wait_done(api, published.name, timeout=60)

@@ -20,13 +20,9 @@ from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_tra
 from linkplane.server import logs
 from linkplane.sim import server as sim_server
 from linkplane.v1 import provider_service_pb2
-from tests.reconciler.conftest import (
-    CONSUMER,
-    PROVIDER,
-    Api,
-    managed_service,
-    wait_done,
-)
+from tests.support.api import Api, wait_done
+from tests.support.simulator import CONSUMER, PROVIDER
+from tests.support.specs import managed_service
 
 PUBLISH = "/linkplane.v1.ProviderService/PublishService"
 

@@ -14,7 +14,6 @@ from prometheus_client import REGISTRY
 from linkplane.server.reconciler import engine, failures
 from linkplane.server.storage import changes, database, leases, models
 from tests.reconciler.conftest import eventually
-from tests.reconciler.databases import own_database_url  # noqa: F401 - a fixture
 
 
 class Broken:
@@ -44,7 +43,7 @@ class Broken:
 
 
 @pytest.fixture
-async def db(own_database_url: str) -> AsyncIterator[database.Database]:  # noqa: F811
+async def db(own_database_url: str) -> AsyncIterator[database.Database]:
     handle = database.Database(own_database_url)
     try:
         yield handle
@@ -94,7 +93,7 @@ def bugs_counted(error: str) -> float:
 
 
 @pytest.mark.reconciler_bug_expected
-async def test_a_bug_shows_on_the_resource_counts_and_backs_off(db, own_database_url):  # noqa: F811
+async def test_a_bug_shows_on_the_resource_counts_and_backs_off(db, own_database_url):
     uid = await insert_connection(db)
     reconciler = Broken()
     feed = changes.ChangeFeed(own_database_url)

@@ -17,7 +17,6 @@ from linkplane.server.domain import errors as domain_errors
 from linkplane.server.reconciler import engine, failures
 from linkplane.server.storage import changes, database, leases, models
 from tests.reconciler.conftest import eventually
-from tests.reconciler.databases import own_database_url  # noqa: F401 - a fixture
 from tests.reconciler.test_engine_bugs import (  # noqa: F401 - `db` is a fixture
     bugs_counted,
     db,

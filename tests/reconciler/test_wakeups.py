@@ -34,7 +34,6 @@ from tests.reconciler.conftest import (
     wait_done,
     worker_settings,
 )
-from tests.reconciler.databases import own_database_url  # noqa: F401 - a fixture
 
 CONNECTIONS = 40  # enough to make the race certain (see the faults below)
 PER_VPC = 20  # under the 50-endpoint quota of each VPC
@@ -46,7 +45,7 @@ BOUND_SECONDS = 120.0  # generous for a busy machine, and 30x below the resync
 async def slow_resync_api(
     sim: sim_server.SimHandle,
     networks: dict[str, object],
-    own_database_url: str,  # noqa: F811
+    own_database_url: str,
 ) -> AsyncIterator[Api]:
     runtime = Runtime(
         worker_settings(sim, resync_interval_seconds=RESYNC_SECONDS), own_database_url

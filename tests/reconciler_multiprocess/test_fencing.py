@@ -33,16 +33,11 @@ from linkplane.server.aws import throttlers
 from linkplane.server.storage import changes
 from linkplane.sim import server as sim_server
 from linkplane.v1 import connection_pb2, consumer_service_pb2, service_pb2
-from tests.reconciler.conftest import (
-    CONSUMER,
-    PROVIDER,
-    REGION,
-    connection_spec,
-    eventually,
-    managed_service,
-)
 from tests.reconciler_multiprocess.conftest import TIME_SCALE, Worker
 from tests.reconciler_multiprocess.test_shared_limits import publish_slowly, wait_ready
+from tests.support.api import eventually
+from tests.support.simulator import CONSUMER, PROVIDER, REGION
+from tests.support.specs import connection_spec, managed_service
 
 FAMILY = throttlers.EC2_ENDPOINT_MUTATION
 DEFICIT_SECONDS = 20.0

@@ -35,16 +35,10 @@ import pytest
 
 from linkplane.sim import server as sim_server
 from linkplane.v1 import connection_pb2, consumer_service_pb2, provider_service_pb2, service_pb2
-from tests.reconciler.conftest import (
-    CONSUMER,
-    PROVIDER,
-    REGION,
-    connection_spec,
-    eventually,
-    managed_service,
-    wait_done,
-)
 from tests.reconciler_multiprocess.conftest import TIME_SCALE, Worker
+from tests.support.api import eventually, wait_done
+from tests.support.simulator import CONSUMER, PROVIDER, REGION
+from tests.support.specs import connection_spec, managed_service
 
 SCALE = 5.0
 CONNECTIONS = int(os.environ.get("LINKPLANE_TEST_FLEET_CONNECTIONS", "30"))

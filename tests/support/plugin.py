@@ -46,6 +46,14 @@ def database_url(database_server: databases.DatabaseServer) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def own_database_url(database_server: databases.DatabaseServer) -> Iterator[str]:
+    """A fresh database for one module that runs its own workers: no other worker (its
+    package's control plane) may claim its rows or change its timing."""
+    with database_server.fresh("linkplane_own") as url:
+        yield url
+
+
 @pytest.fixture(scope="package")
 async def server(database_url: str) -> AsyncIterator[Runtime]:
     """An API-only server (it reconciles nothing) on the package's database."""
