@@ -131,9 +131,12 @@ async def test_publish_reports_progress_on_changes_and_returns_the_active_servic
 async def test_get_and_list_operations(
     aclient: AsyncClient, parent: str, networks: dict[str, dict[str, Any]]
 ) -> None:
-    op = await aclient.publish_service(
-        parent=parent, service=service_spec(parent, networks), service_id="ops"
-    )
+    op, other = [
+        await aclient.publish_service(
+            parent=parent, service=service_spec(parent, networks), service_id=service_id
+        )
+        for service_id in ("ops", "other")
+    ]
     fetched = await aclient.get_operation(name=op.name)
     assert fetched.name == op.name
     assert fetched.metadata.target == f"{parent}/services/ops"
@@ -145,6 +148,7 @@ async def test_get_and_list_operations(
     assert service.state == Service.STATE_ACTIVE
     finished = [o async for o in aclient.list_operations(filter=f"{target} AND done = true")]
     assert [(o.name, o.done) for o in finished] == [(op.name, True)]
+    await other.result(timeout=DONE_WITHIN)
 
 
 async def test_blocking_client_publishes_and_reports_progress(
@@ -320,27 +324,29 @@ async def test_blocking_watch_sends_the_snapshot_then_a_live_change(
     snapshot_seen = asyncio.Event()
     loop = asyncio.get_running_loop()
 
-    def watch() -> list[tuple[str, str]]:
+    def watch(client: Client) -> list[tuple[str, str]]:
         seen: list[tuple[str, str]] = []
-        with Client(config) as client:
-            stream = client.watch_services(parent=parent, timeout=DONE_WITHIN)
-            try:
-                for event in stream:
-                    seen.append((event.type_name, event.resource.name if event.resource else ""))
-                    if event.type_name == "SYNCED":
-                        loop.call_soon_threadsafe(snapshot_seen.set)
-                    if event.type_name == "MODIFIED" and event.resource.labels.get("watched"):
-                        return seen
-            finally:
-                stream.close()
+        for event in client.watch_services(parent=parent):
+            seen.append((event.type_name, event.resource.name if event.resource else ""))
+            if event.type_name == "SYNCED":
+                loop.call_soon_threadsafe(snapshot_seen.set)
+            if event.type_name == "MODIFIED" and event.resource.labels.get("watched"):
+                break  # leaving the loop cancels the stream
         return seen
 
-    watching = asyncio.create_task(asyncio.to_thread(watch))
-    async with asyncio.timeout(DONE_WITHIN):
-        await snapshot_seen.wait()
-    await aclient.update_service(
-        service={"name": service.name, "labels": {"watched": "yes"}}, update_mask=["labels"]
-    )
-    seen = await watching
+    client = Client(config)
+    watching = asyncio.create_task(asyncio.to_thread(watch, client))
+    try:
+        async with asyncio.timeout(DONE_WITHIN):
+            await snapshot_seen.wait()
+            await aclient.update_service(
+                service={"name": service.name, "labels": {"watched": "yes"}},
+                update_mask=["labels"],
+            )
+            seen = await watching
+    finally:
+        # Closing the channel ends a watch still waiting (a failed test), so no thread lingers.
+        client.close()
+        await asyncio.wait([watching], timeout=5)
     assert seen[:2] == [("EXISTING", service.name), ("SYNCED", "")]
     assert seen[-1] == ("MODIFIED", service.name)
