@@ -56,7 +56,7 @@ async def plane(sim: sim_server.SimHandle, own_database_url: str) -> AsyncIterat
 
 
 @pytest.fixture
-def config(plane: Runtime, project: str) -> ClientConfig:
+def config(plane: Runtime) -> ClientConfig:
     return ClientConfig(
         address=f"127.0.0.1:{plane.port}",
         default_timeout=10.0,
