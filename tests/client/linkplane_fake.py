@@ -316,7 +316,7 @@ class Provider(provider_service_pb2_grpc.ProviderServiceServicer):
                 raise Abort(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"invalid PublishServiceRequest: {len(violations)} field(s)",
-                    "INVALID_REQUEST",
+                    "INVALID_ARGUMENT",
                     {"fields": ",".join(v[0] for v in violations)},
                     violations,
                 )

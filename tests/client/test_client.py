@@ -160,19 +160,6 @@ def test_subclasses_for_the_codes_that_matter() -> None:
     assert errors.error_class(grpc.StatusCode.INVALID_ARGUMENT) is errors.InvalidArgument
 
 
-async def test_invalid_argument_carries_field_violations(aclient: AsyncClient) -> None:
-    with pytest.raises(errors.InvalidArgument) as caught:
-        await aclient.publish_service(
-            parent=PARENT, service={"region": ""}, service_id="Bad_Id", validate_only=True
-        )
-    assert caught.value.field_violations == [
-        ("service_id", "must match ^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"),
-        ("service.provider_account", "is required"),
-        ("service.region", "is required"),
-    ]
-    assert caught.value.reason == "INVALID_REQUEST"
-
-
 async def test_unavailable_is_retried_with_the_same_request_id(
     aclient: AsyncClient, backend: Backend
 ) -> None:
