@@ -9,8 +9,8 @@ routes in their route tables (``ec2_gateway_endpoints``). The injected
 
 Why one module of ~470 lines: Create and Modify share the endpoint's private-DNS rules (the
 conditions AWS checks on both, and how a record is applied) and Delete ends the state machine
-Create starts; split apart, a rule would be read in one file and enforced in another. The ENIs and the gateway routes, which
-have no such ties, already live beside it.
+Create starts; split apart, a rule would be read in one file and enforced in another. The ENIs
+and the gateway routes, which have no such ties, already live beside it.
 """
 
 import json
