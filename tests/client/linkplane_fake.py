@@ -306,12 +306,15 @@ class Provider(provider_service_pb2_grpc.ProviderServiceServicer):
     async def PublishService(self, request: Any, context: Any) -> Any:
         def body() -> Any:
             violations = []
+            # As the server does: a bad id is reported on its own, the body's fields only once
+            # the id is valid (tests/client/test_client_on_the_server.py sees the real order).
             if request.service_id and not ID.match(request.service_id):
                 violations.append(("service_id", "must match ^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"))
-            if not request.service.provider_account:
-                violations.append(("service.provider_account", "is required"))
-            if not request.service.region:
-                violations.append(("service.region", "is required"))
+            else:
+                if not request.service.provider_account:
+                    violations.append(("service.provider_account", "is required"))
+                if not request.service.region:
+                    violations.append(("service.region", "is required"))
             if violations:
                 raise Abort(
                     grpc.StatusCode.INVALID_ARGUMENT,

@@ -90,13 +90,19 @@ def test_not_found_exit_code_and_one_line(fake_server: FakeServer, backend: Back
 def test_invalid_argument_prints_field_violations(
     fake_server: FakeServer, backend: Backend
 ) -> None:
-    result = lpctl(fake_server, "services", "publish", "Bad_Id")
+    result = lpctl(fake_server, "services", "publish", "payments")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith("error: INVALID_ARGUMENT: invalid PublishServiceRequest")
     assert "  service.provider_account: is required" in lines
     assert "  service.region: is required" in lines
+
+    bad_id = lpctl(fake_server, "services", "publish", "Bad_Id")
+    assert bad_id.returncode == 2
+    assert bad_id.stderr.strip().splitlines()[1:] == [
+        "  service_id: must match ^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"
+    ]
 
 
 @pytest.mark.parametrize(
