@@ -25,6 +25,7 @@ from linkplane.server.domain import specs
 from linkplane.server.reconciler import progress, stalls
 from linkplane.server.reconciler.connection_model import NetworkInterface, ServiceDetail, Target
 from linkplane.server.reconciler.connection_preflight import Preflight, check_ip_type
+from linkplane.server.reconciler.stalls import Change
 
 log = structlog.get_logger("linkplane.reconciler.connections")
 MODIFY = "ModifyVpcEndpoint"
@@ -35,17 +36,6 @@ DEFAULT_ENDPOINT_POLICY: dict[str, Any] = {
 }
 # The DNS records that go with each endpoint IP address type.
 DNS_RECORD_IP_TYPE = {"ipv4": "ipv4", "dualstack": "dualstack", "ipv6": "ipv6"}
-
-
-@dataclasses.dataclass(frozen=True)
-class Change:
-    """One field of the endpoint to change with ModifyVpcEndpoint."""
-
-    field: str
-    wanted: object
-    observed: object
-    params: dict[str, Any]
-    """The ModifyVpcEndpoint parameters that make the change."""
 
 
 @dataclasses.dataclass
@@ -146,24 +136,16 @@ async def converge(
     stalled: list[stalls.Stalled] = []
     now = time.time()
     for change in plan.changes:
-        decision = guard.before(
-            action=MODIFY,
-            field=change.field,
-            wanted=change.wanted,
-            observed=change.observed,
+        admitted = guard.admit(
+            MODIFY,
+            change,
             now=now,
+            stalled=stalled,
+            log=log,
+            event="connection.stalled",
+            endpoint=endpoint.endpoint_id,
         )
-        if isinstance(decision, stalls.Stalled):
-            stalled.append(decision)
-            log.warning(
-                "connection.stalled",
-                endpoint=endpoint.endpoint_id,
-                field=change.field,
-                wanted=decision.wanted,
-                observed=decision.observed,
-                retry_after=round(decision.retry_after, 1),
-            )
-        else:
+        if admitted:
             params.update(change.params)
     stalls.set_stalled_condition(status, stalled, generation)
     guard.save(status)

@@ -13,12 +13,12 @@ from linkplane.server.domain import specs
 from linkplane.server.reconciler import failures
 from linkplane.server.reconciler.service_model import (
     LB_IP_TYPE_FIELD,
-    Change,
     LoadBalancers,
     Snapshot,
     Target,
     Work,
 )
+from linkplane.server.reconciler.stalls import Change
 
 
 async def ensure(

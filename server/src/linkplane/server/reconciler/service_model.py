@@ -17,6 +17,7 @@ import structlog
 from linkplane.server.aws import endpoint_services, loadbalancers
 from linkplane.server.domain import acceptance, specs
 from linkplane.server.reconciler import stalls
+from linkplane.server.reconciler.stalls import Change
 
 # One logger for all the Service reconciler's events, whichever of its modules logs them, so
 # that one filter on the logger name finds a Service's whole pass.
@@ -142,17 +143,6 @@ class Target:
     def load_balancer_ip_address_type(self) -> str:
         """An endpoint service can offer IPv6 only from a dual-stack NLB."""
         return loadbalancers.DUALSTACK if self.wants_ipv6 else loadbalancers.IPV4
-
-
-@dataclass(frozen=True)
-class Change:
-    """One field of a planned mutation: what AWS reports, what the spec wants, and the
-    parameters of the call that moves it."""
-
-    field: str
-    wanted: object
-    observed: object
-    params: Mapping[str, Any]
 
 
 CONFIGURATION_FIELDS = (
@@ -289,21 +279,11 @@ class Work:
 
     def allowed(self, action: str, change: Change) -> bool:
         """Ask the guard; a stalled change is remembered for the condition and the requeue."""
-        decision = self.book.guard.before(
-            action=action,
-            field=change.field,
-            wanted=change.wanted,
-            observed=change.observed,
+        return self.book.guard.admit(
+            action,
+            change,
             now=self.now,
+            stalled=self.stalled,
+            log=log,
+            event="service.mutation_stalled",
         )
-        if isinstance(decision, stalls.Stalled):
-            self.stalled.append(decision)
-            log.warning(
-                "service.mutation_stalled",
-                field=change.field,
-                wanted=decision.wanted,
-                observed=decision.observed,
-                attempts=decision.attempts,
-            )
-            return False
-        return True

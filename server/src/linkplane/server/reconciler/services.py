@@ -42,7 +42,6 @@ from linkplane.server.reconciler.service_model import (
     PERMISSIONS_FIELD,
     TAGS_FIELD,
     Bookkeeping,
-    Change,
     Decision,
     Snapshot,
     Target,
@@ -50,6 +49,7 @@ from linkplane.server.reconciler.service_model import (
     log,
     plan_configuration,
 )
+from linkplane.server.reconciler.stalls import Change
 from linkplane.server.reconciler.workspace import Workspace
 from linkplane.server.storage import (
     changes,

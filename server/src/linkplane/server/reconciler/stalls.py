@@ -110,6 +110,17 @@ class Allowed:
 
 
 @dataclasses.dataclass(frozen=True)
+class Change:
+    """One field of a planned mutation, as the guard judges it: what AWS reports, what the spec
+    wants, and the parameters of the call that moves it (both reconcilers plan in these)."""
+
+    field: str
+    wanted: object
+    observed: object
+    params: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
 class Stalled:
     """The mutation must not be sent now: AWS ignored it ``attempts`` times already.
 
@@ -162,6 +173,41 @@ class MutationGuard:
             status[STATUS_KEY] = {k: v.to_json() for k, v in sorted(self.fields.items())}
         else:
             status.pop(STATUS_KEY, None)
+
+    def admit(
+        self,
+        action: str,
+        change: Change,
+        *,
+        now: float,
+        stalled: list[Stalled],
+        log: Any,
+        event: str,
+        **context: object,
+    ) -> bool:
+        """Whether `change` may be sent now (see :meth:`before`). A stalled change joins
+        `stalled`, for the condition and the requeue, and is logged as `event` on the caller's
+        logger with `context`."""
+        decision = self.before(
+            action=action,
+            field=change.field,
+            wanted=change.wanted,
+            observed=change.observed,
+            now=now,
+        )
+        if isinstance(decision, Stalled):
+            stalled.append(decision)
+            log.warning(
+                event,
+                field=change.field,
+                wanted=decision.wanted,
+                observed=decision.observed,
+                attempts=decision.attempts,
+                retry_after=round(decision.retry_after, 1),
+                **context,
+            )
+            return False
+        return True
 
     def before(
         self, *, action: str, field: str, wanted: object, observed: object, now: float
