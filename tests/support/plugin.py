@@ -9,8 +9,10 @@ guard that fails a test during which a reconciler logged `reconciler.bug`.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -30,6 +32,47 @@ def pytest_configure(config: pytest.Config) -> None:
     # event. Info, not debug: a debug line per AWS call costs the event loop (and the simulator
     # thread sharing its GIL) more than the work itself.
     logs.configure("console", "info")
+    # The suite runs in parallel (pytest-xdist, addopts): several workers, each with servers
+    # of its own, share one Postgres (100 connections on CI's machine). Four pooled
+    # connections (plus four overflow) per server is plenty for a test and keeps the whole run
+    # under that limit. Set in the environment, so servers started as subprocesses get it too.
+    os.environ.setdefault("LINKPLANE_DATABASE_POOL_SIZE", "4")
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (addopts): the whole suite on four workers on CI's two cores. Most of a test's
+    time is waiting for time-scaled AWS delays, so twice as many workers as cores pays; more
+    would put the Postgres connections (servers times pools) past 100 and let CPU contention
+    stretch the timing-sensitive tests. A run of named files or folders is serial: starting
+    four workers costs some 15 s of imports on two cores, more than most such runs take
+    (`-n 4` asks for workers anyway)."""
+    if config.args_source is pytest.Config.ArgsSource.ARGS:
+        return 0
+    return min(4, 2 * (os.cpu_count() or 1))
+
+
+# Test packages that take longest, longest first. Under `--dist loadfile` the workers take
+# files in collection order; starting the long ones first keeps one of them from being the
+# last file of the run while the other workers idle.
+SLOWEST_FIRST = (
+    "reconciler_multiprocess",
+    "reconciler",
+    "conformance",
+    "e2e",
+    "deploy",
+    "client",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests = Path(__file__).resolve().parent.parent
+
+    def rank(item: pytest.Item) -> int:
+        parts = item.path.relative_to(tests).parts
+        package = parts[0] if len(parts) > 1 else ""
+        return SLOWEST_FIRST.index(package) if package in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a package is kept
 
 
 @pytest.fixture(scope="session")
