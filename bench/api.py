@@ -32,7 +32,6 @@ import contextlib
 import itertools
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -46,13 +45,12 @@ from typing import Any
 
 import asyncpg
 import grpc
+import rig
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rig import free_port
-from sqlalchemy.engine import make_url
 
 from linkplane.server.domain import specs
-from linkplane.server.storage import changes, database, migrations
-from linkplane.server.storage.embedded import EmbeddedPostgres
+from linkplane.server.storage import changes
 from linkplane.v1 import (
     account_pb2,
     account_service_pb2,
@@ -474,26 +472,14 @@ def process_tree(pid: int) -> list[int]:
 
 
 async def run(args: argparse.Namespace) -> None:
-    embedded = None
-    admin = args.database_url or os.environ.get("LINKPLANE_TEST_DATABASE_URL")
-    if admin is None:
-        embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="linkplane-bench-pg-")))
-        admin = await asyncio.to_thread(embedded.start)
-    name = f"linkplane_bench_{secrets.token_hex(4)}"
+    async with rig.fresh_database(args.database_url) as url:
+        await _run_on(args, url)
 
-    async def admin_sql(sql: str) -> None:
-        connection = await asyncpg.connect(changes.asyncpg_dsn(admin))
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
 
-    await admin_sql(f'CREATE DATABASE "{name}"')
-    url = make_url(database.async_url(admin)).set(database=name).render_as_string(False)
+async def _run_on(args: argparse.Namespace, url: str) -> None:
     log_dir = Path(tempfile.mkdtemp(prefix="linkplane-bench-"))
     targets: list[Target] = []
     try:
-        await migrations.upgrade_async(url)
         targets.append(start_bare())
         if args.before_src:
             targets.append(
@@ -517,7 +503,7 @@ async def run(args: argparse.Namespace) -> None:
         table = calls(project)
         print(
             f"servers: {', '.join(f'{t.label} {t.address}' for t in targets)}; "
-            f"{'embedded' if embedded else 'given'} Postgres; {args.seconds} s per cell and "
+            "a database of its own; {args.seconds} s per cell and "
             f"target, {args.rounds} round(s), load average {os.getloadavg()[0]:.1f}; "
             f"server logs in {log_dir}"
         )
@@ -584,10 +570,6 @@ async def run(args: argparse.Namespace) -> None:
             except subprocess.TimeoutExpired:
                 target.process.kill()
                 target.process.wait()
-        with contextlib.suppress(Exception):
-            await admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
 
 
 def main() -> None:

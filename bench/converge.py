@@ -23,11 +23,9 @@ import json
 import math
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -38,8 +36,6 @@ from google.longrunning import operations_pb2, operations_pb2_grpc
 from linkplane.server import logs
 from linkplane.server.config import Role, Settings
 from linkplane.server.runtime import Runtime
-from linkplane.server.storage import migrations
-from linkplane.server.storage.embedded import EmbeddedPostgres
 from linkplane.sim import config as sim_config
 from linkplane.sim import server as sim_server
 from linkplane.v1 import (
@@ -166,17 +162,16 @@ def consumer_accounts(count: int) -> list[str]:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     logs.configure("console", "warning")
-    embedded = None
-    url = args.database_url
-    if url is None:
-        embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="linkplane-bench-pg-")))
-        url = await asyncio.to_thread(embedded.start)
+    async with rig.fresh_database(args.database_url) as url:
+        return await _run_on(args, url)
+
+
+async def _run_on(args: argparse.Namespace, url: str) -> dict[str, Any]:
     sim: RemoteSim | LocalSim = (
         LocalSim(args.time_scale) if args.in_process_sim else RemoteSim(args.time_scale)
     )
     runtime = None
     try:
-        await migrations.upgrade_async(url)
         accounts = consumer_accounts(args.accounts)
         provider_net = sim.seed_network(PROVIDER, "10.1.0.0/16")
         vpcs: dict[str, list[dict[str, Any]]] = {}
@@ -205,8 +200,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if runtime is not None:
             await runtime.stop()
         sim.stop()
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
 
 
 async def _available(database_url: str, project: str) -> int:
@@ -320,7 +313,11 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=1)
     parser.add_argument("--time-scale", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=16, help="concurrent reconciles")
-    parser.add_argument("--database-url", default=None, help="default: embedded Postgres")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="Postgres to make the run's own database on (rig.fresh_database)",
+    )
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument(
         "--in-process-sim",

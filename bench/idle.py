@@ -37,8 +37,6 @@ import rig
 from converge import PER_VPC, PROVIDER, RemoteSim, consumer_accounts
 
 from linkplane.server.config import Settings
-from linkplane.server.storage import migrations
-from linkplane.server.storage.embedded import EmbeddedPostgres
 from linkplane.v1 import (
     account_service_pb2_grpc,
     consumer_service_pb2,
@@ -150,15 +148,14 @@ async def build_fleet(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    embedded = None
-    url = args.database_url
-    if url is None:
-        embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="linkplane-idle-pg-")))
-        url = await asyncio.to_thread(embedded.start)
+    async with rig.fresh_database(args.database_url) as url:
+        return await _run_on(args, url)
+
+
+async def _run_on(args: argparse.Namespace, url: str) -> dict[str, Any]:
     sim = RemoteSim(args.time_scale)
     server = None
     try:
-        await migrations.upgrade_async(url)
         port = rig.free_port()
         server = start_server(url, sim, port, args.time_scale, building=True)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -209,8 +206,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             server.terminate()
             server.wait(timeout=30)
         sim.stop()
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
 
 
 def main() -> None:
@@ -220,7 +215,11 @@ def main() -> None:
     parser.add_argument("--time-scale", type=float, default=100.0, help="to build the fleet")
     parser.add_argument("--seconds", type=float, default=600.0, help="measured window")
     parser.add_argument("--settle", type=float, default=10.0, help="pause before measuring")
-    parser.add_argument("--database-url", default=None, help="default: embedded Postgres")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="Postgres to make the run's own database on (rig.fresh_database)",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="to build the fleet")
     result = asyncio.run(run(parser.parse_args()))
     for key, value in result.items():

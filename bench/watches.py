@@ -37,16 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import grpc
+import rig
 from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rig import cpu_seconds, free_port
-from sqlalchemy.engine import make_url
 
-from linkplane.server.storage import changes, database, migrations
-from linkplane.server.storage.embedded import EmbeddedPostgres
 from linkplane.v1 import (
     account_pb2,
     account_service_pb2,
@@ -324,26 +321,14 @@ async def delivered(watcher: WatcherProcess, expected: int, seconds: float = 60.
 
 
 async def run(args: argparse.Namespace) -> None:
-    embedded = None
-    admin = args.database_url or os.environ.get("LINKPLANE_TEST_DATABASE_URL")
-    if admin is None:
-        embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="linkplane-bench-pg-")))
-        admin = await asyncio.to_thread(embedded.start)
-    name = f"linkplane_bench_{secrets.token_hex(4)}"
+    async with rig.fresh_database(args.database_url) as url:
+        await _run_on(args, url)
 
-    async def admin_sql(sql: str) -> None:
-        connection = await asyncpg.connect(changes.asyncpg_dsn(admin))
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
 
-    await admin_sql(f'CREATE DATABASE "{name}"')
-    url = make_url(database.async_url(admin)).set(database=name).render_as_string(False)
+async def _run_on(args: argparse.Namespace, url: str) -> None:
     server: subprocess.Popen[bytes] | None = None
     log_file = Path(tempfile.mkdtemp(prefix="linkplane-bench-")) / "server.log"
     try:
-        await migrations.upgrade_async(url)
         port = free_port()
         address = f"127.0.0.1:{port}"
         principals = ["writer", "prober", "extra"] + [
@@ -372,8 +357,8 @@ async def run(args: argparse.Namespace) -> None:
         project = f"bench-{uuid.uuid4().hex[:8]}"
         names = await setup(address, project)
         print(
-            f"linkplane-server serve on {address} ({'embedded' if embedded else 'given'} "
-            "Postgres), "
+            f"linkplane-server serve on {address} (a database of "
+            "its own), "
             f"{SERVICES} services; GetService at {args.get_rate:.0f}/s (open loop), "
             f"UpdateService at {args.rate:.0f}/s, {args.seconds:.0f} s per phase"
         )
@@ -420,9 +405,6 @@ async def run(args: argparse.Namespace) -> None:
                 server.wait(30)
             except subprocess.TimeoutExpired:
                 server.kill()
-        await admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
         print(f"(server log: {log_file})")
 
 
