@@ -39,7 +39,10 @@ ENDPOINT_STATES = frozenset(
 # Available shortly, so it counts too): a service's teardown rejects these first.
 DELETE_BLOCKING_ENDPOINT_STATES = frozenset({"PENDING_ACCEPTANCE", "PENDING", "AVAILABLE"})
 # Connections that keep a service from being deleted without force, and that a re-evaluated
-# acceptance policy may reject: the blocking ones and PARTIAL (which teardown does not reject).
+# acceptance policy may reject: the blocking ones and PARTIAL. A PARTIAL endpoint carries
+# traffic in some of its zones, so deleting its service breaks a consumer and needs `force`;
+# but AWS does not refuse the deletion for it, so a forced teardown rejects only the blocking
+# ones first (rejecting more would be a call AWS does not need, and one more to fail).
 LIVE_ENDPOINT_STATES = DELETE_BLOCKING_ENDPOINT_STATES | {"PARTIAL"}
 # Endpoints going or gone: never adopted, never deleted again, not garbage.
 GONE_ENDPOINT_STATES = frozenset({"DELETING", "DELETED"})
