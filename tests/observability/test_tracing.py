@@ -20,7 +20,7 @@ from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_tra
 from linkplane.server import logs
 from linkplane.sim import server as sim_server
 from linkplane.v1 import provider_service_pb2
-from tests.support.api import Api, wait_done
+from tests.support.api import Api, eventually, wait_done
 from tests.support.simulator import CONSUMER, PROVIDER
 from tests.support.specs import managed_service
 
@@ -123,6 +123,10 @@ async def test_background_statements_start_no_traces(spans: Exporter, api: Api) 
     assert any(s.name.endswith("/ListServices") for s in recorded)
 
 
+async def finished(spans: Exporter, suffix: str) -> list[ReadableSpan]:
+    return [s for s in spans.get_finished_spans() if s.name.endswith(suffix)]
+
+
 @pytest.fixture
 def events() -> list[MutableMapping[str, Any]]:
     """Copies of the log events (the renderer consumes the originals)."""
@@ -150,7 +154,9 @@ async def test_log_lines_carry_the_trace_and_span_ids(
     missing = f"projects/{project}/services/absent"
     with pytest.raises(grpc.aio.AioRpcError):
         await api.provider.GetService(provider_service_pb2.GetServiceRequest(name=missing))
-    get = [s for s in spans.get_finished_spans() if s.name.endswith("/GetService")][-1]
+    # The server ends the RPC's span just after the answer leaves: the caller can hold the
+    # answer a moment before the span is recorded.
+    get = (await eventually(lambda: finished(spans, "/GetService"), bool, timeout=10.0))[-1]
     assert get.context is not None
     logged = [e for e in events if e.get("event") == "rpc.error" and e["method"] == "GetService"]
     assert logged, events
