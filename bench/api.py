@@ -503,7 +503,7 @@ async def _run_on(args: argparse.Namespace, url: str) -> None:
         table = calls(project)
         print(
             f"servers: {', '.join(f'{t.label} {t.address}' for t in targets)}; "
-            "a database of its own; {args.seconds} s per cell and "
+            f"a database of its own; {args.seconds} s per cell and "
             f"target, {args.rounds} round(s), load average {os.getloadavg()[0]:.1f}; "
             f"server logs in {log_dir}"
         )

@@ -242,9 +242,7 @@ async def _drive(
         if published.done:
             break
         await asyncio.sleep(0.1)
-    throttled_before = sum(
-        sum(v.values()) for v in (await asyncio.to_thread(sim.throttle_counts)).values()
-    )
+    throttled_before = await asyncio.to_thread(sim.throttle_counts)
 
     accounts = list(vpcs)
     started = time.monotonic()
@@ -280,10 +278,14 @@ async def _drive(
         failed += int(done.HasField("error"))
     bound = max(0, per_account - BURST) / REFILL / args.time_scale
     pending = sim_config.SimConfig().delays.endpoint_pending / args.time_scale
-    throttled = sum(
-        sum(v.values()) for v in (await asyncio.to_thread(sim.throttle_counts)).values()
-    )
-    throttled -= throttled_before
+    # Which (account, action) was throttled during the run, not only how often.
+    throttled_by = {
+        f"{account} {action}": count - throttled_before.get(account, {}).get(action, 0)
+        for account, actions in (await asyncio.to_thread(sim.throttle_counts)).items()
+        for action, count in actions.items()
+        if count > throttled_before.get(account, {}).get(action, 0)
+    }
+    throttled = sum(throttled_by.values())
     creates = [t - started_wall for t in await asyncio.to_thread(sim.creates)]
     describes = await asyncio.to_thread(sim.count, "DescribeVpcEndpoints")
     return {
@@ -300,6 +302,7 @@ async def _drive(
         "bound_with_provisioning_seconds": round(bound + pending, 2),
         "ratio_with_provisioning": round(elapsed / (bound + pending), 3),
         "throttled": throttled,
+        "throttled_by_account_and_action": throttled_by,
         "simulator": "in-process" if args.in_process_sim else "own process",
         "failed_operations": failed,
         # All of the run (publishing included): snapshots, direct reads and filtered searches.
