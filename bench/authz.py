@@ -17,21 +17,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
+import rig
 from google.iam.v1 import iam_policy_pb2, iam_policy_pb2_grpc, policy_pb2
 
 from linkplane.server import logs
 from linkplane.server.api import authz
 from linkplane.server.config import Role, Settings
 from linkplane.server.runtime import Runtime
-from linkplane.server.storage import migrations
-from linkplane.server.storage.embedded import EmbeddedPostgres
 from linkplane.v1 import (
     account_pb2,
     account_service_pb2,
@@ -156,13 +153,7 @@ async def check_cost(runtime: Runtime, name: str, calls: int = 20_000) -> float:
 
 async def main(args: argparse.Namespace) -> None:
     logs.configure("console", "warning")
-    embedded = None
-    url = args.database_url
-    if url is None:
-        embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="linkplane-bench-pg-")))
-        url = await asyncio.to_thread(embedded.start)
-    try:
-        await migrations.upgrade_async(url)
+    async with rig.fresh_database(args.database_url) as url:
         off = Runtime(settings(), url)
         on = Runtime(settings(auth_tokens=TOKENS, admins=["root"]), url)
         await off.start()
@@ -188,14 +179,15 @@ async def main(args: argparse.Namespace) -> None:
         finally:
             await on.stop()
             await off.stop()
-    finally:
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", default=None, help="Postgres URL (default: embedded)")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="Postgres to make the run's own database on (rig.fresh_database)",
+    )
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--calls", type=int, default=4000, help="calls per round and mode")
     parser.add_argument("--rounds", type=int, default=4)
