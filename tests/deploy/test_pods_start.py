@@ -13,7 +13,6 @@ pods' securityContext and emptyDir say.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import shutil
@@ -27,14 +26,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.engine import make_url
 
-from linkplane.server.storage import changes
 from scripts import render_kustomize
+from tests.support import databases
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -77,22 +75,10 @@ def command(document: dict[str, Any]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def fresh_database(database_url: str) -> Iterator[str]:
+def fresh_database(database_server: databases.DatabaseServer) -> Iterator[str]:
     """An empty database on the test server (not migrated: the Job does that)."""
-    name = f"linkplane_deploy_{secrets.token_hex(4)}"
-
-    async def sql(statement: str) -> None:
-        connection = await asyncpg.connect(changes.asyncpg_dsn(database_url))
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(sql(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(database_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with database_server.empty("linkplane_deploy") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

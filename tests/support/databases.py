@@ -56,11 +56,19 @@ class DatabaseServer:
     admin_url: str
     template: str
 
-    @contextlib.contextmanager
-    def fresh(self, prefix: str) -> Iterator[str]:
+    def fresh(self, prefix: str) -> contextlib.AbstractContextManager[str]:
         """A fresh, migrated database `{prefix}_{random}` (its async URL); dropped afterwards."""
+        return self._created(prefix, f' TEMPLATE "{self.template}"')
+
+    def empty(self, prefix: str) -> contextlib.AbstractContextManager[str]:
+        """A fresh database with no schema at all, for a test that migrates it the way a
+        deployment does (tests/deploy); dropped afterwards."""
+        return self._created(prefix, "")
+
+    @contextlib.contextmanager
+    def _created(self, prefix: str, template_clause: str) -> Iterator[str]:
         name = f"{prefix}_{secrets.token_hex(4)}"
-        _admin_sql(self.admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        _admin_sql(self.admin_url, f'CREATE DATABASE "{name}"{template_clause}')
         try:
             yield _url_of(self.admin_url, name)
         finally:
