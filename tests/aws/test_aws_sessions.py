@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 
+import hypothesis
 import pytest
+from botocore import utils as botocore_utils
+from hypothesis import strategies
 
 from linkplane.server.aws import calls, errors, sessions, throttlers
 
@@ -176,3 +180,39 @@ async def test_a_changed_role_is_assumed_afresh(clients: sessions.AwsClients) ->
     assert after is not before
     identity = await context(clients, rotated).call("sts", "GetCallerIdentity")
     assert "linkplane-v2" in identity["Arn"]
+
+
+@hypothesis.given(
+    moment=strategies.datetimes(
+        min_value=datetime.datetime(1971, 1, 1), max_value=datetime.datetime(2200, 1, 1)
+    ),
+    spelling=strategies.sampled_from(
+        [
+            "%Y-%m-%dT%H:%M:%S.%fZ",
+            "%Y-%m-%dT%H:%M:%SZ",
+            "%Y-%m-%dT%H:%M:%S+00:00",
+            "%Y-%m-%dT%H:%M:%S",
+            "%a, %d %b %Y %H:%M:%S GMT",
+            "epoch",
+        ]
+    ),
+)
+def test_timestamps_read_as_botocore_reads_them(moment: datetime.datetime, spelling: str) -> None:
+    # The fast path (fromisoformat) must give what botocore's dateutil path gives, and every
+    # other spelling must still reach botocore's parser.
+    if spelling == "epoch":
+        text = str(int(moment.replace(tzinfo=datetime.UTC).timestamp()))
+    else:
+        text = moment.strftime(spelling)
+    assert sessions.parse_timestamp(text) == botocore_utils.parse_timestamp(text)
+
+
+async def test_clients_read_timestamps_with_the_fast_parser(
+    clients: sessions.AwsClients,
+) -> None:
+    ec2 = await clients.ec2(BASE, REGION)
+    parser = ec2._endpoint._response_parser_factory.create_parser("ec2")
+    assert parser._timestamp_parser is sessions.parse_timestamp
+    tenant_ec2 = await clients.ec2(TENANT, REGION)
+    tenant_parser = tenant_ec2._endpoint._response_parser_factory.create_parser("ec2")
+    assert tenant_parser._timestamp_parser is sessions.parse_timestamp

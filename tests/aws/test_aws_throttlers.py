@@ -193,6 +193,10 @@ def test_safety_keeps_linkplane_below_aws() -> None:
     rate = limiter.rate(throttlers.EC2_NON_MUTATING)
     assert rate.refill == pytest.approx(18.0)
     assert rate.burst == pytest.approx(90.0)
+    # A small burst keeps at least one whole token of margin (4 at 0.9 is 3, not 3.6): a
+    # fraction of a token absorbs no bunched arrival. Exactly AWS's (safety 1) keeps all 4.
+    assert limiter.rate(throttlers.EC2_ENDPOINT_MUTATION).burst == 3.0
+    assert Limiter(safety=1.0).rate(throttlers.EC2_ENDPOINT_MUTATION).burst == 4.0
     # A tiny bucket still lets one call through.
     assert Limiter(safety=0.1).rate(throttlers.EC2_ENDPOINT_MUTATION).burst == 1.0
 

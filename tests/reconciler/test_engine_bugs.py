@@ -16,11 +16,23 @@ from linkplane.server.storage import changes, database, leases, models
 from tests.reconciler.conftest import eventually
 
 
-class Broken:
-    """A Connection reconciler with a bug until the test sets `fixed`."""
+class ConnectionStub:
+    """A Connection reconciler for engine tests: no AWS error reaches `record_failure`."""
 
     kind = "connection"
     model = models.Connection
+
+    async def record_failure(
+        self, lease: leases.Lease, error: failures.Failure, attempts: int
+    ) -> None:
+        raise AssertionError("no AWS error in this test")
+
+    def urgent(self) -> Any:
+        return None
+
+
+class Broken(ConnectionStub):
+    """A Connection reconciler with a bug until the test sets `fixed`."""
 
     def __init__(self) -> None:
         self.fixed = False
@@ -32,14 +44,6 @@ class Broken:
             target: dict[str, Any] = {}
             return engine.Pass(target["missing"])  # a KeyError, as a bug would raise
         return engine.Pass(3600.0)
-
-    async def record_failure(
-        self, lease: leases.Lease, error: failures.Failure, attempts: int
-    ) -> None:
-        raise AssertionError("no AWS error in this test")
-
-    def urgent(self) -> Any:
-        return None
 
 
 @pytest.fixture

@@ -14,10 +14,11 @@ import sqlalchemy.exc
 
 from linkplane.server import logs
 from linkplane.server.domain import errors as domain_errors
-from linkplane.server.reconciler import engine, failures
-from linkplane.server.storage import changes, database, leases, models
+from linkplane.server.reconciler import engine
+from linkplane.server.storage import changes, database, leases
 from tests.reconciler.conftest import eventually
 from tests.reconciler.test_engine_bugs import (  # noqa: F401 - `db` is a fixture
+    ConnectionStub,
     bugs_counted,
     db,
     insert_connection,
@@ -32,11 +33,8 @@ def postgres_starting_up() -> None:
         raise asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
 
 
-class Outage:
+class Outage(ConnectionStub):
     """A Connection reconciler whose first `failing` passes meet a database outage."""
-
-    kind = "connection"
-    model = models.Connection
 
     def __init__(self, failing: int) -> None:
         self.failing = failing
@@ -49,14 +47,6 @@ class Outage:
         if self.passes <= self.failing:
             raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
         return engine.Pass(3600.0)
-
-    async def record_failure(
-        self, lease: leases.Lease, error: failures.Failure, attempts: int
-    ) -> None:
-        raise AssertionError("no AWS error in this test")
-
-    def urgent(self) -> Any:
-        return None
 
 
 def test_outages_are_told_from_bugs() -> None:

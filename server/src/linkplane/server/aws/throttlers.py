@@ -28,9 +28,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 import structlog
@@ -38,6 +39,38 @@ import structlog
 from linkplane.server.domain import ratelimits
 
 logger = structlog.get_logger(__name__)
+
+
+class WaitObserver(Protocol):
+    """Told when the calling task starts and stops waiting for a token (see `TOKEN_WAITS`)."""
+
+    def waiting(self) -> None: ...
+
+    def resumed(self) -> None: ...
+
+
+TOKEN_WAITS: contextvars.ContextVar[WaitObserver | None] = contextvars.ContextVar(
+    "linkplane_token_waits", default=None
+)
+"""The observer of the current task's waits for tokens, if any.
+
+The reconciler's engine sets one in each pass: a pass asleep until its account's bucket pays
+its token (seconds, when hundreds of creates queue for one account's CreateVpcEndpoint bucket)
+does no work, and the engine gives its slot to another account's pass meanwhile.
+"""
+
+
+@contextlib.contextmanager
+def _waiting() -> Iterator[None]:
+    observer = TOKEN_WAITS.get()
+    if observer is None:
+        yield
+        return
+    observer.waiting()
+    try:
+        yield
+    finally:
+        observer.resumed()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,8 +256,8 @@ class _Bucket:
 class Limiter:
     """Token buckets per (account, region, action family), sized from AWS's throttling tables.
 
-    ``safety`` scales AWS's numbers down (0.9 = use 90% of the burst and refill; the refill of
-    ``FULL_REFILL_FAMILIES`` excepted) so that
+    ``safety`` scales AWS's numbers down (0.9 = use 90% of the burst, and at least one token
+    less, and 90% of the refill; the refill of ``FULL_REFILL_FAMILIES`` excepted) so that
     linkplane alone never causes ``RequestLimitExceeded`` and leaves room for humans and other
     tools in the same account. ``time_scale`` speeds refill up by the same factor a simulator
     speeds up its own AWS buckets, so the two stay matched in tests and local runs.
@@ -256,9 +289,16 @@ class Limiter:
     def rate(self, family: str) -> Rate:
         """The effective (safety- and time-scaled) rate of a family's buckets."""
         aws = self._rates[family]
+        burst = aws.burst * self._safety
+        if self._safety < 1:
+            # At least one whole token short of AWS's burst: requests paced when they leave
+            # can arrive bunched, and AWS's bucket absorbs a bunch only with the slack linkplane
+            # left it. 10% of CreateVpcEndpoint's burst of 4 is 0.4 of a token, gone with one
+            # request arriving 0.4 of a refill period early relative to the one before.
+            burst = min(burst, aws.burst - 1)
         # A bucket that cannot hold one whole token would never let a call through.
         return Rate(
-            burst=max(1.0, aws.burst * self._safety),
+            burst=max(1.0, burst),
             refill=aws.refill
             * (
                 max(self._safety, THIN_REFILL_MARGIN)
@@ -317,14 +357,15 @@ class Limiter:
         if len(bucket.queue) == 1:
             turn.set_result(None)
         try:
-            await turn  # Resolved when this waiter reaches the head of the queue.
-            while True:
-                bucket.update(self._clock.monotonic())
-                if bucket.tokens >= 1 - _EPSILON:
-                    bucket.tokens -= 1
-                    return True
-                # Re-checked after the sleep: a penalty may have drained the bucket meanwhile.
-                await self._clock.sleep(bucket.deficit_seconds())
+            with _waiting():
+                await turn  # Resolved when this waiter reaches the head of the queue.
+                while True:
+                    bucket.update(self._clock.monotonic())
+                    if bucket.tokens >= 1 - _EPSILON:
+                        bucket.tokens -= 1
+                        return True
+                    # Re-checked after the sleep: a penalty may have drained the bucket since.
+                    await self._clock.sleep(bucket.deficit_seconds())
         finally:
             was_head = bool(bucket.queue) and bucket.queue[0] is turn
             if was_head:
@@ -455,7 +496,8 @@ class SharedLimiter(Limiter):
             return await super().acquire(service, action, account, region)
         self._acquired += 1
         if wait > 0:
-            await self._clock.sleep(wait)
+            with _waiting():
+                await self._clock.sleep(wait)
             self._waits += 1
             self._wait_seconds += wait
             self._max_wait = max(self._max_wait, wait)

@@ -24,6 +24,7 @@ import structlog
 from prometheus_client import Counter, Gauge
 
 from linkplane.server.aws import errors as aws_errors
+from linkplane.server.aws import throttlers
 from linkplane.server.domain import errors as domain_errors
 from linkplane.server.reconciler import failures, progress, traces
 from linkplane.server.storage import changes, database, leases, records
@@ -40,6 +41,9 @@ BUG_CONDITION = "Reconciling"
 """The condition a resource carries while its passes end in an unexpected exception."""
 BUG_REASON = "InternalError"
 IN_FLIGHT = Gauge("linkplane_reconciles_in_flight", "Reconciles running now", ["kind"])
+WAITING_FACTOR = 4
+"""Passes asleep on AWS rate-limit tokens do not take a slot, up to this many times the
+concurrency in all: the bound on leases one process holds at once."""
 
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 300.0
@@ -96,6 +100,7 @@ class Engine:
         self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self._running: dict[tuple[str, uuid.UUID], asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._token_waits = _TokenWaits(self._wake)
         self._task: asyncio.Task[None] | None = None
         self._feed_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -137,7 +142,7 @@ class Engine:
 
     async def _claim_and_start(self) -> None:
         for kind, reconciler in self.reconcilers.items():
-            room = self.concurrency - len(self._running)
+            room = self.room()
             if room <= 0:
                 return
             async with self.db.transaction() as session:
@@ -157,6 +162,16 @@ class Engine:
                 )
                 self._running[key] = task
                 task.add_done_callback(functools.partial(self._finished, key))
+
+    def room(self) -> int:
+        """How many more passes may start now: `concurrency` passes at work, not counting the
+        ones asleep until an account's rate-limit bucket pays their token, which would
+        otherwise keep every other account waiting behind the busiest one's bucket."""
+        working = len(self._running) - self._token_waits.count
+        return min(
+            self.concurrency - working,
+            self.concurrency * WAITING_FACTOR - len(self._running),
+        )
 
     def _finished(self, key: tuple[str, uuid.UUID], _task: asyncio.Task[None]) -> None:
         self._running.pop(key, None)
@@ -186,6 +201,8 @@ class Engine:
         await changes.notify(session, kind=reconciler.kind, name=row.name, uid=str(row.uid))
 
     async def _work(self, reconciler: Reconciler, lease: leases.Lease) -> None:
+        # This pass's task (and the tasks it starts) report their token waits to the engine.
+        throttlers.TOKEN_WAITS.set(self._token_waits)
         started = time.monotonic()
         ended: float | None = None
         IN_FLIGHT.labels(reconciler.kind).inc()
@@ -352,3 +369,19 @@ async def _record_bug(
     row.revision += 1
     records.mark_updated(row)
     await changes.notify(session, kind=reconciler.kind, name=row.name, uid=str(row.uid))
+
+
+class _TokenWaits:
+    """Counts the engine's passes asleep on rate-limit tokens (throttlers.TOKEN_WAITS); a pass
+    falling asleep frees its slot, so the engine looks for more work at once."""
+
+    def __init__(self, wake: asyncio.Event) -> None:
+        self.count = 0
+        self._wake = wake
+
+    def waiting(self) -> None:
+        self.count += 1
+        self._wake.set()
+
+    def resumed(self) -> None:
+        self.count -= 1
