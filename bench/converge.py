@@ -114,6 +114,13 @@ class RemoteSim:
         log = self._admin("GET", "requests?action=CreateVpcEndpoint&outcome=ok&limit=100000")
         return sorted(float(r["time"]) for r in log)
 
+    def accepts(self) -> list[float]:
+        """Wall-clock times of successful AcceptVpcEndpointConnections calls."""
+        log = self._admin(
+            "GET", "requests?action=AcceptVpcEndpointConnections&outcome=ok&limit=100000"
+        )
+        return sorted(float(r["time"]) for r in log)
+
     def count(self, action: str) -> int:
         """How many requests of ``action`` the simulator served (any outcome)."""
         return len(self._admin("GET", f"requests?action={action}&limit=100000"))
@@ -148,6 +155,13 @@ class LocalSim:
             for r in self.handle.requests()
             if r["action"] == "CreateVpcEndpoint" and r["outcome"] == "ok"
         )
+
+    def accepts(self) -> list[float]:
+        """Wall-clock times of successful AcceptVpcEndpointConnections calls."""
+        log = self._admin(
+            "GET", "requests?action=AcceptVpcEndpointConnections&outcome=ok&limit=100000"
+        )
+        return sorted(float(r["time"]) for r in log)
 
     def count(self, action: str) -> int:
         return sum(r["action"] == action for r in self.handle.requests())
@@ -287,10 +301,14 @@ async def _drive(
     }
     throttled = sum(throttled_by.values())
     creates = [t - started_wall for t in await asyncio.to_thread(sim.creates)]
+    accepts = [t - started_wall for t in await asyncio.to_thread(sim.accepts)]
     describes = await asyncio.to_thread(sim.count, "DescribeVpcEndpoints")
     return {
         "first_create_at": round(creates[0], 2) if creates else None,
         "last_create_at": round(creates[-1], 2) if creates else None,
+        # The tail after the last create: its acceptance, then AWS's provisioning delay.
+        "accept_calls": len(accepts),
+        "last_accept_at": round(accepts[-1], 2) if accepts else None,
         "connections": args.connections,
         "accounts": args.accounts,
         "time_scale": args.time_scale,
