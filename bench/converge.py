@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import math
+import pathlib
 import subprocess
 import sys
 import time
@@ -157,14 +158,18 @@ class LocalSim:
         )
 
     def accepts(self) -> list[float]:
-        """Wall-clock times of successful AcceptVpcEndpointConnections calls."""
-        log = self._admin(
-            "GET", "requests?action=AcceptVpcEndpointConnections&outcome=ok&limit=100000"
+        return sorted(
+            float(str(r["time"]))
+            for r in self.handle.requests()
+            if r["action"] == "AcceptVpcEndpointConnections" and r["outcome"] == "ok"
         )
-        return sorted(float(r["time"]) for r in log)
 
     def count(self, action: str) -> int:
         return sum(r["action"] == action for r in self.handle.requests())
+
+    def requests(self) -> list[dict[str, Any]]:
+        log: list[dict[str, Any]] = self.handle.requests()
+        return log
 
     def stop(self) -> None:
         self.handle.stop()
@@ -302,6 +307,12 @@ async def _drive(
     throttled = sum(throttled_by.values())
     creates = [t - started_wall for t in await asyncio.to_thread(sim.creates)]
     accepts = [t - started_wall for t in await asyncio.to_thread(sim.accepts)]
+    if args.requests_out:
+        # The simulator's whole request log, times relative to the start, for a timeline.
+        log = await asyncio.to_thread(sim.requests)
+        for entry in log:
+            entry["time"] = float(entry["time"]) - started_wall
+        await asyncio.to_thread(pathlib.Path(args.requests_out).write_text, json.dumps(log))
     describes = await asyncio.to_thread(sim.count, "DescribeVpcEndpoints")
     return {
         "first_create_at": round(creates[0], 2) if creates else None,
@@ -340,6 +351,9 @@ def main() -> None:
         help="Postgres to make the run's own database on (rig.fresh_database)",
     )
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--requests-out", default=None, help="write the simulator's request log (JSON) here"
+    )
     parser.add_argument(
         "--in-process-sim",
         action="store_true",
