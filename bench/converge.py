@@ -34,7 +34,7 @@ import grpc
 import rig
 from google.longrunning import operations_pb2, operations_pb2_grpc
 
-from linkplane.server import logs
+from linkplane.server import cli, logs
 from linkplane.server.config import Role, Settings
 from linkplane.server.runtime import Runtime
 from linkplane.sim import config as sim_config
@@ -213,6 +213,9 @@ async def _run_on(args: argparse.Namespace, url: str) -> dict[str, Any]:
         )
         runtime = Runtime(settings, url)
         port = await runtime.start()
+        # As `linkplane-server serve` does: the harness and the server share this process.
+        await runtime.load_aws_models()
+        cli.freeze_startup_heap()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             return await _drive(args, channel, sim, provider_net, vpcs, per_account, url)
     finally:

@@ -216,3 +216,19 @@ async def test_clients_read_timestamps_with_the_fast_parser(
     tenant_ec2 = await clients.ec2(TENANT, REGION)
     tenant_parser = tenant_ec2._endpoint._response_parser_factory.create_parser("ec2")
     assert tenant_parser._timestamp_parser is sessions.parse_timestamp
+
+
+async def test_load_models_loads_what_the_clients_then_use(settings: sessions.Settings) -> None:
+    # What a client's creation and its paginators load is already in the shared data loader's
+    # cache: loaded at start-up, it is in the heap the server freezes (cli.py).
+    async with sessions.AwsClients(settings) as clients:
+        await clients.load_models()
+        loader = clients._session.get_component("data_loader")
+        loaded = set(loader._cache)
+        assert any(key[:3] == ("load_service_model", "ec2", "service-2") for key in loaded)
+        for service in sessions.SERVICES:
+            client = await clients.client(service, BASE, REGION)
+            client.can_paginate(next(iter(client.meta.method_to_api_mapping)))
+        tenant_ec2 = await clients.ec2(TENANT, REGION)
+        tenant_ec2.can_paginate("describe_vpc_endpoints")
+        assert set(loader._cache) == loaded

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from linkplane.server import devmode, logs, processgroup, telemetry
 from linkplane.server.api import identity
 from linkplane.server.config import Role, Settings
-from linkplane.server.runtime import Runtime
+from linkplane.server.runtime import Runtime, stop_on_signals
 from linkplane.server.storage import migrations
 from linkplane.server.storage.embedded import EmbeddedPostgres
 
@@ -131,11 +131,12 @@ def dev(
     asyncio.run(_dev(settings, time_scale if sim else None))
 
 
-def _freeze_startup_heap() -> None:
+def freeze_startup_heap() -> None:
     """Keep what start-up built out of the cyclic GC's full collections.
 
-    Modules, protobuf descriptors, botocore's service models, SQLAlchemy's compiled statements:
-    some hundreds of thousands of objects that live as long as the process. Every full
+    Modules, protobuf descriptors, botocore's service models (loaded just before, by
+    `Runtime.load_aws_models`), SQLAlchemy's compiled statements: some hundreds of thousands
+    of objects that live as long as the process. Every full
     (generation 2) collection walked them all, 136-151 ms each, with the event loop standing
     still: with 1,000 Watch streams delivering 5 changes/s, those pauses were GetService's whole
     p99 (135 ms against 4.6 ms without streams; bench/README.md). Frozen, they are never walked
@@ -148,13 +149,15 @@ def _freeze_startup_heap() -> None:
 
 
 async def _serve(settings: Settings, url: str, processes: int = 1) -> None:
+    stop = stop_on_signals()
     runtime = Runtime(settings, url)
     await runtime.start()
-    _freeze_startup_heap()
+    await runtime.load_aws_models()
+    freeze_startup_heap()
     if processes == 1:
-        await runtime.run_until_signalled()
+        await runtime.run_until_signalled(stop)
         return
-    await processgroup.serve_with(runtime, _api_process_command(settings), processes - 1)
+    await processgroup.serve_with(runtime, _api_process_command(settings), processes - 1, stop)
 
 
 def _api_process_command(settings: Settings) -> list[str]:
@@ -196,16 +199,18 @@ async def _dev(settings: Settings, time_scale: float | None) -> None:
                     "resync_interval_seconds": max(5.0, 300.0 / time_scale),
                 }
             )
+        stop = stop_on_signals()
         runtime = Runtime(settings, url)
         port = await runtime.start()
-        _freeze_startup_heap()
+        await runtime.load_aws_models()
+        freeze_startup_heap()
         host = settings.listen.rsplit(":", 1)[0]
         address = f"{host}:{port}"
         auth_enabled = identity.Authenticator.from_settings(settings).enabled
         if networks and not auth_enabled:
             await devmode.register_accounts(address, networks)
         typer.echo(devmode.walkthrough(address, networks, simulator, auth_enabled=auth_enabled))
-        await runtime.run_until_signalled()
+        await runtime.run_until_signalled(stop)
     finally:
         if simulator is not None:
             simulator.stop()

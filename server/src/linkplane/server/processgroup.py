@@ -20,20 +20,20 @@ import signal
 
 import structlog
 
-from linkplane.server.runtime import Runtime
+from linkplane.server.runtime import Runtime, stop_on_signals
 
 log = structlog.get_logger("linkplane.processes")
 
 
-async def serve_with(runtime: Runtime, command: list[str], extra: int) -> None:
+async def serve_with(
+    runtime: Runtime, command: list[str], extra: int, stop: asyncio.Event | None = None
+) -> None:
     """Run the started `runtime` alongside `extra` processes running `command`, until a signal
-    or until one of them exits."""
+    (`stop`, from `runtime.stop_on_signals`) or until one of them exits."""
+    if stop is None:
+        stop = stop_on_signals()
     children = [await asyncio.create_subprocess_exec(*command) for _ in range(extra)]
     log.info("linkplane.processes", api_processes=extra + 1, pids=[c.pid for c in children])
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     signalled = asyncio.create_task(stop.wait())
     exits = [asyncio.create_task(child.wait()) for child in children]
     done, _ = await asyncio.wait([signalled, *exits], return_when=asyncio.FIRST_COMPLETED)

@@ -25,6 +25,20 @@ log = structlog.get_logger("linkplane.runtime")
 HEALTH_CHECK_SECONDS = 2.0
 
 
+def stop_on_signals() -> asyncio.Event:
+    """An event that SIGTERM and SIGINT set from now on.
+
+    An entry point installs it before start-up: a signal that arrives while the process still
+    starts (migrating, loading AWS models, freezing its heap; an orchestrator may stop a pod
+    whose probes just passed) then ends it with a graceful stop instead of killing it.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 class Runtime:
     def __init__(self, settings: Settings, database_url: str) -> None:
         self.settings = settings
@@ -94,6 +108,12 @@ class Runtime:
             database_reachable=serving,
         )
         return self.port
+
+    async def load_aws_models(self) -> None:
+        """Load the AWS service models now (sessions.AwsClients.load_models), in a process
+        whose entry point freezes its start-up heap next; a no-op without AWS clients."""
+        if self._clients is not None:
+            await self._clients.load_models()
 
     def _aws_access(self) -> permissions.Access:
         """The AWS clients and limiter: the workers' when this process runs them (so calls the
@@ -187,11 +207,10 @@ class Runtime:
         await self.db.close()
         log.info("linkplane.stopped")
 
-    async def run_until_signalled(self) -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+    async def run_until_signalled(self, stop: asyncio.Event | None = None) -> None:
+        """Serve until SIGTERM or SIGINT (`stop`, from `stop_on_signals`), then stop."""
+        if stop is None:
+            stop = stop_on_signals()
         await stop.wait()
         log.info("linkplane.shutdown", grace_seconds=self.settings.shutdown_grace_seconds)
         await self.stop()
