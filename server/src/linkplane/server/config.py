@@ -138,7 +138,12 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="Resync period while a resource is changing."
     )
     lease_seconds: float = Field(default=30.0, gt=0, description="Reconcile lease duration.")
-    workers: int = Field(default=16, ge=1, description="Concurrent reconciles per process.")
+    workers: int = Field(
+        default=16,
+        ge=1,
+        description="Concurrent reconciles per process; a pass asleep on an AWS rate-limit "
+        "token does not count, up to 4 times this many in flight.",
+    )
     garbage_collection: bool = Field(
         default=True,
         description="Delete AWS objects tagged by linkplane whose resource no longer exists. "
