@@ -85,3 +85,16 @@ async def _leased(handle: database.Database, uids: set[uuid.UUID]) -> int:
     async with handle.transaction() as session:
         rows = [await session.get(models.Connection, uid) for uid in uids]
     return sum(1 for row in rows if row is not None and row.lease_owner)
+
+
+def test_a_pass_waiting_in_two_tasks_at_once_is_one_pass_asleep() -> None:
+    # A pass that gathers batches can wait for tokens in several tasks; it frees one slot.
+    engine_waits = engine._TokenWaits(asyncio.Event())
+    one_pass = engine._PassWaits(engine_waits)
+    one_pass.waiting()
+    one_pass.waiting()
+    assert engine_waits.count == 1
+    one_pass.resumed()
+    assert engine_waits.count == 1
+    one_pass.resumed()
+    assert engine_waits.count == 0

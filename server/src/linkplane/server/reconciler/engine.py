@@ -202,7 +202,7 @@ class Engine:
 
     async def _work(self, reconciler: Reconciler, lease: leases.Lease) -> None:
         # This pass's task (and the tasks it starts) report their token waits to the engine.
-        throttlers.TOKEN_WAITS.set(self._token_waits)
+        throttlers.TOKEN_WAITS.set(_PassWaits(self._token_waits))
         started = time.monotonic()
         ended: float | None = None
         IN_FLIGHT.labels(reconciler.kind).inc()
@@ -372,16 +372,35 @@ async def _record_bug(
 
 
 class _TokenWaits:
-    """Counts the engine's passes asleep on rate-limit tokens (throttlers.TOKEN_WAITS); a pass
-    falling asleep frees its slot, so the engine looks for more work at once."""
+    """How many of the engine's passes are asleep on rate-limit tokens; a pass falling asleep
+    frees its slot, so the engine looks for more work at once."""
 
     def __init__(self, wake: asyncio.Event) -> None:
         self.count = 0
         self._wake = wake
 
-    def waiting(self) -> None:
+    def asleep(self) -> None:
         self.count += 1
         self._wake.set()
 
-    def resumed(self) -> None:
+    def awake(self) -> None:
         self.count -= 1
+
+
+class _PassWaits:
+    """One pass's observer (throttlers.TOKEN_WAITS): the pass is asleep while any of its tasks
+    waits for a token (a pass may wait in several at once, e.g. batches gathered)."""
+
+    def __init__(self, engine_waits: _TokenWaits) -> None:
+        self._engine_waits = engine_waits
+        self._waits = 0
+
+    def waiting(self) -> None:
+        self._waits += 1
+        if self._waits == 1:
+            self._engine_waits.asleep()
+
+    def resumed(self) -> None:
+        self._waits -= 1
+        if self._waits == 0:
+            self._engine_waits.awake()
