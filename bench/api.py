@@ -76,6 +76,7 @@ CALLS = (
     "ListConnections50",
     "ListConnections1000",
     "RegisterAccount",
+    "RegisterAccountRequestId",
     "PublishValidateOnly",
     "PublishService",
 )
@@ -318,7 +319,7 @@ def calls(project: str) -> dict[str, Call]:
     def consumer(channel: grpc.aio.Channel) -> Any:
         return consumer_service_pb2_grpc.ConsumerServiceStub(channel)
 
-    def register(channel: grpc.aio.Channel, n: int) -> Awaitable[Any]:
+    def register(channel: grpc.aio.Channel, n: int, request_id: str = "") -> Awaitable[Any]:
         # A fresh 12-digit AWS account id per call: each call registers a new account.
         digits = int(run, 16) % 10**6 * 10**6 + n % 10**6
         return account_service_pb2_grpc.AccountServiceStub(channel).RegisterAccount(
@@ -326,6 +327,7 @@ def calls(project: str) -> dict[str, Call]:
                 parent=f"projects/{project}",
                 account_id=f"{3 * 10**11 + digits % 10**11:012d}",
                 account=account_pb2.Account(display_name="bench"),
+                request_id=request_id,
             ),
             metadata=METADATA,
         )
@@ -349,6 +351,8 @@ def calls(project: str) -> dict[str, Call]:
             list_1000, metadata=METADATA
         ),
         "RegisterAccount": register,
+        # As linkplane.client sends it: with a request_id, which the server records.
+        "RegisterAccountRequestId": lambda c, n: register(c, n, str(uuid.uuid4())),
         "PublishValidateOnly": lambda c, n: provider(c).PublishService(validate, metadata=METADATA),
         "PublishService": publish,
     }

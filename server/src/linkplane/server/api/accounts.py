@@ -111,25 +111,28 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
     async def _shows_role_arn(self, actor: str, project: str) -> bool:
         return await self.deps.authorizer.has(actor, project, authz.SEE_ROLE_ARN)
 
-    async def _check_registrable(
-        self, session: Any, actor: str, project: str, aws_account_id: str
-    ) -> None:
-        """ALREADY_EXISTS when another project owns the AWS account and did not share it.
+    async def _registration(
+        self, session: Any, actor: str, project: str, name: str, aws_account_id: str
+    ) -> accounts.Registration:
+        """What registering the account meets, or ALREADY_EXISTS: when the name is taken, or
+        another project owns the AWS account and did not share it.
 
         The owner is the project that registered it first; only its `shared_with_projects`
         counts (a project it was shared with cannot pass it on). Bootstrap administrators
         (and dev mode's local administrator) may register it anywhere. Serialized per AWS
-        account id (a transaction-scoped advisory lock), so two projects registering the same
-        account at once cannot both succeed.
+        account id, so two projects registering the same account at once cannot both succeed.
         """
-        await accounts.lock_registration(session, aws_account_id)
-        owner = await accounts.owner(session, aws_account_id)
-        if owner is None or owner.project == project:
-            return
-        if names.project_name(project) in (owner.shared_with_projects or []):
-            return
-        if self.deps.authorizer.is_admin_everywhere(actor):
-            return
+        registration = await accounts.begin_registration(session, name, aws_account_id)
+        if registration.taken:
+            raise errors.AlreadyExists(name, kind="account")
+        owner = registration.owner
+        if (
+            owner is None
+            or owner.project == project
+            or names.project_name(project) in (owner.shared_with_projects or [])
+            or self.deps.authorizer.is_admin_everywhere(actor)
+        ):
+            return registration
         raise errors.AlreadyExists(f"projects/{project}/accounts/{aws_account_id}", kind="account")
 
     @rpc.unary
@@ -152,18 +155,16 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         if violations:
             raise errors.InvalidArgument(violations)
         name = f"projects/{project}/accounts/{request.account_id}"
-        async with self.deps.db.transaction() as session:
+        async with self.deps.db.statements() as session:
             if request.validate_only:
-                if await records.get(session, models.Account, name) is not None:
-                    raise errors.AlreadyExists(name, kind="account")
-                await self._check_registrable(session, actor, project, request.account_id)
+                await self._registration(session, actor, project, name, request.account_id)
                 return account_pb2.Account(name=name, aws_account_id=request.account_id)
             earlier = await rpc.replay(session, "RegisterAccount", request)
             if earlier is not None and earlier.response is not None:
                 return account_pb2.Account.FromString(earlier.response)
-            if await records.get(session, models.Account, name) is not None:
-                raise errors.AlreadyExists(name, kind="account")
-            await self._check_registrable(session, actor, project, request.account_id)
+            registration = await self._registration(
+                session, actor, project, name, request.account_id
+            )
             row = models.Account(
                 uid=uuid.uuid4(),
                 name=name,
@@ -173,9 +174,10 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
                 labels=spec.labels,
                 spec=specs.to_json(spec),
                 revision=1,
+                create_time=registration.time,
+                update_time=registration.time,
                 shared_with_projects=shared,
             )
-            row = await records.insert(session, row)
             # Registering takes admin rights, which include seeing the role ARN.
             result = present(row, show_role_arn=True)
             await resources.record_mutation(
@@ -187,6 +189,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
                 resource_uid=row.uid,
                 details={"spec": audited_spec(spec), "shared_with_projects": shared},
                 response=result.SerializeToString(),
+                created=row,
             )
             return result
 

@@ -134,15 +134,17 @@ class IamPolicyServicer(iam_policy_pb2_grpc.IAMPolicyServicer):  # type: ignore[
             stored = await iam.write(session, project, bindings, current.revision + 1)
             await audit.record(
                 session,
-                actor=actor,
-                action="SetIamPolicy",
-                resource=request.resource,
-                resource_uid=None,
-                details={
-                    "added": [{"role": r, "member": m} for r, m in sorted(after - before)],
-                    "removed": [{"role": r, "member": m} for r, m in sorted(before - after)],
-                    "revision": stored.revision,
-                },
+                audit.entry(
+                    actor=actor,
+                    action="SetIamPolicy",
+                    resource=request.resource,
+                    resource_uid=None,
+                    details={
+                        "added": [{"role": r, "member": m} for r, m in sorted(after - before)],
+                        "removed": [{"role": r, "member": m} for r, m in sorted(before - after)],
+                        "revision": stored.revision,
+                    },
+                ),
             )
         self.deps.authorizer.invalidate(project)
         return to_message(stored)

@@ -151,11 +151,13 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):  # type: ignor
             await operations.delete(session, operation_id)
             await audit.record(
                 session,
-                actor=actor,
-                action="DeleteOperation",
-                resource=request.name,
-                resource_uid=None,
-                details={"target": row.target},
-                project=row.project,
+                audit.entry(
+                    actor=actor,
+                    action="DeleteOperation",
+                    resource=request.name,
+                    resource_uid=None,
+                    details={"target": row.target},
+                    project=row.project,
+                ),
             )
         return empty_pb2.Empty()

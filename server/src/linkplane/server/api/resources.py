@@ -13,8 +13,8 @@ from linkplane.server import telemetry
 from linkplane.server.api import rpc
 from linkplane.server.domain import errors, specs
 from linkplane.server.protocol import converters
-from linkplane.server.storage import audit, changes, models, operations, records
-from linkplane.server.storage.database import Session
+from linkplane.server.storage import audit, changes, models, mutations, operations, records
+from linkplane.server.storage.database import Executor, Session
 from linkplane.v1 import common_pb2
 
 
@@ -68,7 +68,7 @@ async def start_operation(
 
 
 async def record_mutation(
-    session: Session,
+    session: Executor,
     *,
     method: str,
     request: Message,
@@ -78,11 +78,12 @@ async def record_mutation(
     details: dict[str, Any] | None = None,
     operation_id: str | None = None,
     response: bytes | None = None,
+    created: models.Base | None = None,
 ) -> None:
     """The two records every mutation leaves in its own transaction: the audit entry, and the
-    outcome a retry with the same request_id gets back (`operation_id` or `response`)."""
-    await audit.record(
-        session,
+    outcome a retry with the same request_id gets back (`operation_id` or `response`). With
+    `created`, the new row is inserted in the same statement (one round trip for all three)."""
+    entry = audit.entry(
         actor=actor,
         action=method,
         resource=resource,
@@ -90,7 +91,8 @@ async def record_mutation(
         request_id=getattr(request, "request_id", ""),
         details=details,
     )
-    await rpc.remember(session, method, request, operation_id=operation_id, response=response)
+    outcome = rpc.outcome(method, request, operation_id=operation_id, response=response)
+    await mutations.write(session, entry=entry, outcome=outcome, created=created)
 
 
 async def replayed_operation(

@@ -31,7 +31,7 @@ from linkplane.server.api.limits import Lease, Limits
 from linkplane.server.aws import permissions
 from linkplane.server.domain import errors
 from linkplane.server.protocol import statuses
-from linkplane.server.storage import database, requests
+from linkplane.server.storage import database, mutations, requests
 from linkplane.server.storage.changes import ChangeFeed
 
 log = structlog.get_logger("linkplane.api")
@@ -211,21 +211,21 @@ async def replay(session: Any, method: str, request: Message) -> requests.Replay
     return earlier
 
 
-async def remember(
-    session: Any,
+def outcome(
     method: str,
     request: Message,
     *,
     operation_id: str | None = None,
     response: bytes | None = None,
-) -> None:
+) -> mutations.Outcome | None:
+    """What the caller's `request_id` replays from now on (None without a request_id)."""
     request_id: str = getattr(request, "request_id", "")
-    if request_id:
-        await requests.complete(
-            session,
-            method=method,
-            request_id=request_id,
-            principal=CALLER.get(),
-            operation_id=operation_id,
-            response=response,
-        )
+    if not request_id:
+        return None
+    return mutations.Outcome(
+        method=method,
+        principal=CALLER.get(),
+        request_id=request_id,
+        operation_id=operation_id,
+        response=response,
+    )

@@ -178,11 +178,13 @@ async def record_decision(session: Session, service_uid: uuid.UUID, decision: De
     service = await records.find(session, models.Service, service_uid)
     await audit.record(
         session,
-        actor=decision.actor,
-        action=f"Connection{decision.verdict.title()}",
-        resource=f"{service.name}/serviceConnections/{decision.endpoint_id}"
-        if service
-        else decision.endpoint_id,
-        resource_uid=service_uid,
-        details={"reason": decision.reason, "automatic": decision.automatic},
+        audit.entry(
+            actor=decision.actor,
+            action=f"Connection{decision.verdict.title()}",
+            resource=f"{service.name}/serviceConnections/{decision.endpoint_id}"
+            if service
+            else decision.endpoint_id,
+            resource_uid=service_uid,
+            details={"reason": decision.reason, "automatic": decision.automatic},
+        ),
     )

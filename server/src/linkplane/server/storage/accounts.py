@@ -3,12 +3,14 @@ Account (its Services and Connections), for the AccountService's tenancy rules."
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import select, text
+from sqlalchemy import Select, bindparam, exists, func, literal, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkplane.server.storage import models, records
+from linkplane.server.storage.database import Executor
 
 
 class Owner(NamedTuple):
@@ -18,26 +20,52 @@ class Owner(NamedTuple):
     shared_with_projects: list[str]
 
 
-async def lock_registration(session: AsyncSession, aws_account_id: str) -> None:
-    """Serialize registrations of one AWS account id until the transaction ends (a
-    transaction-scoped advisory lock), so two projects cannot both register it at once."""
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtext('linkplane-account:' || :id))"),
-        {"id": aws_account_id},
+class Registration(NamedTuple):
+    """What registering an AWS account id under a name meets, read under the registration lock."""
+
+    # The transaction's time (Postgres's now()): the new Account's create and update time.
+    time: datetime
+    # An Account of this name exists.
+    taken: bool
+    owner: Owner | None
+
+
+def _registration_statements() -> tuple[Select[Any], Select[Any]]:
+    account = models.table_of(models.Account)
+    aws_account_id = bindparam("aws_account_id", type_=account.c.aws_account_id.type)
+    lock = select(
+        func.pg_advisory_xact_lock(func.hashtext(literal("linkplane-account:") + aws_account_id)),
+        func.now(),
     )
+    first = (
+        select(account.c.project, account.c.shared_with_projects)
+        .where(account.c.aws_account_id == aws_account_id)
+        .order_by(account.c.create_time, account.c.name)
+        .limit(1)
+        .subquery()
+        .lateral()
+    )
+    taken = exists().where(account.c.name == bindparam("name"))
+    read = select(taken.label("taken"), first.c.project, first.c.shared_with_projects).select_from(
+        select(literal(1)).subquery().outerjoin(first, true())
+    )
+    return lock, read
 
 
-async def owner(session: AsyncSession, aws_account_id: str) -> Owner | None:
-    """The first registration of the AWS account id (by create time, then name), if any."""
-    row = (
-        await session.execute(
-            select(models.Account.project, models.Account.shared_with_projects)
-            .where(models.Account.aws_account_id == aws_account_id)
-            .order_by(models.Account.create_time, models.Account.name)
-            .limit(1)
-        )
-    ).first()
-    return None if row is None else Owner(row.project, row.shared_with_projects)
+# Built once: SQLAlchemy reuses their compiled SQL, asyncpg its prepared statements.
+_LOCK, _READ = _registration_statements()
+
+
+async def begin_registration(executor: Executor, name: str, aws_account_id: str) -> Registration:
+    """Serialize registrations of one AWS account id until the transaction ends (a
+    transaction-scoped advisory lock), so two projects cannot both register it at once; then
+    read whether `name` is taken and who owns the AWS account id (its first registration, by
+    create time, then name). Two statements: under READ COMMITTED each statement reads its own
+    snapshot, and only one taken after the lock sees a registration committed while it waited."""
+    time = (await executor.execute(_LOCK, {"aws_account_id": aws_account_id})).one()[1]
+    row = (await executor.execute(_READ, {"aws_account_id": aws_account_id, "name": name})).one()
+    owner = None if row.project is None else Owner(row.project, row.shared_with_projects)
+    return Registration(time, bool(row.taken), owner)
 
 
 async def users(session: AsyncSession, name: str) -> int:

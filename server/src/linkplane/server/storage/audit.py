@@ -18,8 +18,12 @@ from linkplane.server.domain import filters
 from linkplane.server.storage import filtering, models, records
 
 
-async def record(
-    session: AsyncSession,
+async def record(session: AsyncSession, new_entry: models.AuditEntry) -> None:
+    """Add an entry (see `entry`) to the session's transaction."""
+    session.add(new_entry)
+
+
+def entry(
     *,
     actor: str,
     action: str,
@@ -28,19 +32,17 @@ async def record(
     request_id: str = "",
     details: dict[str, Any] | None = None,
     project: str | None = None,
-) -> None:
-    """Add an entry to the session's transaction. `project` defaults to the one `resource`
-    names (`projects/{project}/…`); pass it for resources named outside a project."""
-    session.add(
-        models.AuditEntry(
-            actor=actor,
-            action=action,
-            resource=resource,
-            resource_uid=resource_uid,
-            request_id=request_id,
-            details=details or {},
-            project=project_of(resource) if project is None else project,
-        )
+) -> models.AuditEntry:
+    """A new entry. `project` defaults to the one `resource` names (`projects/{project}/…`);
+    pass it for resources named outside a project."""
+    return models.AuditEntry(
+        actor=actor,
+        action=action,
+        resource=resource,
+        resource_uid=resource_uid,
+        request_id=request_id,
+        details=details or {},
+        project=project_of(resource) if project is None else project,
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any, TypeAlias
 import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -32,6 +33,10 @@ from linkplane.server.domain import errors
 Session: TypeAlias = AsyncSession
 """One transaction's session, as the API and the reconcilers name it: they hand it to the
 storage functions and never query through it themselves."""
+
+Executor: TypeAlias = AsyncSession | AsyncConnection
+"""What a storage function that runs only Core statements takes: an ORM session's
+transaction, or a bare connection's (`Database.statements`)."""
 
 
 def async_url(url: str) -> str:
@@ -72,6 +77,14 @@ class Database:
         with translate_errors():
             async with self.sessions() as session, session.begin():
                 yield session
+
+    @contextlib.asynccontextmanager
+    async def statements(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction of Core statements only, without the ORM's unit of work (whose
+        session and flush at commit cost a hot write path more than its statements do)."""
+        with translate_errors():
+            async with self.engine.begin() as connection:
+                yield connection
 
     async def ping(self) -> bool:
         # Twice: without pre-ping, the first try after an outage may meet a pooled connection

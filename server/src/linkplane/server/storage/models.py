@@ -23,6 +23,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     func,
 )
@@ -49,6 +50,13 @@ class Base(DeclarativeBase):
 
 def _now() -> Any:
     return func.now()
+
+
+def table_of(model: type[Base]) -> Table:
+    """The model's table, typed as one (declarative models type `__table__` as a FromClause)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 class ReconciledMixin:

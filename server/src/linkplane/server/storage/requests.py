@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkplane.server.storage import models
+from linkplane.server.storage.database import Executor
 
 
 @dataclass(frozen=True)
@@ -26,48 +27,39 @@ class Replay:
     response: bytes | None
 
 
+_RECORDS = models.table_of(models.RequestRecord)
+_THIS_RECORD = (
+    _RECORDS.c.method == bindparam("method"),
+    _RECORDS.c.principal == bindparam("principal"),
+    _RECORDS.c.request_id == bindparam("request_id"),
+)
+# Built once: SQLAlchemy reuses their compiled SQL, asyncpg its prepared statements.
+_CLAIM = (
+    insert(_RECORDS)
+    .values(
+        method=bindparam("method"),
+        principal=bindparam("principal"),
+        request_id=bindparam("request_id"),
+        request_digest=bindparam("digest"),
+    )
+    .on_conflict_do_nothing()
+    .returning(_RECORDS.c.request_id)
+)
+_EARLIER = select(_RECORDS.c.request_digest, _RECORDS.c.operation_id, _RECORDS.c.response).where(
+    *_THIS_RECORD
+)
+
+
 async def claim(
-    session: AsyncSession, *, method: str, request_id: str, digest: str, principal: str = ""
+    executor: Executor, *, method: str, request_id: str, digest: str, principal: str = ""
 ) -> Replay | None:
     """Reserve the id for this request; return the earlier result when it was used before."""
-    inserted = await session.execute(
-        insert(models.RequestRecord)
-        .values(method=method, principal=principal, request_id=request_id, request_digest=digest)
-        .on_conflict_do_nothing()
-        .returning(models.RequestRecord.request_id)
-    )
+    key = {"method": method, "principal": principal, "request_id": request_id}
+    inserted = await executor.execute(_CLAIM, {**key, "digest": digest})
     if inserted.scalar_one_or_none() is not None:
         return None
-    record = (
-        await session.execute(
-            select(models.RequestRecord).where(
-                models.RequestRecord.method == method,
-                models.RequestRecord.principal == principal,
-                models.RequestRecord.request_id == request_id,
-            )
-        )
-    ).scalar_one()
-    return Replay(record.request_digest, record.operation_id, record.response)
-
-
-async def complete(
-    session: AsyncSession,
-    *,
-    method: str,
-    request_id: str,
-    principal: str = "",
-    operation_id: str | None = None,
-    response: bytes | None = None,
-) -> None:
-    await session.execute(
-        update(models.RequestRecord)
-        .where(
-            models.RequestRecord.method == method,
-            models.RequestRecord.principal == principal,
-            models.RequestRecord.request_id == request_id,
-        )
-        .values(operation_id=operation_id, response=response)
-    )
+    earlier = (await executor.execute(_EARLIER, key)).one()
+    return Replay(earlier.request_digest, earlier.operation_id, earlier.response)
 
 
 async def expire(session: AsyncSession, *, older_than: timedelta) -> int:
