@@ -32,6 +32,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,7 @@ from typing import Any
 import asyncpg
 import grpc
 import rig
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rig import free_port
 
@@ -68,6 +70,7 @@ SERVICES = 60
 CONNECTIONS = 1200
 BIG_LIST = 5000
 METADATA = (("authorization", "Bearer bench-token"),)
+H2LOAD_CONNECTIONS = 16
 PROFILE = os.environ.get("BENCH_PROFILE", "")
 CALLS = (
     "GetService",
@@ -110,6 +113,20 @@ def cpu_seconds(pids: list[int]) -> float:
             parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += sum(int(x) for x in parts[11:15]) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+def postgres_pids() -> list[int]:
+    """The local Postgres's processes (all of them: its backends serve every server here)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "postgres":
+                pids.append(int(entry.name))
+    return pids
+
+
+def per_call(cpu: float, samples: Samples) -> float:
+    return 1000 * cpu / len(samples.latencies) if samples.latencies else 0.0
 
 
 async def wait_serving(address: str, seconds: float = 180.0) -> None:
@@ -358,6 +375,41 @@ def calls(project: str) -> dict[str, Call]:
     }
 
 
+@dataclass(frozen=True)
+class Fixed:
+    """A call whose request never changes (a read), as h2load sends it: path and message."""
+
+    path: str
+    request: Message
+
+
+def fixed_calls(project: str) -> dict[str, Fixed]:
+    """The reads h2load can drive (it repeats one request body; writes must differ per call)."""
+    provider, consumer = "/linkplane.v1.ProviderService/", "/linkplane.v1.ConsumerService/"
+    return {
+        "GetService": Fixed(
+            provider + "GetService",
+            provider_service_pb2.GetServiceRequest(name=f"projects/{project}/services/bench-007"),
+        ),
+        "GetConnection": Fixed(
+            consumer + "GetConnection",
+            consumer_service_pb2.GetConnectionRequest(
+                name=f"projects/{project}/connections/conn-00007"
+            ),
+        ),
+        "ListServices50": Fixed(
+            provider + "ListServices",
+            provider_service_pb2.ListServicesRequest(parent=f"projects/{project}", page_size=50),
+        ),
+    }
+
+
+BARE_FIXED = Fixed(
+    "/linkplane.v1.ProviderService/GetService",
+    provider_service_pb2.GetServiceRequest(name="projects/bare/services/bare"),
+)
+
+
 def bare_call(channel: grpc.aio.Channel, n: int) -> Awaitable[Any]:
     return provider_service_pb2_grpc.ProviderServiceStub(channel).GetService(
         provider_service_pb2.GetServiceRequest(name="projects/bare/services/bare"),
@@ -395,6 +447,76 @@ async def drive(
 
     await asyncio.gather(*(worker(channels[i % len(channels)]) for i in range(concurrency)))
     samples.wall += time.perf_counter() - start
+
+
+async def drive_h2load(
+    target: Target, fixed: Fixed, concurrency: int, seconds: float, samples: Samples
+) -> None:
+    """Closed loop by h2load (nghttp2's HTTP/2 load generator, in C): `concurrency` streams
+    over min(concurrency, 16) connections, each sending the same framed request again as
+    soon as its last one answered. A generator that needs a small share of a core leaves the
+    rest to the servers, which the Python generator cannot on 2 cores.
+
+    h2load sees HTTP statuses only, and gRPC errors are HTTP 200. An answer is counted as a
+    success only by its bytes: the run's DATA bytes must be those of every answer being the
+    expected message (an error is a trailers-only answer, without DATA)."""
+    channel = target.channels[0]
+    expected = await grpc_call(channel, fixed)
+    body = fixed.request.SerializeToString()
+    # Up to 16 connections: SO_REUSEPORT balances connections, and 4 of them may well land
+    # 3:1 (or 4:0) on two processes.
+    clients = min(concurrency, H2LOAD_CONNECTIONS)
+    streams = -(-concurrency // clients)
+    with tempfile.TemporaryDirectory(prefix="linkplane-h2load-") as scratch:
+        request_file, log_file = Path(scratch) / "request", Path(scratch) / "log"
+        request_file.write_bytes(b"\0" + len(body).to_bytes(4, "big") + body)
+        common = [
+            f"--clients={clients}",
+            f"--max-concurrent-streams={streams}",
+            "--threads=1",
+            f"--data={request_file}",
+            "--header=content-type: application/grpc",
+            "--header=te: trailers",
+            f"--header={METADATA[0][0]}: {METADATA[0][1]}",
+            f"http://{target.address}{fixed.path}",
+        ]
+        # Warm up in a run of its own: the measured run's byte count must cover its calls only.
+        await h2load(f"--requests={max(200, 20 * concurrency)}", *common)
+        output = await h2load(
+            f"--duration={round(seconds * 1000)}ms", f"--log-file={log_file}", *common
+        )
+        latencies = [
+            int(line.split("\t")[2]) / 1e6
+            for line in log_file.read_text().splitlines()
+            if line.split("\t")[1] == "200"
+        ]
+    done = int(re.search(r"(\d+) done", output).group(1))  # type: ignore[union-attr]
+    data = int(re.search(r"\((\d+)\) data", output).group(1))  # type: ignore[union-attr]
+    answered = min(done, data // (5 + len(expected)))
+    samples.errors += done - answered
+    if done != answered:
+        samples.codes.add("not the expected answer")
+    samples.latencies += latencies[:answered]
+    samples.wall += seconds
+
+
+async def h2load(*arguments: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        "h2load", *arguments, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output = (await process.communicate())[0].decode()
+    if process.returncode != 0:
+        raise RuntimeError(f"h2load failed:\n{output}")
+    return output
+
+
+async def grpc_call(channel: grpc.aio.Channel, fixed: Fixed) -> bytes:
+    """One call of `fixed` through grpc, which must succeed: its answer's bytes."""
+    method = channel.unary_unary(
+        fixed.path, request_serializer=lambda m: m.SerializeToString(), response_deserializer=None
+    )
+    answer: bytes = await method(fixed.request, metadata=METADATA)
+    return answer
 
 
 async def list_all(channel: grpc.aio.Channel, project: str) -> tuple[float, int]:
@@ -505,10 +627,14 @@ async def _run_on(args: argparse.Namespace, url: str) -> None:
         await seed_connections(url, project, CONNECTIONS)
         await seed_connections(url, big, BIG_LIST)
         table = calls(project)
+        fixed_table = fixed_calls(project)
+        if args.generator == "h2load" and set(args.calls) - set(fixed_table):
+            raise SystemExit(f"h2load drives only {', '.join(fixed_table)}")
         print(
             f"servers: {', '.join(f'{t.label} {t.address}' for t in targets)}; "
             f"a database of its own; {args.seconds} s per cell and "
-            f"target, {args.rounds} round(s), load average {os.getloadavg()[0]:.1f}; "
+            f"target, {args.rounds} round(s), generator {args.generator}, "
+            f"load average {os.getloadavg()[0]:.1f}; "
             f"server logs in {log_dir}"
         )
         header = f"{'call':20} {'C':>3} " + " ".join(
@@ -520,15 +646,25 @@ async def _run_on(args: argparse.Namespace, url: str) -> None:
             for call_name in args.calls:
                 cell = {t.label: Samples() for t in targets}
                 cpu = {t.label: 0.0 for t in targets}
+                database_cpu = {t.label: 0.0 for t in targets}
                 for _ in range(args.rounds):
                     for target in targets:
                         call = bare_call if target.label == "bare" else table[call_name]
                         pids = process_tree(target.process.pid)
                         before = cpu_seconds(pids)
-                        await drive(
-                            target.channels, call, concurrency, args.seconds, cell[target.label]
-                        )
+                        database_pids = postgres_pids()
+                        database_before = cpu_seconds(database_pids)
+                        if args.generator == "h2load":
+                            fixed = BARE_FIXED if target.label == "bare" else fixed_table[call_name]
+                            await drive_h2load(
+                                target, fixed, concurrency, args.seconds, cell[target.label]
+                            )
+                        else:
+                            await drive(
+                                target.channels, call, concurrency, args.seconds, cell[target.label]
+                            )
                         cpu[target.label] += cpu_seconds(pids) - before
+                        database_cpu[target.label] += cpu_seconds(database_pids) - database_before
                 bare = cell["bare"]
                 line = f"{call_name:20} {concurrency:3d} " + " ".join(
                     f"{cell[t.label].rps:10.0f} {cell[t.label].pct(0.5):7.2f} "
@@ -539,6 +675,15 @@ async def _run_on(args: argparse.Namespace, url: str) -> None:
                 errors = sum(s.errors for s in cell.values())
                 codes = sorted({c for s in cell.values() for c in s.codes})
                 print(line + "   " + ratios + (f"   ({errors} errors: {codes})" if errors else ""))
+                if args.cpu:
+                    print(
+                        f"{'  CPU ms per call':24} "
+                        + " ".join(
+                            f"{t.label}: server {per_call(cpu[t.label], cell[t.label]):.3f}, "
+                            f"postgres {per_call(database_cpu[t.label], cell[t.label]):.3f};"
+                            for t in targets
+                        )
+                    )
                 results[f"{call_name}/C{concurrency}"] = {
                     label: {
                         "rps": s.rps,
@@ -546,6 +691,7 @@ async def _run_on(args: argparse.Namespace, url: str) -> None:
                         "p99_ms": s.pct(0.99),
                         "errors": s.errors,
                         "server_cpu_cores": cpu[label] / s.wall if s.wall else 0.0,
+                        "postgres_cpu_cores": database_cpu[label] / s.wall if s.wall else 0.0,
                     }
                     for label, s in cell.items()
                 }
@@ -603,6 +749,18 @@ def main() -> None:
         default=None,
         help="also run a `before` server from this server/src (e.g. a `git archive` of an "
         "earlier commit), side by side",
+    )
+    parser.add_argument(
+        "--generator",
+        choices=("python", "h2load"),
+        default="python",
+        help="the closed loop: this process's grpc.aio tasks, or h2load (nghttp2-client; "
+        "reads only), which leaves the servers nearly both cores",
+    )
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="also print each target's CPU per call: its processes', and the local Postgres's",
     )
     parser.add_argument("--quick", action="store_true", help="1 s cells, 1 round")
     parser.add_argument("--json", default=None, help="also write the figures to this file")

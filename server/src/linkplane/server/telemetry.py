@@ -238,6 +238,18 @@ def instrument_engine(engine: Any) -> None:
     otel_engine.EngineTracer(tracer(), engine.sync_engine, usage)  # type: ignore[no-untyped-call]
 
 
+def statement_span(sql: str) -> contextlib.AbstractContextManager[Any]:
+    """A CLIENT span for one SQL statement sent without SQLAlchemy (storage/driver.py), named
+    and attributed as the engine's spans are (see `instrument_engine`); nothing when off."""
+    if _provider is None:
+        return contextlib.nullcontext()
+    return tracer().start_as_current_span(
+        sql.split(None, 1)[0],
+        kind=trace.SpanKind.CLIENT,
+        attributes={"db.system": "postgresql", "db.statement": sql},
+    )
+
+
 def current_traceparent() -> str | None:
     """The W3C ``traceparent`` of the active span, to carry work across processes; None if no
     span is being recorded (tracing off, or not sampled)."""

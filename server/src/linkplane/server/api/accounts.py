@@ -23,7 +23,7 @@ from linkplane.server.api import authz, fields, resources, rpc
 from linkplane.server.aws import permissions, sessions
 from linkplane.server.domain import errors, filters, names, pagination, specs, validation
 from linkplane.server.protocol import converters
-from linkplane.server.storage import accounts, filtering, models, records
+from linkplane.server.storage import accounts, driver, filtering, models, records
 from linkplane.v1 import account_pb2, account_service_pb2, account_service_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -112,7 +112,12 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         return await self.deps.authorizer.has(actor, project, authz.SEE_ROLE_ARN)
 
     async def _registration(
-        self, session: Any, actor: str, project: str, name: str, aws_account_id: str
+        self,
+        session: driver.AnyConnection,
+        actor: str,
+        project: str,
+        name: str,
+        aws_account_id: str,
     ) -> accounts.Registration:
         """What registering the account meets, or ALREADY_EXISTS: when the name is taken, or
         another project owns the AWS account and did not share it.
@@ -155,7 +160,7 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         if violations:
             raise errors.InvalidArgument(violations)
         name = f"projects/{project}/accounts/{request.account_id}"
-        async with self.deps.db.statements() as session:
+        async with driver.transaction(self.deps.db) as session:
             if request.validate_only:
                 await self._registration(session, actor, project, name, request.account_id)
                 return account_pb2.Account(name=name, aws_account_id=request.account_id)

@@ -13,8 +13,8 @@ from linkplane.server import telemetry
 from linkplane.server.api import rpc
 from linkplane.server.domain import errors, specs
 from linkplane.server.protocol import converters
-from linkplane.server.storage import audit, changes, models, mutations, operations, records
-from linkplane.server.storage.database import Executor, Session
+from linkplane.server.storage import audit, changes, driver, models, mutations, operations, records
+from linkplane.server.storage.database import Session
 from linkplane.v1 import common_pb2
 
 
@@ -68,7 +68,7 @@ async def start_operation(
 
 
 async def record_mutation(
-    session: Executor,
+    session: driver.AnyConnection,
     *,
     method: str,
     request: Message,

@@ -50,7 +50,8 @@ class MessageCache:
             self.entries.move_to_end(key)
             return message
         self.misses += 1
-        values = dict(row._mapping)
+        # A SQLAlchemy Row (storage/reads.py's pages) or an asyncpg Record (its Get).
+        values = dict(getattr(row, "_mapping", row))
         values["spec"] = json.loads(values["spec"])
         values["status"] = json.loads(values["status"] or "null") or {}
         message = self.convert(_Row(values))

@@ -9,8 +9,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Select, bindparam, exists, func, literal, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from linkplane.server.storage import models, records
-from linkplane.server.storage.database import Executor
+from linkplane.server.storage import driver, models, records
 
 
 class Owner(NamedTuple):
@@ -35,7 +34,7 @@ def _registration_statements() -> tuple[Select[Any], Select[Any]]:
     aws_account_id = bindparam("aws_account_id", type_=account.c.aws_account_id.type)
     lock = select(
         func.pg_advisory_xact_lock(func.hashtext(literal("linkplane-account:") + aws_account_id)),
-        func.now(),
+        func.now().label("now"),
     )
     first = (
         select(account.c.project, account.c.shared_with_projects)
@@ -56,16 +55,22 @@ def _registration_statements() -> tuple[Select[Any], Select[Any]]:
 _LOCK, _READ = _registration_statements()
 
 
-async def begin_registration(executor: Executor, name: str, aws_account_id: str) -> Registration:
+async def begin_registration(
+    executor: driver.AnyConnection, name: str, aws_account_id: str
+) -> Registration:
     """Serialize registrations of one AWS account id until the transaction ends (a
     transaction-scoped advisory lock), so two projects cannot both register it at once; then
     read whether `name` is taken and who owns the AWS account id (its first registration, by
     create time, then name). Two statements: under READ COMMITTED each statement reads its own
     snapshot, and only one taken after the lock sees a registration committed while it waited."""
-    time = (await executor.execute(_LOCK, {"aws_account_id": aws_account_id})).one()[1]
-    row = (await executor.execute(_READ, {"aws_account_id": aws_account_id, "name": name})).one()
-    owner = None if row.project is None else Owner(row.project, row.shared_with_projects)
-    return Registration(time, bool(row.taken), owner)
+    locked = await driver.row(executor, _LOCK, {"aws_account_id": aws_account_id})
+    row = await driver.row(executor, _READ, {"aws_account_id": aws_account_id, "name": name})
+    # Both select exactly one row.
+    assert locked is not None
+    assert row is not None
+    project, shared = row["project"], row["shared_with_projects"]
+    owner = None if project is None else Owner(project, shared)
+    return Registration(locked["now"], bool(row["taken"]), owner)
 
 
 async def users(session: AsyncSession, name: str) -> int:

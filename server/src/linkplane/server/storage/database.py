@@ -17,6 +17,7 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
+import asyncpg
 import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -157,6 +158,10 @@ def classify(exc: BaseException) -> errors.DomainError | None:
         exc,
         sqlalchemy.exc.TimeoutError
         | sqlalchemy.exc.InterfaceError
+        | asyncpg.InterfaceError
+        # asyncpg's protocol met a message it did not expect in its state: the server's FATAL
+        # (57P01 at shutdown) arriving on an idle connection leaves it so.
+        | asyncpg.exceptions.InternalClientError
         | sqlalchemy.exc.DisconnectionError
         | ConnectionError
         | socket.gaierror

@@ -17,8 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnDefault, Select, Table, bindparam, insert, inspect, literal, select
 from sqlalchemy import update as sql_update
 
-from linkplane.server.storage import models
-from linkplane.server.storage.database import Executor
+from linkplane.server.storage import driver, models
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ def _statement(
 
 
 async def write(
-    executor: Executor,
+    executor: driver.AnyConnection,
     *,
     entry: models.AuditEntry,
     outcome: Outcome | None,
@@ -115,4 +114,4 @@ async def write(
             outcome_response=outcome.response,
         )
     statement = _statement(shape, tuple(entry_values), outcome is not None)
-    await executor.execute(statement, parameters)
+    await driver.row(executor, statement, parameters)

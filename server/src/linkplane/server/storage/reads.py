@@ -22,7 +22,7 @@ from sqlalchemy import BigInteger, Row, Select, Text, bindparam, cast, literal_c
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from linkplane.server.domain import filters
-from linkplane.server.storage import database, filtering, models
+from linkplane.server.storage import database, driver, filtering, models
 
 T = TypeVar("T")
 Model = type[models.Service] | type[models.Connection]
@@ -98,14 +98,19 @@ async def run(db: database.Database, read: Callable[[AsyncConnection], Awaitable
             return await read(connection)
 
 
-async def get(db: database.Database, model: Model, name: str) -> Row[Any] | None:
-    """The message columns of the resource named `name`, or None."""
+# The Get of every call: sent through asyncpg directly (storage/driver.py).
+_GET = {model: driver.Statement.of(statement) for model, statement in _BY_NAME.items()}
 
-    async def read(connection: AsyncConnection) -> Row[Any] | None:
-        row: Row[Any] | None = (await connection.execute(_BY_NAME[model], {"name": name})).first()
-        return row
 
-    return await run(db, read)
+async def get(db: database.Database, model: Model, name: str) -> Mapping[str, Any] | None:
+    """The message columns of the resource named `name` (by position, as a page's rows, and
+    by name), or None."""
+    statement = _GET[model]
+
+    async def read(connection: driver.Connection) -> Mapping[str, Any] | None:
+        return await connection.row(statement, {"name": name})
+
+    return await driver.read(db, read)
 
 
 async def page(

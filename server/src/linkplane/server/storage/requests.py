@@ -14,8 +14,7 @@ from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from linkplane.server.storage import models
-from linkplane.server.storage.database import Executor
+from linkplane.server.storage import driver, models
 
 
 @dataclass(frozen=True)
@@ -51,15 +50,20 @@ _EARLIER = select(_RECORDS.c.request_digest, _RECORDS.c.operation_id, _RECORDS.c
 
 
 async def claim(
-    executor: Executor, *, method: str, request_id: str, digest: str, principal: str = ""
+    executor: driver.AnyConnection,
+    *,
+    method: str,
+    request_id: str,
+    digest: str,
+    principal: str = "",
 ) -> Replay | None:
     """Reserve the id for this request; return the earlier result when it was used before."""
     key = {"method": method, "principal": principal, "request_id": request_id}
-    inserted = await executor.execute(_CLAIM, {**key, "digest": digest})
-    if inserted.scalar_one_or_none() is not None:
+    if await driver.row(executor, _CLAIM, {**key, "digest": digest}) is not None:
         return None
-    earlier = (await executor.execute(_EARLIER, key)).one()
-    return Replay(earlier.request_digest, earlier.operation_id, earlier.response)
+    earlier = await driver.row(executor, _EARLIER, key)
+    assert earlier is not None  # the conflicting record: claims are never deleted in-flight
+    return Replay(earlier["request_digest"], earlier["operation_id"], earlier["response"])
 
 
 async def expire(session: AsyncSession, *, older_than: timedelta) -> int:
