@@ -1,5 +1,6 @@
-"""Registering an AWS account id is serialized: a registration that waited for another's lock
-reads what that one committed (storage/accounts.py, `begin_registration`)."""
+"""Registering an AWS account id (storage/accounts.py): serialized per AWS account id, so a
+registration that waited for another's lock reads what that one committed; the tenancy rule
+and the writes in one statement, which writes nothing when the rule refuses."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import asyncio
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 
-from linkplane.server.storage import accounts, audit, models, mutations
+from linkplane.server.storage import accounts, audit, driver, models, mutations
 from linkplane.server.storage.database import Database
 
 
@@ -22,8 +24,12 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     await database.close()
 
 
+def new_aws_account_id() -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(12))
+
+
 def new_account(
-    project: str, aws_account_id: str, registration: accounts.Registration
+    project: str, aws_account_id: str, time: datetime, shared: list[str] | None = None
 ) -> models.Account:
     return models.Account(
         uid=uuid.uuid4(),
@@ -31,67 +37,108 @@ def new_account(
         project=project,
         aws_account_id=aws_account_id,
         spec={},
-        create_time=registration.time,
-        update_time=registration.time,
+        create_time=time,
+        update_time=time,
+        shared_with_projects=shared or [],
     )
 
 
-async def test_a_waiting_registration_sees_the_one_it_waited_for(db: Database) -> None:
-    aws_account_id = "".join(secrets.choice("0123456789") for _ in range(12))
-    first_name = f"projects/first/accounts/{aws_account_id}"
-    second_name = f"projects/second/accounts/{aws_account_id}"
-    async with db.transaction() as first:
-        registration = await accounts.begin_registration(first, first_name, aws_account_id)
-        assert registration == accounts.Registration(registration.time, False, None)
+def entry_for(account: models.Account) -> models.AuditEntry:
+    return audit.entry(
+        actor="user:a", action="RegisterAccount", resource=account.name, resource_uid=account.uid
+    )
 
-        async def second_registration() -> accounts.Registration:
-            async with db.transaction() as second:
-                return await accounts.begin_registration(second, second_name, aws_account_id)
+
+async def register(
+    db: Database, project: str, aws_account_id: str, *, anywhere: bool = False, **kwargs: object
+) -> accounts.Verdict:
+    async with driver.transaction(db) as connection:
+        time = await accounts.lock_registration(connection, aws_account_id)
+        account = new_account(project, aws_account_id, time, **kwargs)  # type: ignore[arg-type]
+        return await accounts.register(
+            connection, account, entry=entry_for(account), outcome=None, anywhere=anywhere
+        )
+
+
+async def test_a_waiting_registration_sees_the_one_it_waited_for(db: Database) -> None:
+    aws_account_id = new_aws_account_id()
+    async with driver.transaction(db) as first:
+        time = await accounts.lock_registration(first, aws_account_id)
+
+        async def second_registration() -> accounts.Verdict:
+            async with driver.transaction(db) as second:
+                await accounts.lock_registration(second, aws_account_id)
+                return await accounts.check_registration(
+                    second,
+                    name=f"projects/second/accounts/{aws_account_id}",
+                    project="second",
+                    aws_account_id=aws_account_id,
+                    anywhere=False,
+                )
 
         waiting = asyncio.create_task(second_registration())
         await asyncio.sleep(0.3)
         assert not waiting.done(), "the second registration did not wait for the first's lock"
-        row = new_account("first", aws_account_id, registration)
-        entry = audit.entry(
-            actor="user:a", action="RegisterAccount", resource=first_name, resource_uid=row.uid
+        account = new_account("first", aws_account_id, time)
+        verdict = await accounts.register(
+            first, account, entry=entry_for(account), outcome=None, anywhere=False
         )
-        await mutations.write(first, entry=entry, outcome=None, created=row)
-    seen = await asyncio.wait_for(waiting, 10)
-    assert seen.owner == accounts.Owner("first", [])
-    assert not seen.taken
-    assert seen.time > registration.time
+        assert verdict == accounts.Verdict(taken=False, allowed=True)
+    assert await asyncio.wait_for(waiting, 10) == accounts.Verdict(taken=False, allowed=False)
 
 
-async def test_the_written_row_entry_and_outcome_are_stored(db: Database) -> None:
-    aws_account_id = "".join(secrets.choice("0123456789") for _ in range(12))
-    name = f"projects/p/accounts/{aws_account_id}"
+async def test_the_account_entry_and_outcome_are_written_together(db: Database) -> None:
+    aws_account_id = new_aws_account_id()
     request_id = str(uuid.uuid4())
-    async with db.transaction() as session:
-        registration = await accounts.begin_registration(session, name, aws_account_id)
-        assert await session.scalar(
-            insert(models.RequestRecord)
-            .values(
-                method="RegisterAccount",
-                principal="user:a",
-                request_id=request_id,
-                request_digest="d",
-            )
-            .returning(models.RequestRecord.request_id)
+    async with driver.transaction(db) as connection:
+        record = {"method": "RegisterAccount", "principal": "user:a", "request_id": request_id}
+        await driver.row(
+            connection,
+            insert(models.RequestRecord).values(**record, request_digest="d"),
+            {},
         )
-        row = new_account("p", aws_account_id, registration)
-        entry = audit.entry(
-            actor="user:a", action="RegisterAccount", resource=name, resource_uid=row.uid
-        )
+        time = await accounts.lock_registration(connection, aws_account_id)
+        account = new_account("p", aws_account_id, time)
         outcome = mutations.Outcome("RegisterAccount", "user:a", request_id, response=b"answer")
-        await mutations.write(session, entry=entry, outcome=outcome, created=row)
+        verdict = await accounts.register(
+            connection, account, entry=entry_for(account), outcome=outcome, anywhere=False
+        )
+    assert verdict == accounts.Verdict(taken=False, allowed=True)
     async with db.transaction() as session:
-        stored = await session.get(models.Account, row.uid)
-        assert stored is not None and stored.create_time == registration.time
-        entries = await audit.for_resource(session, name)
+        stored = await session.get(models.Account, account.uid)
+        assert stored is not None
+        assert stored.create_time == time
+        entries = await audit.for_resource(session, account.name)
         assert [(e.action, e.project, e.resource_uid) for e in entries] == [
-            ("RegisterAccount", "p", row.uid)
+            ("RegisterAccount", "p", account.uid)
         ]
-        record = await session.get(models.RequestRecord, ("RegisterAccount", "user:a", request_id))
-        assert record is not None and record.response == b"answer"
-        again = await accounts.begin_registration(session, name, aws_account_id)
-        assert again.taken and again.owner == accounts.Owner("p", [])
+        stored_record = await session.get(
+            models.RequestRecord, ("RegisterAccount", "user:a", request_id)
+        )
+        assert stored_record is not None
+        assert stored_record.response == b"answer"
+
+
+async def test_a_refused_registration_writes_nothing(db: Database) -> None:
+    aws_account_id = new_aws_account_id()
+    assert await register(db, "owner", aws_account_id) == accounts.Verdict(False, True)
+    assert await register(db, "owner", aws_account_id) == accounts.Verdict(True, True)
+    assert await register(db, "other", aws_account_id) == accounts.Verdict(False, False)
+    async with db.transaction() as session:
+        count = await session.scalar(
+            select(func.count()).where(models.Account.aws_account_id == aws_account_id)
+        )
+        entries = await session.scalar(
+            select(func.count()).where(models.AuditEntry.resource.contains(aws_account_id))
+        )
+    assert (count, entries) == (1, 1)
+
+
+async def test_only_the_first_projects_sharing_admits_another_project(db: Database) -> None:
+    aws_account_id = new_aws_account_id()
+    shared = ["projects/friend"]
+    assert await register(db, "owner", aws_account_id, shared=shared) == (False, True)
+    assert await register(db, "friend", aws_account_id, shared=["projects/third"]) == (False, True)
+    # The friend's own sharing passes nothing on; a bootstrap administrator may still.
+    assert await register(db, "third", aws_account_id) == (False, False)
+    assert await register(db, "third", aws_account_id, anywhere=True) == (False, True)

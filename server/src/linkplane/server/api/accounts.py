@@ -23,7 +23,7 @@ from linkplane.server.api import authz, fields, resources, rpc
 from linkplane.server.aws import permissions, sessions
 from linkplane.server.domain import errors, filters, names, pagination, specs, validation
 from linkplane.server.protocol import converters
-from linkplane.server.storage import accounts, driver, filtering, models, records
+from linkplane.server.storage import accounts, audit, driver, filtering, models, records
 from linkplane.v1 import account_pb2, account_service_pb2, account_service_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -111,34 +111,22 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
     async def _shows_role_arn(self, actor: str, project: str) -> bool:
         return await self.deps.authorizer.has(actor, project, authz.SEE_ROLE_ARN)
 
-    async def _registration(
-        self,
-        session: driver.AnyConnection,
-        actor: str,
-        project: str,
-        name: str,
-        aws_account_id: str,
-    ) -> accounts.Registration:
-        """What registering the account meets, or ALREADY_EXISTS: when the name is taken, or
-        another project owns the AWS account and did not share it.
+    @staticmethod
+    def _refuse(verdict: accounts.Verdict, name: str, project: str, aws_account_id: str) -> None:
+        """ALREADY_EXISTS when the name is taken, or when another project owns the AWS account
+        and did not share it (without saying which: `projects/{project}/accounts/{id}`).
 
-        The owner is the project that registered it first; only its `shared_with_projects`
-        counts (a project it was shared with cannot pass it on). Bootstrap administrators
-        (and dev mode's local administrator) may register it anywhere. Serialized per AWS
-        account id, so two projects registering the same account at once cannot both succeed.
+        The rule (storage/accounts.py): the owner is the project that registered the account
+        first; only its `shared_with_projects` counts; bootstrap administrators (and dev
+        mode's local administrator) may register it anywhere. Registrations of one AWS
+        account id are serialized, so two projects registering it at once cannot both succeed.
         """
-        registration = await accounts.begin_registration(session, name, aws_account_id)
-        if registration.taken:
+        if verdict.taken:
             raise errors.AlreadyExists(name, kind="account")
-        owner = registration.owner
-        if (
-            owner is None
-            or owner.project == project
-            or names.project_name(project) in (owner.shared_with_projects or [])
-            or self.deps.authorizer.is_admin_everywhere(actor)
-        ):
-            return registration
-        raise errors.AlreadyExists(f"projects/{project}/accounts/{aws_account_id}", kind="account")
+        if not verdict.allowed:
+            raise errors.AlreadyExists(
+                f"projects/{project}/accounts/{aws_account_id}", kind="account"
+            )
 
     @rpc.unary
     async def RegisterAccount(
@@ -160,16 +148,23 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         if violations:
             raise errors.InvalidArgument(violations)
         name = f"projects/{project}/accounts/{request.account_id}"
+        anywhere = self.deps.authorizer.is_admin_everywhere(actor)
         async with driver.transaction(self.deps.db) as session:
             if request.validate_only:
-                await self._registration(session, actor, project, name, request.account_id)
+                await accounts.lock_registration(session, request.account_id)
+                verdict = await accounts.check_registration(
+                    session,
+                    name=name,
+                    project=project,
+                    aws_account_id=request.account_id,
+                    anywhere=anywhere,
+                )
+                self._refuse(verdict, name, project, request.account_id)
                 return account_pb2.Account(name=name, aws_account_id=request.account_id)
             earlier = await rpc.replay(session, "RegisterAccount", request)
             if earlier is not None and earlier.response is not None:
                 return account_pb2.Account.FromString(earlier.response)
-            registration = await self._registration(
-                session, actor, project, name, request.account_id
-            )
+            time = await accounts.lock_registration(session, request.account_id)
             row = models.Account(
                 uid=uuid.uuid4(),
                 name=name,
@@ -179,23 +174,26 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
                 labels=spec.labels,
                 spec=specs.to_json(spec),
                 revision=1,
-                create_time=registration.time,
-                update_time=registration.time,
+                create_time=time,
+                update_time=time,
                 shared_with_projects=shared,
             )
             # Registering takes admin rights, which include seeing the role ARN.
             result = present(row, show_role_arn=True)
-            await resources.record_mutation(
-                session,
-                method="RegisterAccount",
-                request=request,
+            entry = audit.entry(
                 actor=actor,
+                action="RegisterAccount",
                 resource=name,
                 resource_uid=row.uid,
+                request_id=request.request_id,
                 details={"spec": audited_spec(spec), "shared_with_projects": shared},
-                response=result.SerializeToString(),
-                created=row,
             )
+            outcome = rpc.outcome("RegisterAccount", request, response=result.SerializeToString())
+            verdict = await accounts.register(
+                session, row, entry=entry, outcome=outcome, anywhere=anywhere
+            )
+            # Refused: nothing was written, and the claimed request id is rolled back.
+            self._refuse(verdict, name, project, request.account_id)
             return result
 
     @rpc.unary

@@ -1,76 +1,122 @@
-"""Queries of AWS account registration: who owns an AWS account id, and who still uses an
-Account (its Services and Connections), for the AccountService's tenancy rules."""
+"""Queries of AWS account registration: whether a project may register an AWS account id
+(the tenancy rule, checked and applied in the statement that registers it), and who still
+uses an Account (its Services and Connections)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from sqlalchemy import Select, bindparam, exists, func, literal, select, true
+from sqlalchemy import Boolean, String, and_, bindparam, exists, func, literal, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from linkplane.server.storage import driver, models, records
+from linkplane.server.domain import names
+from linkplane.server.storage import driver, models, mutations, records
 
 
-class Owner(NamedTuple):
-    """The project that registered an AWS account id first, and whom it shared it with."""
+class Verdict(NamedTuple):
+    """Whether an Account may be registered, read under the registration lock."""
 
-    project: str
-    shared_with_projects: list[str]
-
-
-class Registration(NamedTuple):
-    """What registering an AWS account id under a name meets, read under the registration lock."""
-
-    # The transaction's time (Postgres's now()): the new Account's create and update time.
-    time: datetime
     # An Account of this name exists.
     taken: bool
-    owner: Owner | None
+    # The AWS account id is registered nowhere yet, or first in this project, or that project
+    # shares it with this one, or the caller may register it anywhere (`anywhere`).
+    allowed: bool
 
 
-def _registration_statements() -> tuple[Select[Any], Select[Any]]:
+def _registrable() -> mutations.Guard:
     account = models.table_of(models.Account)
-    aws_account_id = bindparam("aws_account_id", type_=account.c.aws_account_id.type)
-    lock = select(
-        func.pg_advisory_xact_lock(func.hashtext(literal("linkplane-account:") + aws_account_id)),
-        func.now().label("now"),
-    )
+    # The created row's own values (mutations.Guard), and two more.
+    name = bindparam("created_name", type_=account.c.name.type)
+    project = bindparam("created_project", type_=account.c.project.type)
+    aws_account_id = bindparam("created_aws_account_id", type_=account.c.aws_account_id.type)
+    project_name = bindparam("project_name", type_=String())  # projects/{project}
+    anywhere = bindparam("anywhere", type_=Boolean())
+    # The owner is the project that registered it first; only its shared_with_projects
+    # counts (a project it was shared with cannot pass it on).
     first = (
         select(account.c.project, account.c.shared_with_projects)
         .where(account.c.aws_account_id == aws_account_id)
         .order_by(account.c.create_time, account.c.name)
         .limit(1)
-        .subquery()
-        .lateral()
+        .subquery("owner")
     )
-    taken = exists().where(account.c.name == bindparam("name"))
-    read = select(taken.label("taken"), first.c.project, first.c.shared_with_projects).select_from(
-        select(literal(1)).subquery().outerjoin(first, true())
+    owned_elsewhere = exists(
+        select(first.c.project).where(
+            first.c.project != project,
+            not_(first.c.shared_with_projects.has_key(project_name)),
+        )
     )
-    return lock, read
+    taken = exists(select(account.c.uid).where(account.c.name == name))
+    allowed = or_(anywhere, not_(owned_elsewhere))
+    return mutations.Guard(
+        and_(not_(taken), allowed), (taken.label("taken"), allowed.label("allowed"))
+    )
 
 
+_REGISTRABLE = _registrable()
 # Built once: SQLAlchemy reuses their compiled SQL, asyncpg its prepared statements.
-_LOCK, _READ = _registration_statements()
+_VERDICT = select(*_REGISTRABLE.report)
+_LOCK = select(
+    func.pg_advisory_xact_lock(
+        func.hashtext(literal("linkplane-account:") + bindparam("aws_account_id", type_=String()))
+    ),
+    func.now().label("now"),
+)
 
 
-async def begin_registration(
-    executor: driver.AnyConnection, name: str, aws_account_id: str
-) -> Registration:
+async def lock_registration(executor: driver.AnyConnection, aws_account_id: str) -> datetime:
     """Serialize registrations of one AWS account id until the transaction ends (a
-    transaction-scoped advisory lock), so two projects cannot both register it at once; then
-    read whether `name` is taken and who owns the AWS account id (its first registration, by
-    create time, then name). Two statements: under READ COMMITTED each statement reads its own
-    snapshot, and only one taken after the lock sees a registration committed while it waited."""
+    transaction-scoped advisory lock), so two projects cannot both register it at once; the
+    transaction's time (Postgres's now(): a new Account's create and update time).
+
+    The verdict must come from a later statement: under READ COMMITTED each statement reads
+    its own snapshot, and only one taken after the lock sees a registration committed while
+    this one waited for it."""
     locked = await driver.row(executor, _LOCK, {"aws_account_id": aws_account_id})
-    row = await driver.row(executor, _READ, {"aws_account_id": aws_account_id, "name": name})
-    # Both select exactly one row.
-    assert locked is not None
-    assert row is not None
-    project, shared = row["project"], row["shared_with_projects"]
-    owner = None if project is None else Owner(project, shared)
-    return Registration(locked["now"], bool(row["taken"]), owner)
+    assert locked is not None  # a SELECT without FROM answers one row
+    time: datetime = locked["now"]
+    return time
+
+
+async def check_registration(
+    executor: driver.AnyConnection, *, name: str, project: str, aws_account_id: str, anywhere: bool
+) -> Verdict:
+    """The verdict on registering `name` (after `lock_registration`), without registering."""
+    values = {
+        "created_name": name,
+        "created_project": project,
+        "created_aws_account_id": aws_account_id,
+        **_guard_values(project, anywhere),
+    }
+    answer = await driver.row(executor, _VERDICT, values)
+    assert answer is not None  # a SELECT without FROM answers one row
+    return Verdict(answer["taken"], answer["allowed"])
+
+
+async def register(
+    executor: driver.AnyConnection,
+    account: models.Account,
+    *,
+    entry: models.AuditEntry,
+    outcome: mutations.Outcome | None,
+    anywhere: bool,
+) -> Verdict:
+    """Insert the Account, its audit entry and the request's outcome, in one statement (after
+    `lock_registration`), if the verdict allows it; the verdict."""
+    answer = await mutations.write(
+        executor,
+        entry=entry,
+        outcome=outcome,
+        created=account,
+        guard=_REGISTRABLE,
+        guard_values=_guard_values(account.project, anywhere),
+    )
+    return Verdict(answer["taken"], answer["allowed"])
+
+
+def _guard_values(project: str, anywhere: bool) -> dict[str, object]:
+    return {"project_name": names.project_name(project), "anywhere": anywhere}
 
 
 async def users(session: AsyncSession, name: str) -> int:
