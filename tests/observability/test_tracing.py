@@ -123,6 +123,36 @@ async def test_background_statements_start_no_traces(spans: Exporter, api: Api) 
     assert any(s.name.endswith("/ListServices") for s in recorded)
 
 
+async def test_statements_sent_through_asyncpg_are_spans_of_their_rpc(
+    spans: Exporter, api: Api, project: str
+) -> None:
+    """RegisterAccount and the Gets send their statements without SQLAlchemy
+    (storage/driver.py): each is still a span under the RPC's, as the engine's are."""
+    spans.clear()
+    await api.register(project, PROVIDER)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await api.provider.GetService(
+            provider_service_pb2.GetServiceRequest(name=f"projects/{project}/services/none")
+        )
+    recorded = spans.get_finished_spans()
+    for method, expected in (
+        ("/linkplane.v1.AccountService/RegisterAccount", ["INSERT", "SELECT", "WITH"]),
+        ("/linkplane.v1.ProviderService/GetService", ["SELECT"]),
+    ):
+        (rpc,) = [s for s in recorded if s.name == method]
+        assert rpc.context is not None
+        children = sorted(
+            s.name
+            for s in recorded
+            if is_sql(s) and s.parent is not None and s.parent.span_id == rpc.context.span_id
+        )
+        # The request-id claim, the lock, the verdict with the writes; the Get's one read.
+        assert children == expected, [s.name for s in recorded]
+        for child in recorded:
+            if child.name in expected and is_sql(child):
+                assert "$1" in str((child.attributes or {})["db.statement"])
+
+
 async def finished(spans: Exporter, suffix: str) -> list[ReadableSpan]:
     return [s for s in spans.get_finished_spans() if s.name.endswith(suffix)]
 
