@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
-from linkplane.v1 import account_pb2, account_service_pb2, provider_service_pb2
+from linkplane.v1 import (
+    account_pb2,
+    account_service_pb2,
+    audit_service_pb2,
+    audit_service_pb2_grpc,
+    provider_service_pb2,
+)
 from tests.api.conftest import details, managed_service
 
 
@@ -75,6 +82,22 @@ async def test_register_replays_and_refuses_duplicates(accounts, project):
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await accounts.RegisterAccount(request)
     assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_racing_retries_of_one_request_register_once(accounts, channel, project):
+    # A client that retries while its first attempt is still in flight: every attempt answers
+    # the same account, and one account and one audit entry exist.
+    request = register(project, account_id="123456789099", display_name="raced")
+    answers = await asyncio.gather(*(accounts.RegisterAccount(request) for _ in range(8)))
+    assert all(answer == answers[0] for answer in answers)
+    listed = await accounts.ListAccounts(
+        account_service_pb2.ListAccountsRequest(parent=f"projects/{project}")
+    )
+    assert [a.name for a in listed.accounts] == [answers[0].name]
+    events = await audit_service_pb2_grpc.AuditServiceStub(channel).ListAuditEvents(
+        audit_service_pb2.ListAuditEventsRequest(parent=f"projects/{project}")
+    )
+    assert [e.method for e in events.audit_events] == ["RegisterAccount"]
 
 
 @pytest.mark.parametrize(
