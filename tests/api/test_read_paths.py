@@ -3,16 +3,20 @@ connection costs the caller nothing, timestamps convert exactly as protobuf's ow
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
+import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 from sqlalchemy import update
 
 from linkplane.server.protocol import converters
 from linkplane.server.storage import changes, models
-from linkplane.v1 import provider_service_pb2, service_pb2
+from linkplane.v1 import account_pb2, account_service_pb2, provider_service_pb2, service_pb2
 from tests.api.conftest import managed_service, register_accounts
 
 
@@ -24,6 +28,20 @@ async def publish(accounts, provider, project: str, service_id: str) -> str:
         )
     )
     return f"projects/{project}/services/{service_id}"
+
+
+async def kill_idle_pooled_connections(database_url: str) -> int:
+    """From a connection of our own (another application_name): every idle pooled one goes."""
+    killer = await asyncpg.connect(changes.asyncpg_dsn(database_url))
+    try:
+        killed: int = await killer.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = 'linkplane' "
+            "AND state = 'idle'"
+        )
+    finally:
+        await killer.close()
+    return killed
 
 
 async def test_a_status_write_that_keeps_the_revision_is_read_at_once(
@@ -66,16 +84,7 @@ async def test_reads_recover_from_pooled_connections_killed_meanwhile(
     the caller sees its answer, not UNAVAILABLE."""
     name = await publish(accounts, provider, project, "survivor")
     await provider.GetService(provider_service_pb2.GetServiceRequest(name=name))
-    # From a connection of our own (another application_name): every idle pooled one goes.
-    killer = await asyncpg.connect(changes.asyncpg_dsn(database_url))
-    try:
-        killed = await killer.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND application_name = 'linkplane' "
-            "AND state = 'idle'"
-        )
-    finally:
-        await killer.close()
+    killed = await kill_idle_pooled_connections(database_url)
     assert killed >= 1
 
     got = await provider.GetService(provider_service_pb2.GetServiceRequest(name=name), timeout=30)
@@ -84,6 +93,39 @@ async def test_reads_recover_from_pooled_connections_killed_meanwhile(
         provider_service_pb2.ListServicesRequest(parent=f"projects/{project}"), timeout=30
     )
     assert [s.name for s in listed.services] == [name]
+    # Writes are not retried (their callers retry with the request id), so the pool must hold
+    # no dead connection any more: the first one met replaced the pool's idle ones.
+    await provider.PublishService(
+        provider_service_pb2.PublishServiceRequest(
+            parent=f"projects/{project}", service_id="after", service=managed_service(project)
+        ),
+        timeout=30,
+    )
+
+
+async def test_a_write_meets_at_most_one_dead_pooled_connection(
+    server, database_url, accounts, provider, project
+):
+    """Writes are not retried by the server: after Postgres dropped the pool's connections, the
+    first write that meets one is UNAVAILABLE (its caller retries), and that replaces the idle
+    ones, so the next write does not meet another."""
+    name = await publish(accounts, provider, project, "pooled")
+    get = provider_service_pb2.GetServiceRequest(name=name)
+    await asyncio.gather(*(provider.GetService(get) for _ in range(6)))  # several pooled
+    killed = await kill_idle_pooled_connections(database_url)
+    assert killed >= 2
+
+    def register(account_id: str) -> account_service_pb2.RegisterAccountRequest:
+        return account_service_pb2.RegisterAccountRequest(
+            parent=f"projects/{project}",
+            account_id=account_id,
+            account=account_pb2.Account(display_name="after the kill"),
+            request_id=str(uuid.uuid4()),
+        )
+
+    with contextlib.suppress(grpc.aio.AioRpcError):
+        await accounts.RegisterAccount(register("333333333301"), timeout=30)
+    await accounts.RegisterAccount(register("333333333302"), timeout=30)
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,8 @@ class Database:
 
     def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 5.0) -> None:
         self.url = async_url(url)
+        # Connections the pool may hold at once: pool_size, and as many again in overflow.
+        self.pool_capacity = 2 * pool_size
         connect_args: dict[str, Any] = {
             "timeout": timeout,
             "command_timeout": max(timeout * 6, 30.0),
@@ -86,6 +88,13 @@ class Database:
         with translate_errors():
             async with self.engine.begin() as connection:
                 yield connection
+
+    async def discard_idle_connections(self) -> None:
+        """After Postgres dropped a pooled connection (a restart drops every one): replace the
+        pool, closing its idle connections, so callers get new ones instead of meeting each
+        dead one in turn, as SQLAlchemy does on a disconnect it detects itself. Connections
+        checked out now are discarded when they come back."""
+        await self.engine.dispose()
 
     async def ping(self) -> bool:
         # Twice: without pre-ping, the first try after an outage may meet a pooled connection

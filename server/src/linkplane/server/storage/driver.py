@@ -112,16 +112,23 @@ async def row(
 
 
 async def read(db: database.Database, work: Callable[[Connection], Awaitable[T]]) -> T:
-    """Run a read outside a transaction; once more on a fresh connection if the pooled one
-    turned out to be broken (reads are idempotent)."""
+    """Run a read outside a transaction. A pooled connection that turns out broken is
+    discarded and the read (idempotent) runs again on the next one: after a Postgres restart
+    every idle connection of the pool is broken, so up to the pool's capacity of them may be
+    met before a fresh one is opened (each fails at once). A failure to connect is not
+    retried: UNAVAILABLE at once."""
     with database.translate_errors():
+        for _ in range(db.pool_capacity):
+            try:
+                async with _connection(db) as connection:
+                    return await work(connection)
+            except _Stale:
+                continue
         try:
             async with _connection(db) as connection:
                 return await work(connection)
-        except BROKEN:
-            pass
-        async with _connection(db) as connection:
-            return await work(connection)
+        except _Stale as stale:
+            raise stale.cause from None
 
 
 @contextlib.asynccontextmanager
@@ -130,12 +137,19 @@ async def transaction(db: database.Database) -> AsyncIterator[Connection]:
     retried: a connection that breaks mid-transaction is UNAVAILABLE to the caller, whose
     request id makes its retry safe."""
     with database.translate_errors():
-        async with _connection(db) as connection, connection.driver.transaction():
-            yield connection
+        try:
+            async with _connection(db) as connection, connection.driver.transaction():
+                yield connection
+        except _Stale as stale:
+            raise stale.cause from None
 
 
-# A connection that failed so is not reusable (Postgres restarted, the socket broke).
-BROKEN = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+class _Stale(Exception):
+    """A pooled connection was broken (and is discarded now); `cause` says how."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 @contextlib.asynccontextmanager
@@ -144,15 +158,40 @@ async def _connection(db: database.Database) -> AsyncIterator[Connection]:
         fairy = await pooled.get_raw_connection()
         try:
             yield Connection(fairy.driver_connection)
-        except (errors.DomainError, asyncpg.PostgresError) as error:
-            # The caller's own refusal, or a statement's error: the connection is fine (its
-            # transaction, if any, was rolled back), unless the error is about the connection.
-            if database.is_connection_failure(error):  # 08…, 57P01 (shutdown), 53…
-                await pooled.invalidate(error)
-            raise
+        except errors.DomainError:
+            raise  # the caller's own refusal: the connection is fine
         except BaseException as error:
-            # Broken, or interrupted in the middle of the protocol (a cancelled call leaves
-            # asyncpg "another operation is in progress"): never hand it out again. The pool
-            # drops it, as SQLAlchemy does when its own statement meets such a connection.
-            await pooled.invalidate(error)
+            if _dropped(error):
+                # Postgres dropped it (restart, failover, idle timeout: 08…, 57P01…, a closed
+                # socket, or its FATAL met by asyncpg mid-protocol).
+                await pooled.invalidate(error)
+                await db.discard_idle_connections()
+                raise _Stale(error) from error
+            if not isinstance(error, asyncpg.PostgresError):
+                # Interrupted in the middle of the protocol (a cancelled call leaves asyncpg
+                # "another operation is in progress"), or a bug: never hand it out again.
+                await pooled.invalidate(error)
+            # A statement's own error leaves the connection fine (its transaction, if any,
+            # was rolled back).
             raise
+
+
+def _dropped(error: BaseException) -> bool:
+    """Whether the error says Postgres dropped the connection (so another one may work at
+    once): not a timeout or a cancelled statement, which a retry would only repeat."""
+    if isinstance(error, TimeoutError):
+        return False
+    if isinstance(
+        error,
+        asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.exceptions.InternalClientError
+        | OSError,
+    ):
+        return True
+    code = database.sqlstate(error)
+    return code is not None and (code.startswith("08") or code in DROPPED_SQLSTATES)
+
+
+# Administrator or crash shutdown, cannot connect now: the server ended this session.
+DROPPED_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
