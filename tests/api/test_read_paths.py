@@ -3,6 +3,7 @@ connection costs the caller nothing, timestamps convert exactly as protobuf's ow
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
@@ -157,3 +158,44 @@ def test_rfc3339_strings_convert_as_protobuf_does(value):
     expected = timestamp_pb2.Timestamp()
     expected.FromJsonString(value)
     assert converters._iso_timestamp(value) == expected
+
+
+async def test_gets_asked_together_are_each_answered_with_their_own_resource(
+    server, accounts, provider, project
+):
+    """Concurrent Gets share statements (storage/coalescing.py): through the API, each caller
+    still gets its own resource, a missing one NOT_FOUND, and a status written just before
+    a Get is in its answer."""
+    names = [await publish(accounts, provider, project, "together-0")]
+    for service_id in ("together-1", "together-2"):
+        await provider.PublishService(
+            provider_service_pb2.PublishServiceRequest(
+                parent=f"projects/{project}",
+                service_id=service_id,
+                service=managed_service(project),
+            )
+        )
+        names.append(f"projects/{project}/services/{service_id}")
+    missing = f"projects/{project}/services/missing"
+    asked = [names[i % 3] for i in range(24)] + [missing]
+
+    answers = await asyncio.gather(
+        *(provider.GetService(provider_service_pb2.GetServiceRequest(name=n)) for n in asked),
+        return_exceptions=True,
+    )
+
+    for name, answer in zip(asked[:-1], answers[:-1], strict=True):
+        assert isinstance(answer, service_pb2.Service) and answer.name == name
+    assert isinstance(answers[-1], grpc.aio.AioRpcError)
+    assert answers[-1].code() == grpc.StatusCode.NOT_FOUND
+
+    async with server.db.transaction() as session:
+        await session.execute(
+            update(models.Service).where(models.Service.name == names[1]).values(state="ACTIVE")
+        )
+    again = await asyncio.gather(
+        *(provider.GetService(provider_service_pb2.GetServiceRequest(name=n)) for n in names * 4)
+    )
+    assert [a.state == service_pb2.Service.STATE_ACTIVE for a in again] == [
+        n == names[1] for n in names * 4
+    ]

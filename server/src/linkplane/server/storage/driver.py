@@ -88,6 +88,14 @@ class Connection:
             )
         return row
 
+    async def rows(self, statement: Statement, values: Mapping[str, Any]) -> list[asyncpg.Record]:
+        """Every row of the statement's result."""
+        with telemetry.statement_span(statement.sql):
+            rows: list[asyncpg.Record] = await self.driver.fetch(
+                statement.sql, *statement.arguments(values)
+            )
+        return rows
+
 
 AnyConnection = database.Executor | Connection
 """What a storage function whose statements are built once runs them on: an ORM session's or

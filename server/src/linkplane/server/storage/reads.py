@@ -14,15 +14,28 @@ unreachable.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import asyncpg
 import sqlalchemy.exc
-from sqlalchemy import BigInteger, Row, Select, Text, bindparam, cast, literal_column, select
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Row,
+    Select,
+    Text,
+    any_,
+    bindparam,
+    cast,
+    literal_column,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from linkplane.server.domain import filters
-from linkplane.server.storage import database, driver, filtering, models
+from linkplane.server.storage import coalescing, database, driver, filtering, models
 
 T = TypeVar("T")
 Model = type[models.Service] | type[models.Connection]
@@ -60,8 +73,9 @@ def _columns(model: Model) -> list[Any]:
     ]
 
 
-def _by_name(model: Model) -> Select[Any]:
-    return select(*_columns(model)).where(model.__table__.c.name == bindparam("name"))
+def _by_names(model: Model) -> Select[Any]:
+    names = bindparam("names", type_=ARRAY(Text))
+    return select(*_columns(model)).where(model.__table__.c.name == any_(names))
 
 
 def _page(model: Model, *, after: bool) -> Select[Any]:
@@ -73,7 +87,6 @@ def _page(model: Model, *, after: bool) -> Select[Any]:
 
 
 # Built once: the statement objects (and so SQLAlchemy's compiled-SQL cache entries) are reused.
-_BY_NAME = {model: _by_name(model) for model in (models.Service, models.Connection)}
 _FIRST_PAGE = {model: _page(model, after=False) for model in (models.Service, models.Connection)}
 _NEXT_PAGE = {model: _page(model, after=True) for model in (models.Service, models.Connection)}
 
@@ -98,19 +111,37 @@ async def run(db: database.Database, read: Callable[[AsyncConnection], Awaitable
             return await read(connection)
 
 
-# The Get of every call: sent through asyncpg directly (storage/driver.py).
-_GET = {model: driver.Statement.of(statement) for model, statement in _BY_NAME.items()}
+# The Gets of every call: sent through asyncpg directly (storage/driver.py), those that arrive
+# together in one statement (storage/coalescing.py).
+_GET = {
+    model: driver.Statement.of(_by_names(model)) for model in (models.Service, models.Connection)
+}
+_GETS: weakref.WeakKeyDictionary[
+    database.Database, dict[Model, coalescing.Coalescer[str, Mapping[str, Any]]]
+] = weakref.WeakKeyDictionary()
 
 
 async def get(db: database.Database, model: Model, name: str) -> Mapping[str, Any] | None:
     """The message columns of the resource named `name` (by position, as a page's rows, and
     by name), or None."""
-    statement = _GET[model]
+    return await gets(db, model).get(name)
 
-    async def read(connection: driver.Connection) -> Mapping[str, Any] | None:
-        return await connection.row(statement, {"name": name})
 
-    return await driver.read(db, read)
+def gets(db: database.Database, model: Model) -> coalescing.Coalescer[str, Mapping[str, Any]]:
+    """The process's Gets of one kind on `db`."""
+    kinds = _GETS.setdefault(db, {})
+    coalescer = kinds.get(model)
+    if coalescer is None:
+        statement = _GET[model]
+
+        async def fetch(names: Sequence[str]) -> Mapping[str, Mapping[str, Any]]:
+            async def read(connection: driver.Connection) -> list[asyncpg.Record]:
+                return await connection.rows(statement, {"names": names})
+
+            return {row["name"]: row for row in await driver.read(db, read)}
+
+        coalescer = kinds[model] = coalescing.Coalescer(fetch)
+    return coalescer
 
 
 async def page(
