@@ -180,7 +180,10 @@ async def test_log_lines_carry_the_trace_and_span_ids(
     project: str,
     events: list[MutableMapping[str, Any]],
 ) -> None:
-    # An RPC's log line: rpc.error for a service that does not exist.
+    # An RPC's log line: rpc.error for a service that does not exist. The module's earlier
+    # tests leave GetService spans behind: without clearing them, the wait below could return
+    # one of theirs before this call's span is recorded (it failed so once, on a busy machine).
+    spans.clear()
     missing = f"projects/{project}/services/absent"
     with pytest.raises(grpc.aio.AioRpcError):
         await api.provider.GetService(provider_service_pb2.GetServiceRequest(name=missing))
