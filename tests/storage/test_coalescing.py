@@ -38,15 +38,15 @@ class Store:
 
 async def test_lookups_that_wait_together_share_one_statement():
     store = Store({f"k{i}": i for i in range(10)})
-    gets = Coalescer(store.fetch, in_flight=2)
+    gets = Coalescer(store.fetch)
     keys = [f"k{i % 10}" for i in range(30)] + ["missing"]
 
     answers = await asyncio.gather(*(gets.get(key) for key in keys))
 
     assert answers == [i % 10 for i in range(30)] + [None]
-    # The first two start at once, alone; the other 29 lookups (11 keys) wait and go together.
-    assert [len(keys) for keys in store.statements] == [1, 1, 11]
-    assert gets.statements == 3 and gets.lookups == 31
+    # The first starts at once, alone; the other 30 lookups (11 keys) wait and go together.
+    assert [len(keys) for keys in store.statements] == [1, 11]
+    assert gets.statements == 2 and gets.lookups == 31
 
 
 async def test_a_lone_lookup_does_not_wait_for_a_batch():
@@ -61,7 +61,7 @@ async def test_a_lookup_never_joins_a_statement_that_started_before_it():
     """Read-your-writes: a write committed before a Get was asked for is in its answer."""
     store = Store({"a": 1})
     store.gate = asyncio.Event()
-    gets = Coalescer(store.fetch, in_flight=1)
+    gets = Coalescer(store.fetch)
     first = asyncio.ensure_future(gets.get("a"))
     await settle()
     assert store.statements == [["a"]]  # in flight, with its snapshot taken
@@ -79,7 +79,7 @@ async def test_a_lookup_never_joins_a_statement_that_started_before_it():
 async def test_a_cancelled_caller_leaves_the_statement_to_the_others():
     store = Store({"a": 1, "b": 2})
     store.gate = asyncio.Event()
-    gets = Coalescer(store.fetch, in_flight=1)
+    gets = Coalescer(store.fetch)
     leader = asyncio.ensure_future(gets.get("a"))
     await settle()
     waiting = [asyncio.ensure_future(gets.get(key)) for key in ("a", "b", "b")]
@@ -99,7 +99,7 @@ async def test_a_failed_statement_fails_its_lookups_and_the_next_ones_run():
     store = Store({"a": 1, "b": 2})
     store.gate = asyncio.Event()
     store.failure = ConnectionError("database unreachable")
-    gets = Coalescer(store.fetch, in_flight=1)
+    gets = Coalescer(store.fetch)
     first = asyncio.ensure_future(gets.get("a"))
     await settle()
     carried = [asyncio.ensure_future(gets.get(key)) for key in ("a", "b")]

@@ -1,13 +1,13 @@
 """Concurrent lookups by key, answered by one statement for all of them (group commit, for reads).
 
-Under load most of a Get's CPU is not its row but the round trip around it: a pool checkout,
-asyncpg's execute, a socket write that wakes Postgres, the answer's read callback, the
-checkin. Measured with bench/api.py on the 2-core machine at 16 concurrent GetConnection calls:
-0.89 ms of server CPU per call with the read, 0.41 ms with the read answered from memory. So
-Gets that arrive while others are being answered wait for them and then go together in one
-`WHERE name = ANY(…)`: at most `in_flight` statements per kind run at once, and each takes every
-lookup that is waiting when it starts. A lone Get starts its statement at once (one task hop
-later), so at low load nothing waits for a batch to fill.
+Under load most of a Get's CPU is not its row but the round trip around it: a pool checkout
+and checkin, asyncpg's execute, a socket write that wakes Postgres, the answer's read callback.
+So one kind's lookups go to Postgres one statement at a time, and each statement takes every
+lookup that waited while the one before it ran (`WHERE name = ANY(…)`): the busier the
+process, the more lookups a statement carries. A lone lookup starts its statement at once (one
+task hop later), so at low load nothing waits for a batch to fill. One statement at a time
+also lets the statements run on a connection of their own (storage/driver.py's `Dedicated`),
+without a pool checkout per statement.
 
 What a caller reads is what it would have read alone: a lookup joins only a statement that
 has not started yet, so that statement's snapshot is taken after the lookup was asked for and
@@ -20,39 +20,34 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-IN_FLIGHT = 2
-"""Statements one kind runs at once. Two, not one: a lookup that arrives just after a
-statement started need not wait a whole round trip for it; more only makes batches smaller
-(more CPU per lookup) without making a round trip shorter."""
-
 MAX_KEYS = 256
 """Keys one statement carries: bounds its parameter array and its answer."""
 
 
 class Coalescer(Generic[K, V]):
-    """Lookups of one key each, answered by `fetch` (keys → the values found) in batches."""
+    """Lookups of one key each, answered by `fetch` (keys → the values found) in batches, one
+    batch at a time."""
 
     def __init__(
         self,
         fetch: Callable[[Sequence[K]], Awaitable[Mapping[K, V]]],
         *,
-        in_flight: int = IN_FLIGHT,
         max_keys: int = MAX_KEYS,
     ) -> None:
         self._fetch = fetch
-        self._in_flight_limit = in_flight
         self._max_keys = max_keys
         self._waiting: dict[K, list[asyncio.Future[V | None]]] = {}
         # The context of each waiting key's first lookup: a statement runs in its first key's
         # (so it is a span of an RPC that asked for it, not of whichever ran before).
         self._contexts: dict[K, contextvars.Context] = {}
-        self._running: set[asyncio.Task[None]] = set()  # strong references until they finish
+        self._running: asyncio.Task[None] | None = None  # also its strong reference
         self.statements = 0
         self.lookups = 0
 
@@ -69,18 +64,18 @@ class Coalescer(Generic[K, V]):
         return await future
 
     def _start(self) -> None:
-        while self._waiting and len(self._running) < self._in_flight_limit:
-            keys = list(self._waiting)[: self._max_keys]
+        if self._waiting and self._running is None:
+            keys = list(itertools.islice(self._waiting, self._max_keys))
             batch = {key: self._waiting.pop(key) for key in keys}
             contexts = [self._contexts.pop(key) for key in keys]
             self.statements += 1
             # Its own task: a cancelled caller must not cancel the statement others wait on.
             task = asyncio.get_running_loop().create_task(self._answer(batch), context=contexts[0])
-            self._running.add(task)
+            self._running = task
             task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
+        self._running = None
         self._start()
 
     async def _answer(self, batch: dict[K, list[asyncio.Future[V | None]]]) -> None:

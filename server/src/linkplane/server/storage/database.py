@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import (
 
 from linkplane.server import telemetry
 from linkplane.server.domain import errors
+from linkplane.server.storage import changes
 
 Session: TypeAlias = AsyncSession
 """One transaction's session, as the API and the reconcilers name it: they hand it to the
@@ -60,6 +61,9 @@ class Database:
             "command_timeout": max(timeout * 6, 30.0),
             "server_settings": {"application_name": "linkplane"},
         }
+        self._dsn = changes.asyncpg_dsn(self.url)
+        self._connect_args = connect_args
+        self._own_connections: set[asyncpg.Connection] = set()
         self.engine: AsyncEngine = create_async_engine(
             self.url,
             pool_size=pool_size,
@@ -108,7 +112,17 @@ class Database:
             return True
         return False
 
+    async def connect(self) -> asyncpg.Connection:
+        """A connection of the caller's own, outside the pool, with the pool's timeouts and
+        name (storage/driver.py's `Dedicated`); closed by the caller, or with the Database."""
+        connection = await asyncpg.connect(self._dsn, **self._connect_args)
+        self._own_connections.add(connection)
+        connection.add_termination_listener(self._own_connections.discard)
+        return connection
+
     async def close(self) -> None:
+        for connection in list(self._own_connections):
+            connection.terminate()
         await self.engine.dispose()
 
 

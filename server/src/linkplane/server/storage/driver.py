@@ -152,6 +152,48 @@ async def transaction(db: database.Database) -> AsyncIterator[Connection]:
             raise stale.cause from None
 
 
+class Dedicated:
+    """One connection of its own, outside the pool, for statements sent one at a time (the
+    coalesced Gets of one kind, storage/coalescing.py). A pooled read costs its checkout and
+    checkin: 329 us of CPU per read on the 2-core machine, against 126 us for the same
+    statement on a connection already in hand. Opened when first needed; one that Postgres
+    dropped is replaced and the read (idempotent) runs again, once, on the new one."""
+
+    def __init__(self, db: database.Database) -> None:
+        self.db = db
+        self._driver: asyncpg.Connection | None = None
+
+    async def read(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        with database.translate_errors():
+            try:
+                return await self._run(work)
+            except _Stale:
+                pass
+            try:
+                return await self._run(work)
+            except _Stale as stale:
+                raise stale.cause from None
+
+    async def _run(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        held = self._driver
+        if held is None or held.is_closed():
+            held = self._driver = await self.db.connect()
+        try:
+            return await work(Connection(held))
+        except errors.DomainError:
+            raise
+        except BaseException as error:
+            if isinstance(error, asyncpg.PostgresError) and not _dropped(error):
+                raise  # the statement's own error: the connection is fine
+            # Dropped by Postgres, or interrupted mid-protocol (cancelled, a bug): never used
+            # again.
+            self._driver = None
+            held.terminate()
+            if _dropped(error):
+                raise _Stale(error) from error
+            raise
+
+
 class _Stale(Exception):
     """A pooled connection was broken (and is discarded now); `cause` says how."""
 

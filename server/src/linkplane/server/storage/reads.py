@@ -133,12 +133,14 @@ def gets(db: database.Database, model: Model) -> coalescing.Coalescer[str, Mappi
     coalescer = kinds.get(model)
     if coalescer is None:
         statement = _GET[model]
+        # One statement at a time: on a connection of its own.
+        connection = driver.Dedicated(db)
 
         async def fetch(names: Sequence[str]) -> Mapping[str, Mapping[str, Any]]:
-            async def read(connection: driver.Connection) -> list[asyncpg.Record]:
-                return await connection.rows(statement, {"names": names})
+            async def read(held: driver.Connection) -> list[asyncpg.Record]:
+                return await held.rows(statement, {"names": names})
 
-            return {row["name"]: row for row in await driver.read(db, read)}
+            return {row["name"]: row for row in await connection.read(read)}
 
         coalescer = kinds[model] = coalescing.Coalescer(fetch)
     return coalescer
