@@ -54,8 +54,6 @@ class Database:
 
     def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 5.0) -> None:
         self.url = async_url(url)
-        # Connections the pool may hold at once: pool_size, and as many again in overflow.
-        self.pool_capacity = 2 * pool_size
         connect_args: dict[str, Any] = {
             "timeout": timeout,
             "command_timeout": max(timeout * 6, 30.0),
@@ -66,6 +64,8 @@ class Database:
         self._own_connections: set[asyncpg.Connection] = set()
         self.engine: AsyncEngine = create_async_engine(
             self.url,
+            # Connections the pool may hold at once: pool_size, and as many again in overflow
+            # (and, outside it, one per kind for the Gets: storage/driver.py's `Dedicated`).
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=False,

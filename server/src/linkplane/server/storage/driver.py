@@ -1,4 +1,5 @@
-"""The hottest statements, run on asyncpg directly over the SQLAlchemy pool's connections.
+"""The hottest statements, run on asyncpg directly: RegisterAccount's over the SQLAlchemy pool's
+connections, the coalesced Gets' on a connection of their own.
 
 Per statement, SQLAlchemy's execution layer (execution context, result proxy, the greenlet hop
 of its asyncpg adapter, the pool's reset) costs more CPU than asyncpg's own work: a cached
@@ -9,9 +10,11 @@ RegisterAccount, which run on every call, are built as Core statements like ever
 through asyncpg (which prepares each once per connection).
 
 Everything else the storage layer does stays on SQLAlchemy: these are a handful of fixed
-statements, not a second data layer. Connections still come from, and return to, the one
-pool (its size and timeouts hold); one that turns out broken is invalidated there, and a read
-is retried once on a fresh one, as storage/reads.py does.
+statements, not a second data layer. RegisterAccount's transaction takes its connection from,
+and returns it to, the one pool (its size and timeouts hold), and one that turns out broken is
+invalidated there. The Gets, sent one statement at a time per kind (storage/coalescing.py),
+skip the pool's checkout and checkin, which cost more than the statement (`Dedicated`); a
+read that meets its connection dropped runs once more on a new one.
 """
 
 from __future__ import annotations
@@ -117,26 +120,6 @@ async def row(
         return await executor.row(compiled, values)
     result = (await executor.execute(statement, values)).first()  # type: ignore[call-overload]
     return None if result is None else result._mapping
-
-
-async def read(db: database.Database, work: Callable[[Connection], Awaitable[T]]) -> T:
-    """Run a read outside a transaction. A pooled connection that turns out broken is
-    discarded and the read (idempotent) runs again on the next one: after a Postgres restart
-    every idle connection of the pool is broken, so up to the pool's capacity of them may be
-    met before a fresh one is opened (each fails at once). A failure to connect is not
-    retried: UNAVAILABLE at once."""
-    with database.translate_errors():
-        for _ in range(db.pool_capacity):
-            try:
-                async with _connection(db) as connection:
-                    return await work(connection)
-            except _Stale:
-                continue
-        try:
-            async with _connection(db) as connection:
-                return await work(connection)
-        except _Stale as stale:
-            raise stale.cause from None
 
 
 @contextlib.asynccontextmanager
