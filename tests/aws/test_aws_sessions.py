@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 
 import hypothesis
@@ -232,3 +233,35 @@ async def test_load_models_loads_what_the_clients_then_use(settings: sessions.Se
         tenant_ec2 = await clients.ec2(TENANT, REGION)
         tenant_ec2.can_paginate("describe_vpc_endpoints")
         assert set(loader._cache) == loaded
+
+
+async def test_every_session_of_the_process_shares_one_data_loader(
+    settings: sessions.Settings,
+) -> None:
+    # botocore parses service models and endpoint rules once per loader: once per process, not
+    # once per AwsClients (every control plane of a test process has its own) or per account.
+    async with sessions.AwsClients(settings) as one, sessions.AwsClients(settings) as two:
+        await one.ec2(TENANT, REGION)
+        session_loaders = [
+            one._session.get_component("data_loader"),
+            two._session.get_component("data_loader"),
+            one._account_sessions[TENANT].get_component("data_loader"),
+        ]
+    assert all(loader is session_loaders[0] for loader in session_loaders)
+
+
+async def test_only_a_plaintext_endpoint_goes_without_certificate_verification(
+    settings: sessions.Settings,
+) -> None:
+    # Plain HTTP (the simulator) has no certificate to verify, so no CA bundle is loaded for
+    # it; an https endpoint, and AWS's own (no endpoint_url), are verified.
+    assert settings.endpoint_url is not None and settings.endpoint_url.startswith("http://")
+    for endpoint, verified in (
+        (settings.endpoint_url, False),
+        ("https://127.0.0.1:9", True),
+        (None, True),
+    ):
+        configured = dataclasses.replace(settings, endpoint_url=endpoint)
+        async with sessions.AwsClients(configured) as clients:
+            ec2 = await clients.ec2(BASE, REGION)
+            assert bool(ec2._endpoint.http_session._verify) is verified, endpoint

@@ -26,6 +26,7 @@ import structlog
 from aiobotocore import config as aio_config
 from aiobotocore import credentials as aio_credentials
 from aiobotocore import session as aio_session
+from botocore import loaders as botocore_loaders
 from botocore import utils as botocore_utils
 
 logger = structlog.get_logger(__name__)
@@ -103,9 +104,22 @@ def parse_timestamp(value: str | float) -> datetime:
     return result
 
 
+@functools.cache
+def _data_loader() -> botocore_loaders.Loader:
+    """The process's one botocore data loader (a first session's, so AWS_DATA_PATH holds).
+    Service models, paginators and endpoint rules are read-only JSON that botocore caches per
+    loader, and each new session would parse them again (EC2's model alone is megabytes: in
+    the test suite, where every control plane has its own AwsClients, that was ~4 % of all
+    CPU)."""
+    loader: botocore_loaders.Loader = aio_session.AioSession().get_component("data_loader")
+    return loader
+
+
 def _new_session() -> aio_session.AioSession:
-    """An aiobotocore session whose clients read timestamps with :func:`parse_timestamp`."""
+    """An aiobotocore session whose clients read timestamps with :func:`parse_timestamp` and
+    which shares the process's data loader."""
     session = aio_session.AioSession()
+    session.register_component("data_loader", _data_loader())
     session.get_component("response_parser_factory").set_parser_defaults(
         timestamp_parser=parse_timestamp
     )
@@ -130,6 +144,11 @@ class AwsClients:
             read_timeout=self.settings.read_timeout,
             max_pool_connections=self.settings.max_pool_connections,
         )
+        # A plaintext endpoint (the simulator) has no certificate to verify: without this,
+        # every client loads the CA bundle into an SSL context it never uses (~5 % of the
+        # test suite's CPU). Any https endpoint, and AWS's own, is verified as before.
+        endpoint = self.settings.endpoint_url
+        self._verify: bool | None = False if endpoint and endpoint.startswith("http://") else None
         self._stack = contextlib.AsyncExitStack()
         # Keyed by the whole AccountRef, not just the id: if an account's role or ExternalId
         # is changed, the next call assumes the new role instead of reusing the old credentials.
@@ -171,6 +190,7 @@ class AwsClients:
                 region_name=region,
                 endpoint_url=self.settings.endpoint_url,
                 config=self._config,
+                verify=self._verify,
                 aws_access_key_id="unused",
                 aws_secret_access_key="unused",  # noqa: S106 - no request is made
             ) as client:
@@ -242,6 +262,7 @@ class AwsClients:
                 region_name=region,
                 endpoint_url=self.settings.endpoint_url,
                 config=self._config,
+                verify=self._verify,
                 **credentials,
             )
         )
@@ -258,7 +279,7 @@ class AwsClients:
         only in the mandatory window does it fail the call, and that failure is classified
         like any other AWS error. aiobotocore takes a credentials *object* only from a session
         (``create_client`` accepts plain keys), hence one small session per assumed account;
-        it shares the base session's data loader, so botocore's large EC2 model is parsed once.
+        it shares the process's data loader, so botocore's large EC2 model is parsed once.
         The first AssumeRole happens here, eagerly, so a wrong role or ExternalId fails the
         first call for the account with AccessDenied rather than surfacing later.
         """
@@ -281,7 +302,6 @@ class AwsClients:
                 mandatory_timeout=self.settings.refresh_mandatory_seconds,
             )
             session = _new_session()
-            session.register_component("data_loader", self._session.get_component("data_loader"))
             session.register_component("credential_provider", _FixedCredentials(credentials))
             self._account_sessions[account] = session
             return session
