@@ -13,7 +13,6 @@ import gc
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator, MutableMapping
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -52,19 +51,6 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return min(4, 2 * (os.cpu_count() or 1))
 
 
-# Test packages that take longest, longest first. Under `--dist loadfile` the workers take
-# files in collection order; starting the long ones first keeps one of them from being the
-# last file of the run while the other workers idle.
-SLOWEST_FIRST = (
-    "reconciler_multiprocess",
-    "reconciler",
-    "conformance",
-    "e2e",
-    "deploy",
-    "client",
-)
-
-
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Keep what imports and collection built (moto's, botocore's and linkplane's modules:
     most of the process's objects) out of the cyclic GC's full collections, as
@@ -74,17 +60,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    tests = Path(__file__).resolve().parent.parent
-
-    def rank(item: pytest.Item) -> int:
-        parts = item.path.relative_to(tests).parts
-        package = parts[0] if len(parts) > 1 else ""
-        return SLOWEST_FIRST.index(package) if package in SLOWEST_FIRST else len(SLOWEST_FIRST)
-
-    items.sort(key=rank)  # stable: the order within a package is kept
 
 
 @pytest.fixture(scope="session")
