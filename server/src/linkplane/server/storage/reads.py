@@ -5,10 +5,11 @@ ORM's identity map for every row. A read needs none of that: these queries run i
 (no BEGIN/COMMIT), as Core statements built once per shape (SQLAlchemy then reuses their
 compiled form, and asyncpg its prepared statement), and select only the columns a message is
 made of, with the JSONB documents as text: protocol/cached.py decodes them only when the
-message is not already cached. A connection that broke while idle in the pool (Postgres
-restarted) fails the first statement; SQLAlchemy then invalidates the pool and the read is
-retried once on a fresh connection, so callers see UNAVAILABLE only while Postgres really is
-unreachable.
+message is not already cached. Gets that arrive together share one statement, sent on a
+connection of its own (storage/coalescing.py, storage/driver.py's `Dedicated`); a List page
+runs on a pooled connection. Either way a connection that broke while idle (Postgres
+restarted) fails the first statement and the read is retried once on a fresh one, so callers
+see UNAVAILABLE only while Postgres really is unreachable.
 """
 
 from __future__ import annotations
