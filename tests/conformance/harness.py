@@ -176,12 +176,15 @@ class Sim:
     async def client(self, account: str, service: str, region: str = REGION) -> Any:
         """An aiobotocore client acting as `account` (STS AssumeRole, as a person would)."""
         key = (account, f"{service}@{region}")
+        # verify=False: the simulator serves plain HTTP, there is no certificate to verify (and
+        # aiobotocore then loads no CA bundle into each client).
         if key not in self._clients:
             sts = await self._stack.enter_async_context(
                 _session().create_client(
                     "sts",
                     region_name=region,
                     endpoint_url=self.endpoint_url,
+                    verify=False,
                     aws_access_key_id="test",
                     aws_secret_access_key="test",
                 )
@@ -197,6 +200,7 @@ class Sim:
                     service,
                     region_name=region,
                     endpoint_url=self.endpoint_url,
+                    verify=False,
                     aws_access_key_id=creds["AccessKeyId"],
                     aws_secret_access_key=creds["SecretAccessKey"],
                     aws_session_token=creds["SessionToken"],

@@ -83,6 +83,7 @@ class Aws:
             self._session.create_client(
                 service,
                 endpoint_url=self.sim.endpoint_url,
+                verify=simulator.PLAIN_HTTP,
                 region_name=region,
                 config=NO_RETRIES,
                 **creds,

@@ -21,6 +21,11 @@ TIME_SCALE = 200.0
 """The scale of the packages that run reconcilers: fast, yet slow enough that AWS's delays and
 throttling buckets still shape what linkplane sees."""
 
+PLAIN_HTTP = False
+"""`verify=` for a client of the simulator: it serves plain HTTP, so there is no certificate to
+verify, and aiobotocore then skips loading the CA bundle into every client it creates (a few
+percent of the suite's CPU, with a few hundred clients per run)."""
+
 NETWORK_CIDRS = {PROVIDER: "10.1.0.0/16", CONSUMER: "10.2.0.0/16", OTHER_CONSUMER: "10.3.0.0/16"}
 
 
