@@ -34,7 +34,7 @@ from tests.reconciler.test_connection_kinds import (
     own_network,
     sim_endpoint,
 )
-from tests.reconciler.test_features import as_account
+from tests.support import simulator
 
 Conn = connection_pb2.Connection
 TRUE = common_pb2.Condition.STATUS_TRUE
@@ -45,7 +45,7 @@ def conditions(connection: Conn) -> dict[str, Any]:
 
 
 async def publish_txt(sim: Any, domain: str, name: str, value: str, project: str) -> None:
-    async with as_account(sim, PROVIDER, "route53") as route53:
+    async with simulator.acting_as(sim.endpoint_url, PROVIDER, "route53") as route53:
         zone = await route53.create_hosted_zone(Name=domain, CallerReference=project)
         await route53.change_resource_record_sets(
             HostedZoneId=zone["HostedZone"]["Id"],
@@ -160,7 +160,7 @@ async def test_a_change_aws_does_not_keep_is_reported_stalled_not_looped(
     # each of linkplane's ModifyVpcEndpoint calls, but the next observation never keeps it.
     async def revert_forever() -> None:
         nonlocal reverts
-        async with as_account(sim, CONSUMER, "ec2") as ec2:
+        async with simulator.acting_as(sim.endpoint_url, CONSUMER, "ec2") as ec2:
             while True:
                 found = await ec2.describe_vpc_endpoints(VpcEndpointIds=[endpoint_id])
                 if found["VpcEndpoints"][0]["PrivateDnsEnabled"]:

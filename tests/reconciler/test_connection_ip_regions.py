@@ -21,7 +21,7 @@ from tests.reconciler.conftest import (
     wait_done,
 )
 from tests.reconciler.test_connection_kinds import consumer, create, delete, get, own_network
-from tests.reconciler.test_features import as_account
+from tests.support import simulator
 
 Conn = connection_pb2.Connection
 AUTOMATIC = service_pb2.AcceptancePolicy.MODE_AUTOMATIC
@@ -29,7 +29,7 @@ OTHER_REGION = "us-west-2"
 
 
 async def endpoint_in(sim: Any, endpoint_id: str) -> dict[str, Any]:
-    async with as_account(sim, CONSUMER, "ec2") as ec2:
+    async with simulator.acting_as(sim.endpoint_url, CONSUMER, "ec2") as ec2:
         found = await ec2.describe_vpc_endpoints(VpcEndpointIds=[endpoint_id])
     (endpoint,) = found["VpcEndpoints"]
     return dict(endpoint)

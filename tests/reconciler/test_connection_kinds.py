@@ -21,7 +21,7 @@ import pytest
 from linkplane.sim import server as sim_server
 from linkplane.v1 import common_pb2, connection_pb2, consumer_service_pb2
 from tests.reconciler.conftest import CONSUMER, REGION, wait_done
-from tests.reconciler.test_features import as_account
+from tests.support import simulator
 from tests.support.api import status_details
 
 Conn = connection_pb2.Connection
@@ -72,7 +72,7 @@ async def delete(api: Any, name: str) -> None:
 
 
 async def sim_endpoint(sim: sim_server.SimHandle, endpoint_id: str) -> dict[str, Any]:
-    async with as_account(sim, CONSUMER, "ec2") as ec2:
+    async with simulator.acting_as(sim.endpoint_url, CONSUMER, "ec2") as ec2:
         found = await ec2.describe_vpc_endpoints(VpcEndpointIds=[endpoint_id])
     (endpoint,) = found["VpcEndpoints"]
     return dict(endpoint)
@@ -149,7 +149,7 @@ async def test_s3_gateway_endpoint_with_route_tables(api, networks, project, sim
     assert not connection.network_interfaces and not connection.dns_entries
 
     async def routes_to(endpoint_id: str) -> set[str]:
-        async with as_account(sim, CONSUMER, "ec2") as ec2:
+        async with simulator.acting_as(sim.endpoint_url, CONSUMER, "ec2") as ec2:
             found = await ec2.describe_route_tables(RouteTableIds=tables)
         return {
             t["RouteTableId"]
@@ -177,7 +177,7 @@ async def test_s3_gateway_endpoint_with_route_tables(api, networks, project, sim
     assert sorted(endpoint["RouteTableIds"]) == [tables[1]]
     assert await routes_to(connection.endpoint_id) == {tables[1]}
     await delete(api, name)
-    async with as_account(sim, CONSUMER, "ec2") as ec2:
+    async with simulator.acting_as(sim.endpoint_url, CONSUMER, "ec2") as ec2:
         gone = await ec2.describe_vpc_endpoints(
             Filters=[{"Name": "vpc-id", "Values": [network["vpc_id"]]}]
         )

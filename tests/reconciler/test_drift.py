@@ -8,43 +8,24 @@ from __future__ import annotations
 
 import time
 
-from aiobotocore.session import get_session
-
 from linkplane.v1 import connection_pb2, consumer_service_pb2, service_pb2
 from tests.reconciler.conftest import (
     CONSUMER,
     PROVIDER,
-    REGION,
     connection_spec,
     eventually,
     managed_service,
     publish,
     wait_done,
 )
+from tests.support import simulator
 
 Conn = connection_pb2.Connection
 RESYNC_SECONDS = 2.0  # worker_settings' resync_interval_seconds
 
 
 async def delete_out_of_band(endpoint_url: str, account: str, endpoint_id: str) -> None:
-    session = get_session()
-    root = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
-    async with session.create_client(
-        "sts", region_name=REGION, endpoint_url=endpoint_url, **root
-    ) as sts:
-        creds = (
-            await sts.assume_role(
-                RoleArn=f"arn:aws:iam::{account}:role/linkplane", RoleSessionName="by-hand"
-            )
-        )["Credentials"]
-    async with session.create_client(
-        "ec2",
-        region_name=REGION,
-        endpoint_url=endpoint_url,
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-    ) as ec2:
+    async with simulator.acting_as(endpoint_url, account, "ec2") as ec2:
         answer = await ec2.delete_vpc_endpoints(VpcEndpointIds=[endpoint_id])
         assert not answer.get("Unsuccessful"), answer
 

@@ -3,11 +3,6 @@ checks, private DNS verification, and re-evaluating live connections when rules 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
-
-from aiobotocore.session import get_session
 from google.protobuf import field_mask_pb2
 
 from linkplane.v1 import (
@@ -20,40 +15,16 @@ from tests.reconciler.conftest import (
     CONSUMER,
     OTHER_CONSUMER,
     PROVIDER,
-    REGION,
     connection_spec,
     eventually,
     managed_service,
     publish,
     wait_done,
 )
+from tests.support import simulator
 
 Conn = connection_pb2.Connection
 SC = service_pb2.ServiceConnection
-
-
-@contextlib.asynccontextmanager
-async def as_account(sim: Any, account: str, service: str) -> AsyncIterator[Any]:
-    """An aiobotocore client acting as `account`, as a person outside linkplane would."""
-    session = get_session()
-    root = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
-    async with session.create_client(
-        "sts", region_name=REGION, endpoint_url=sim.endpoint_url, **root
-    ) as sts:
-        creds = (
-            await sts.assume_role(
-                RoleArn=f"arn:aws:iam::{account}:role/linkplane", RoleSessionName="by-hand"
-            )
-        )["Credentials"]
-    async with session.create_client(
-        service,
-        region_name=REGION,
-        endpoint_url=sim.endpoint_url,
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-    ) as client:
-        yield client
 
 
 async def test_consumers_outside_linkplane_are_in_the_inventory(api, networks, project, sim):
@@ -61,7 +32,7 @@ async def test_consumers_outside_linkplane_are_in_the_inventory(api, networks, p
     service = await publish(
         api, project, "shared", managed_service(project, networks, allowed=(OTHER_CONSUMER,))
     )
-    async with as_account(sim, OTHER_CONSUMER, "ec2") as ec2:
+    async with simulator.acting_as(sim.endpoint_url, OTHER_CONSUMER, "ec2") as ec2:
         created = await ec2.create_vpc_endpoint(
             VpcEndpointType="Interface",
             VpcId=networks[OTHER_CONSUMER]["vpc_id"],
@@ -137,7 +108,7 @@ async def test_private_dns_name_is_verified_through_its_txt_record(api, networks
     assert record.txt_record_name
     assert record.txt_record_value
 
-    async with as_account(sim, PROVIDER, "route53") as route53:
+    async with simulator.acting_as(sim.endpoint_url, PROVIDER, "route53") as route53:
         zone = await route53.create_hosted_zone(Name=domain, CallerReference=project)
         await route53.change_resource_record_sets(
             HostedZoneId=zone["HostedZone"]["Id"],

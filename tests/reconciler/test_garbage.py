@@ -5,35 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from aiobotocore.session import get_session
-
 from linkplane.server.reconciler import garbage
 from linkplane.v1 import account_pb2, account_service_pb2, connection_pb2, consumer_service_pb2
 from tests.reconciler.conftest import CONSUMER, REGION, eventually
-
-
-async def _consumer_ec2(sim):
-    session = get_session()
-    async with session.create_client(
-        "sts",
-        endpoint_url=sim.endpoint_url,
-        region_name=REGION,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    ) as sts:
-        creds = (
-            await sts.assume_role(
-                RoleArn=f"arn:aws:iam::{CONSUMER}:role/linkplane", RoleSessionName="test"
-            )
-        )["Credentials"]
-    return session.create_client(
-        "ec2",
-        endpoint_url=sim.endpoint_url,
-        region_name=REGION,
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-    )
+from tests.support import simulator
 
 
 async def _register_consumer(api, project):
@@ -54,7 +29,7 @@ async def test_orphaned_endpoint_is_deleted(
 ):
     await _register_consumer(api, project)
     orphan_uid = str(uuid.uuid4())
-    async with await _consumer_ec2(sim) as ec2:
+    async with simulator.acting_as(sim.endpoint_url, CONSUMER, "ec2") as ec2:
         created = await ec2.create_vpc_endpoint(
             VpcEndpointType="Interface",
             VpcId=networks[CONSUMER]["vpc_id"],
@@ -144,7 +119,7 @@ async def test_a_sweep_spares_the_endpoint_of_a_connection_created_while_it_ran(
         consumer_service_pb2.GetConnectionRequest(name=name)
     )
     assert connection.endpoint_id not in swept.endpoints
-    async with await _consumer_ec2(sim) as ec2:
+    async with simulator.acting_as(sim.endpoint_url, CONSUMER, "ec2") as ec2:
         (described,) = (await ec2.describe_vpc_endpoints(VpcEndpointIds=[connection.endpoint_id]))[
             "VpcEndpoints"
         ]

@@ -20,7 +20,6 @@ from tests.reconciler.conftest import (
     publish,
     wait_done,
 )
-from tests.reconciler.test_features import as_account
 from tests.reconciler.test_service_features import (
     IPV4,
     IPV6,
@@ -30,6 +29,7 @@ from tests.reconciler.test_service_features import (
     settle_for,
     update,
 )
+from tests.support import simulator
 
 
 async def test_adding_ipv6_makes_the_nlb_dual_stack_and_converges_without_a_loop(
@@ -53,7 +53,7 @@ async def test_adding_ipv6_makes_the_nlb_dual_stack_and_converges_without_a_loop
 
     config = await described(sim, active.service_id)
     assert sorted(config["SupportedIpAddressTypes"]) == ["ipv4", "ipv6"]
-    async with as_account(sim, PROVIDER, "elbv2") as elbv2:
+    async with simulator.acting_as(sim.endpoint_url, PROVIDER, "elbv2") as elbv2:
         lbs = await elbv2.describe_load_balancers(
             LoadBalancerArns=list(active.network_load_balancer_arns)
         )
@@ -77,7 +77,7 @@ async def test_adding_ipv6_makes_the_nlb_dual_stack_and_converges_without_a_loop
     done = await wait_done(api, removed.name, timeout=60)
     assert not done.HasField("error"), done.error
     assert (await described(sim, active.service_id))["SupportedIpAddressTypes"] == ["ipv4"]
-    async with as_account(sim, PROVIDER, "elbv2") as elbv2:
+    async with simulator.acting_as(sim.endpoint_url, PROVIDER, "elbv2") as elbv2:
         lbs = await eventually(
             lambda: elbv2.describe_load_balancers(
                 LoadBalancerArns=list(active.network_load_balancer_arns)
@@ -102,7 +102,7 @@ async def test_a_dual_stack_service_can_be_published_at_once(api, networks, proj
 
 async def test_ipv6_on_an_ipv4_only_adopted_nlb_fails_clearly(api, networks, project, sim):
     await api.register(project, PROVIDER)
-    async with as_account(sim, PROVIDER, "elbv2") as elbv2:
+    async with simulator.acting_as(sim.endpoint_url, PROVIDER, "elbv2") as elbv2:
         created = await elbv2.create_load_balancer(
             Name=f"ipv4only-{uuid.uuid4().hex[:8]}",
             Type="network",

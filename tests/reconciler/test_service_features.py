@@ -33,7 +33,7 @@ from tests.reconciler.conftest import (
     publish,
     wait_done,
 )
-from tests.reconciler.test_features import as_account
+from tests.support import simulator
 
 SC = service_pb2.ServiceConnection
 DNS = service_pb2.PrivateDnsVerification
@@ -51,7 +51,7 @@ def calls(sim: Any, action: str, since: float, account: str = PROVIDER) -> list[
 
 async def described(sim: Any, service_id: str) -> dict[str, Any]:
     """The endpoint service as the provider sees it in AWS (the simulator)."""
-    async with as_account(sim, PROVIDER, "ec2") as ec2:
+    async with simulator.acting_as(sim.endpoint_url, PROVIDER, "ec2") as ec2:
         found = await ec2.describe_vpc_endpoint_service_configurations(ServiceIds=[service_id])
     return dict(found["ServiceConfigurations"][0])
 
@@ -80,7 +80,7 @@ async def _latest(sim: Any) -> float:
 
 
 async def create_txt_record(sim: Any, project: str, name: str, value: str) -> None:
-    async with as_account(sim, PROVIDER, "route53") as route53:
+    async with simulator.acting_as(sim.endpoint_url, PROVIDER, "route53") as route53:
         zone = await route53.create_hosted_zone(
             Name=f"{project}.example.com", CallerReference=uuid.uuid4().hex
         )
@@ -361,7 +361,7 @@ async def test_lpctl_publishes_ip_types_and_regions_and_asks_for_dns_verificatio
         "--wait-timeout", "120",
     )  # fmt: skip
     assert code == 0, err
-    async with as_account(sim, PROVIDER, "ec2") as ec2:
+    async with simulator.acting_as(sim.endpoint_url, PROVIDER, "ec2") as ec2:
         left = await ec2.describe_vpc_endpoint_service_configurations()
     assert published["serviceId"] not in {
         s["ServiceId"]

@@ -8,8 +8,12 @@ exactly as `linkplane-server dev` does.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
+
+from aiobotocore.session import AioSession, get_session
 
 from linkplane.sim import server as sim_server
 
@@ -48,3 +52,37 @@ def seed_networks(
         )
         for account in accounts
     }
+
+
+@functools.cache
+def _session() -> AioSession:
+    """One aiobotocore session for the process's clients of the simulator: it caches the
+    service models, which a new session would parse again."""
+    return get_session()
+
+
+@contextlib.asynccontextmanager
+async def acting_as(
+    endpoint_url: str, account: str, service: str, region: str = REGION
+) -> AsyncIterator[Any]:
+    """A client of the simulator acting as `account` through STS AssumeRole into its
+    `linkplane` role: AWS as a person outside linkplane changes it."""
+    root = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+    async with _session().create_client(
+        "sts", region_name=region, endpoint_url=endpoint_url, verify=PLAIN_HTTP, **root
+    ) as sts:
+        creds = (
+            await sts.assume_role(
+                RoleArn=f"arn:aws:iam::{account}:role/linkplane", RoleSessionName="by-hand"
+            )
+        )["Credentials"]
+    async with _session().create_client(
+        service,
+        region_name=region,
+        endpoint_url=endpoint_url,
+        verify=PLAIN_HTTP,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    ) as client:
+        yield client
