@@ -11,16 +11,13 @@ import os
 import pathlib
 import threading
 
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
+from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from linkplane.sim import (
     addressing,
     admin,
+    dispatch,
     ec2_actions,
     ec2_endpoints,
     elbv2_actions,
@@ -64,6 +61,7 @@ class SimHandle:
                 quotas.uninstall()
                 addressing.uninstall()
                 tag_index.uninstall()
+                dispatch.uninstall()
                 world.uninstall(self.world)
 
     def reset(self) -> None:
@@ -187,9 +185,8 @@ def start(
         quotas.install()
         addressing.install()
         tag_index.install()
-        app = gateway.Gateway(
-            sim, DomainDispatcherApplication(create_backend_app), admin.AdminApp(sim)
-        )
+        dispatch.install()
+        app = gateway.Gateway(sim, dispatch.Dispatcher(create_backend_app), admin.AdminApp(sim))
         server = make_server(host, port, app, threaded=True, request_handler=_QuietHandler)
         thread = threading.Thread(target=server.serve_forever, name="linkplane-sim", daemon=True)
         thread.start()
