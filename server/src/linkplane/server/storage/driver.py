@@ -1,5 +1,6 @@
-"""The hottest statements, run on asyncpg directly: RegisterAccount's over the SQLAlchemy pool's
-connections, the coalesced Gets' on a connection of their own.
+"""The hottest statements, run on asyncpg directly: RegisterAccount's and the rate-limit
+buckets' over the SQLAlchemy pool's connections, the coalesced Gets' on a connection of their
+own.
 
 Per statement, SQLAlchemy's execution layer (execution context, result proxy, the greenlet hop
 of its asyncpg adapter, the pool's reset) costs more CPU than asyncpg's own work: a cached
@@ -130,6 +131,19 @@ async def transaction(db: database.Database) -> AsyncIterator[Connection]:
     with database.translate_errors():
         try:
             async with _connection(db) as connection, connection.driver.transaction():
+                yield connection
+        except _Stale as stale:
+            raise stale.cause from None
+
+
+@contextlib.asynccontextmanager
+async def autocommit(db: database.Database) -> AsyncIterator[Connection]:
+    """A pooled connection outside any transaction: each statement commits by itself (the
+    rate-limit buckets' one-statement reservations). Not retried: a statement on a connection
+    that broke may have committed."""
+    with database.translate_errors():
+        try:
+            async with _connection(db) as connection:
                 yield connection
         except _Stale as stale:
             raise stale.cause from None
