@@ -79,10 +79,9 @@ async def test_queue_handoff_and_operation_latency_metrics(
 
         # A worker claims it and dies holding the lease: not waiting while leased, due again
         # (and counted again) once the lease has expired.
-        async with api_only.db.transaction() as session:
-            held = await leases.claim(
-                session, models.Service, kind="service", owner="crashed", seconds=1.0, limit=5
-            )
+        held = await leases.claim(
+            api_only.db, models.Service, kind="service", owner="crashed", seconds=1.0, limit=5
+        )
         assert len(held) == 1
         assert (await sampler.sample())["service"].depth == 0
 

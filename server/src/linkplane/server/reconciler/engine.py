@@ -145,15 +145,14 @@ class Engine:
             room = self.room()
             if room <= 0:
                 return
-            async with self.db.transaction() as session:
-                claimed = await leases.claim(
-                    session,
-                    reconciler.model,
-                    kind=kind,
-                    owner=self.owner,
-                    seconds=self.lease_seconds,
-                    limit=room,
-                )
+            claimed = await leases.claim(
+                self.db,
+                reconciler.model,
+                kind=kind,
+                owner=self.owner,
+                seconds=self.lease_seconds,
+                limit=room,
+            )
             for lease in claimed:
                 key = (kind, lease.uid)
                 work = functools.partial(self._work, reconciler, lease)

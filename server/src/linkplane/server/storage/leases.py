@@ -10,15 +10,16 @@ stale worker learns it lost the lease (`LeaseLost`).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import Integer, Interval, String, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from linkplane.server.storage import models, queues
+from linkplane.server.storage import database, driver, models, queues
 
 Model = type[models.Service] | type[models.Connection]
 
@@ -38,27 +39,30 @@ class Lease:
     """The claiming transaction's now(): a later next_reconcile_at means someone poked."""
 
 
-async def claim(
-    session: AsyncSession, model: Model, *, kind: str, owner: str, seconds: float, limit: int
-) -> list[Lease]:
+@functools.cache
+def _claim(model: Model) -> driver.Statement:
+    """The claim of up to `limit` due rows of the model, as one statement: built and compiled
+    once, since every worker sends it whenever it has room (a poll, a wake-up, a finished
+    pass)."""
+    now = func.now()
     due = (
         # The owner an expired lease still names: a claim of such a row is a hand-off.
         select(model.uid, model.lease_owner.label("previous_owner"))
         .where(
-            model.next_reconcile_at <= func.now(),
-            or_(model.lease_expires_at.is_(None), model.lease_expires_at < func.now()),
+            model.next_reconcile_at <= now,
+            or_(model.lease_expires_at.is_(None), model.lease_expires_at < now),
         )
         .order_by(model.next_reconcile_at)
-        .limit(limit)
+        .limit(bindparam("limit", type_=Integer()))
         .with_for_update(skip_locked=True)
         .cte("due")
     )
-    rows = await session.execute(
+    return driver.Statement.of(
         update(model)
         .where(model.uid == due.c.uid)
         .values(
-            lease_owner=owner,
-            lease_expires_at=func.now() + timedelta(seconds=seconds),
+            lease_owner=bindparam("owner", type_=String()),
+            lease_expires_at=now + bindparam("lease", type_=Interval()),
             fencing_token=model.fencing_token + 1,
         )
         .returning(
@@ -66,23 +70,32 @@ async def claim(
             model.fencing_token,
             model.generation,
             model.delete_time,
-            func.now(),
+            now.label("claimed_at"),
             due.c.previous_owner,
         )
-        .execution_options(synchronize_session=False)
     )
-    claimed = rows.all()
-    queues.count_handoffs(kind, owner, (row.previous_owner for row in claimed))
+
+
+async def claim(
+    db: database.Database, model: Model, *, kind: str, owner: str, seconds: float, limit: int
+) -> list[Lease]:
+    """Lease up to `limit` due rows to `owner` for `seconds`. One statement in autocommit:
+    the row locks its CTE takes with SKIP LOCKED are held until the UPDATE commits, so two
+    claimers never take the same row, and no BEGIN or COMMIT costs a round trip."""
+    values = {"limit": limit, "owner": owner, "lease": timedelta(seconds=seconds)}
+    async with driver.autocommit(db) as connection:
+        claimed = await connection.rows(_claim(model), values)
+    queues.count_handoffs(kind, owner, (row["previous_owner"] for row in claimed))
     return [
         Lease(
             kind=kind,
-            uid=uid,
-            token=token,
-            generation=generation,
-            deleting=deleted is not None,
-            claimed_at=claimed_at,
+            uid=row["uid"],
+            token=row["fencing_token"],
+            generation=row["generation"],
+            deleting=row["delete_time"] is not None,
+            claimed_at=row["claimed_at"],
         )
-        for uid, token, generation, deleted, claimed_at, _previous in claimed
+        for row in claimed
     ]
 
 
