@@ -211,10 +211,14 @@ class Engine:
         healed = False
         outcome = "ok"
         try:
-            async with self.db.transaction() as session:
-                row = await leases.load(session, reconciler.model, lease)
-                attempts = row.attempts
-                had_bug = _bug_condition(row.status or {}) is not None
+            start = await leases.pass_start(
+                self.db,
+                reconciler.model,
+                lease,
+                condition_type=BUG_CONDITION,
+                condition_reason=BUG_REASON,
+            )
+            attempts, had_bug = start.attempts, start.has_condition
             try:
                 result = await reconciler.reconcile(lease)
                 delay, attempts = result.requeue_after, 0
@@ -335,14 +339,6 @@ def database_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, domain_errors.Unavailable) and exc.__cause__ is not None:
         return database.is_connection_failure(exc.__cause__)
     return database.is_connection_failure(exc)
-
-
-def _bug_condition(status: dict[str, Any]) -> dict[str, Any] | None:
-    for condition in status.get("conditions", []):
-        if condition.get("type") == BUG_CONDITION and condition.get("reason") == BUG_REASON:
-            found: dict[str, Any] = condition
-            return found
-    return None
 
 
 async def _record_bug(

@@ -153,6 +153,58 @@ async def load(session: AsyncSession, model: Model, lease: Lease) -> Any:
     return row
 
 
+@dataclass(frozen=True)
+class PassStart:
+    """What a pass needs to know of its row before it starts."""
+
+    attempts: int
+    """Passes in a row that failed (the backoff's count)."""
+    has_condition: bool
+    """The row's status carries the condition asked about (the engine's bug condition)."""
+
+
+@functools.cache
+def _pass_start(model: Model) -> driver.Statement:
+    conditions = model.status["conditions"]
+    # JSONB containment: some element of the conditions has both this type and this reason.
+    wanted = func.jsonb_build_array(
+        func.jsonb_build_object(
+            "type",
+            bindparam("condition_type", type_=String()),
+            "reason",
+            bindparam("condition_reason", type_=String()),
+        )
+    )
+    return driver.Statement.of(
+        select(
+            model.attempts,
+            func.coalesce(conditions.op("@>")(wanted), False).label("has_condition"),
+        ).where(
+            model.uid == bindparam("uid", type_=model.uid.type),
+            model.fencing_token == bindparam("token", type_=model.fencing_token.type),
+        )
+    )
+
+
+async def pass_start(
+    db: database.Database, model: Model, lease: Lease, *, condition_type: str, condition_reason: str
+) -> PassStart:
+    """The row's attempts and whether it carries the condition, by one statement outside a
+    transaction (the lease, not a row lock, keeps other workers away); LeaseLost if the lease
+    moved."""
+    values = {
+        "uid": lease.uid,
+        "token": lease.token,
+        "condition_type": condition_type,
+        "condition_reason": condition_reason,
+    }
+    async with driver.autocommit(db) as connection:
+        row = await connection.row(_pass_start(model), values)
+    if row is None:
+        raise LeaseLost(f"{lease.kind} {lease.uid} was claimed by another worker")
+    return PassStart(attempts=row["attempts"], has_condition=row["has_condition"])
+
+
 async def heartbeat(session: AsyncSession, model: Model, lease: Lease, seconds: float) -> None:
     result = await session.execute(
         update(model)
