@@ -32,30 +32,32 @@ def pytest_configure(config: pytest.Config) -> None:
     # event. Info, not debug: a debug line per AWS call costs the event loop (and the simulator
     # thread sharing its GIL) more than the work itself.
     logs.configure("console", "info")
-    # The suite runs in parallel (pytest-xdist, addopts): several workers, each with servers
-    # of its own, share one Postgres (100 connections on CI's machine). Four pooled
-    # connections (plus four overflow) per server is plenty for a test and keeps the whole run
-    # under that limit. Set in the environment, so servers started as subprocesses get it too.
-    os.environ.setdefault("LINKPLANE_DATABASE_POOL_SIZE", "4")
+    # The suite runs in parallel (pytest-xdist, addopts): six workers, each with servers of
+    # its own, share one Postgres (100 connections on CI's machine). Three pooled connections
+    # (plus three overflow) per server is plenty for a test and keeps the whole run under that
+    # limit: at four per server, six workers reached 96-100 and were refused ("too many
+    # clients") once in two runs; at three the peak sampled was 87 (bench/README.md). Set in
+    # the environment, so servers started as subprocesses get it too.
+    os.environ.setdefault("LINKPLANE_DATABASE_POOL_SIZE", "3")
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """`-n auto` (addopts): the whole suite on four workers on CI's two cores. Most of a test's
-    time is waiting for time-scaled AWS delays, so twice as many workers as cores pays; more
-    would put the Postgres connections (servers times pools) past 100 and let CPU contention
-    stretch the timing-sensitive tests. A run of named files or folders is serial: starting
-    four workers costs some 15 s of imports on two cores, more than most such runs take
-    (`-n 4` asks for workers anyway)."""
+    """`-n auto` (addopts): the whole suite on six workers on CI's two cores. Much of a test's
+    time is waiting for time-scaled AWS delays, lease hand-offs and pacing, so three workers
+    per core pays: 194-195 s at four, 183 s at five, 173-178 s at six on the 2-core machine
+    (bench/README.md). More would put the Postgres connections (servers times pools) past
+    100. A run of named files or folders is serial: starting the workers costs some 15 s of
+    imports on two cores, more than most such runs take (`-n 4` asks for workers anyway)."""
     if config.args_source is pytest.Config.ArgsSource.ARGS:
         return 0
-    return min(4, 2 * (os.cpu_count() or 1))
+    return min(6, 3 * (os.cpu_count() or 1))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Keep what imports and collection built (moto's, botocore's and linkplane's modules:
     most of the process's objects) out of the cyclic GC's full collections, as
     `linkplane-server serve` does once started; nothing a test creates is frozen. And collect
-    the young generation less often: the suite is CPU-bound at four workers, and the two
+    the young generation less often: the suite keeps both cores busy, and the two
     together cut its CPU from 403 s to 326 s and its time from ~235 s to ~205 s (bench/README)."""
     gc.collect()
     gc.freeze()
