@@ -159,7 +159,8 @@ async def _run_on(args: argparse.Namespace, url: str) -> dict[str, Any]:
         port = rig.free_port()
         server = start_server(url, sim, port, args.time_scale, building=True)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            await asyncio.wait_for(channel.channel_ready(), 60)
+            async with asyncio.timeout(60):
+                await channel.channel_ready()
             started = time.monotonic()
             await build_fleet(channel, sim, args, url)
             built = time.monotonic() - started
@@ -167,7 +168,8 @@ async def _run_on(args: argparse.Namespace, url: str) -> dict[str, Any]:
         server.wait(timeout=30)
         server = start_server(url, sim, port, args.time_scale, building=False)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            await asyncio.wait_for(channel.channel_ready(), 60)
+            async with asyncio.timeout(60):
+                await channel.channel_ready()
             await asyncio.sleep(args.settle)
             claims = "SELECT coalesce(sum(fencing_token), 0) FROM connections"
             claims_before = await count_where(url, claims)

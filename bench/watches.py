@@ -205,7 +205,8 @@ async def refused_stream(address: str, project: str) -> str:
             metadata=token("extra"),
         )
         try:
-            await asyncio.wait_for(stream.read(), 30)
+            async with asyncio.timeout(30):
+                await stream.read()
         except grpc.aio.AioRpcError as error:
             reason, delay = "", ""
             trailers: Any = error.trailing_metadata() or ()

@@ -51,7 +51,8 @@ async def serve_with(
     grace = runtime.settings.shutdown_grace_seconds + 10.0
     for child in children:
         try:
-            await asyncio.wait_for(child.wait(), grace)
+            async with asyncio.timeout(grace):
+                await child.wait()
         except TimeoutError:
             child.kill()
             await child.wait()

@@ -121,7 +121,8 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):  # type: ignor
                     return message
                 # Any change may finish the operation; poll as well in case a notice is lost.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(queue.get(), min(left, 1.0))
+                    async with asyncio.timeout(min(left, 1.0)):
+                        await queue.get()
 
     @rpc.unary
     async def CancelOperation(

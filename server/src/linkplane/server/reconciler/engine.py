@@ -136,8 +136,11 @@ class Engine:
                 raise
             except Exception as exc:
                 log.warning("reconciler.claim_failed", error=str(exc))
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+            # that arrives just after the wake-up, and the loop would outlive stop().
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def _claim_and_start(self) -> None:

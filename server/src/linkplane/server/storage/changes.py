@@ -71,7 +71,8 @@ class ChangeFeed:
 
     async def wait_connected(self, seconds: float) -> bool:
         try:
-            await asyncio.wait_for(self._connected.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._connected.wait()
         except TimeoutError:
             return False
         return True
