@@ -41,6 +41,9 @@ async def test_force_an_existing_endpoint_into_failed_then_delete_it(aws):
         ServiceId=service["ServiceId"], VpcEndpointIds=[endpoint_id]
     )
     assert accepted["Unsuccessful"][0]["Error"]["Code"] == "IncorrectState"
+    # Hold `deleting` still long enough to observe it (30 ms at the package's time scale: a
+    # busy machine's next request came after the endpoint was gone, once).
+    aws.sim.set_time_scale(1.0)
     deleted = await consumer.ec2.delete_vpc_endpoints(VpcEndpointIds=[endpoint_id])
     assert deleted["Unsuccessful"] == []
     assert (await _describe(consumer, endpoint_id))["State"] == "deleting"

@@ -34,11 +34,13 @@ def pytest_configure(config: pytest.Config) -> None:
     logs.configure("console", "info")
     # The suite runs in parallel (pytest-xdist, addopts): six workers, each with servers of
     # its own, share one Postgres (100 connections on CI's machine). Three pooled connections
-    # (plus three overflow) per server is plenty for a test and keeps the whole run under that
-    # limit: at four per server, six workers reached 96-100 and were refused ("too many
-    # clients") once in two runs; at three the peak sampled was 87 (bench/README.md). Set in
-    # the environment, so servers started as subprocesses get it too.
+    # (plus one overflow) per server is plenty for a test and keeps the whole run under that
+    # limit: at four (plus four) per server, six workers reached 96-100 and were refused ("too
+    # many clients") once in two runs; at three plus three the peak sampled at 20 Hz was 90-96,
+    # at three plus one 71-79 (bench/README.md). Set in the environment, so servers started as
+    # subprocesses get it too.
     os.environ.setdefault("LINKPLANE_DATABASE_POOL_SIZE", "3")
+    os.environ.setdefault("LINKPLANE_DATABASE_POOL_OVERFLOW", "1")
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     listen: str = Field(default="127.0.0.1:50051", description="gRPC listen address HOST:PORT.")
     role: Role = Field(default=Role.ALL, description="api, worker or all.")
     database_pool_size: int = Field(default=10, ge=1, description="Connections per process.")
+    database_pool_overflow: int | None = Field(
+        default=None,
+        ge=0,
+        description="Connections a process may open beyond the pool under a burst (closed "
+        "when returned); unset: as many as the pool size.",
+    )
     database_timeout_seconds: float = Field(
         default=5.0, gt=0, description="Connect and statement timeout towards Postgres."
     )

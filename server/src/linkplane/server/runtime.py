@@ -46,6 +46,7 @@ class Runtime:
         self.db = database.Database(
             database_url,
             pool_size=settings.database_pool_size,
+            pool_overflow=settings.database_pool_overflow,
             timeout=settings.database_timeout_seconds,
         )
         self.feed = changes.ChangeFeed(self.db.url)

@@ -52,7 +52,14 @@ def async_url(url: str) -> str:
 class Database:
     """The engine and session factory of one process."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        pool_overflow: int | None = None,
+        timeout: float = 5.0,
+    ) -> None:
         self.url = async_url(url)
         connect_args: dict[str, Any] = {
             "timeout": timeout,
@@ -64,10 +71,11 @@ class Database:
         self._own_connections: set[asyncpg.Connection] = set()
         self.engine: AsyncEngine = create_async_engine(
             self.url,
-            # Connections the pool may hold at once: pool_size, and as many again in overflow
-            # (and, outside it, one per kind for the Gets: storage/driver.py's `Dedicated`).
+            # Connections the pool may hold at once: pool_size, and pool_overflow more (as many
+            # again by default) in a burst (and, outside it, one per kind for the Gets:
+            # storage/driver.py's `Dedicated`).
             pool_size=pool_size,
-            max_overflow=pool_size,
+            max_overflow=pool_size if pool_overflow is None else pool_overflow,
             pool_pre_ping=False,
             pool_timeout=timeout,
             connect_args=connect_args,
