@@ -43,13 +43,16 @@ def networks(sim: sim_server.SimHandle) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 async def plane(
-    sim: sim_server.SimHandle, networks: dict[str, Any], database_url: str
+    sim: sim_server.SimHandle, networks: dict[str, Any], own_database_url: str
 ) -> AsyncIterator[Runtime]:
+    # A database of the module's own: this plane reconciles every row it finds, and on the
+    # package's database it met the services other modules published with their own
+    # simulators' subnets (100+ CreateLoadBalancer refused InvalidSubnetID in one test).
     auth = authz_settings()
     settings = runtimes.worker_settings(
         sim, time_scale=TIME_SCALE, auth_tokens=auth.auth_tokens, admins=auth.admins
     )
-    async with runtimes.running(settings, database_url) as runtime:
+    async with runtimes.running(settings, own_database_url) as runtime:
         yield runtime
 
 
