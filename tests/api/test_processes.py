@@ -14,9 +14,12 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from linkplane.v1 import provider_service_pb2, provider_service_pb2_grpc
+
+pytestmark = pytest.mark.heavy(seconds=25)
 
 # Generous: starting Python processes on a busy 2-core machine takes tens of seconds.
 START_SECONDS = 240.0

@@ -21,6 +21,8 @@ from tests.conformance.harness import (
     eventually,
 )
 
+pytestmark = pytest.mark.heavy(seconds=35)
+
 
 async def test_cross_account_accept_and_reject(tenant: Tenant) -> None:
     api, sim = tenant.api, tenant.sim

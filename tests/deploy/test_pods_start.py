@@ -34,6 +34,8 @@ from sqlalchemy.engine import make_url
 from scripts import render_kustomize
 from tests.support import databases
 
+pytestmark = pytest.mark.heavy(seconds=30)
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 STARTUP_SECONDS = 90.0

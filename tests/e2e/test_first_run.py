@@ -18,6 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
+pytestmark = pytest.mark.heavy(seconds=35)
+
 DEV_STARTUP_SECONDS = 120
 
 

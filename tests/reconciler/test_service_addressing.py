@@ -8,6 +8,8 @@ import time
 import uuid
 from typing import Any
 
+import pytest
+
 from linkplane.v1 import (
     provider_service_pb2,
     service_pb2,
@@ -30,6 +32,8 @@ from tests.reconciler.test_service_features import (
     update,
 )
 from tests.support import simulator
+
+pytestmark = pytest.mark.heavy(seconds=45)
 
 
 async def test_adding_ipv6_makes_the_nlb_dual_stack_and_converges_without_a_loop(

@@ -35,6 +35,8 @@ from tests.reconciler.conftest import (
 )
 from tests.support import simulator
 
+pytestmark = pytest.mark.heavy(seconds=45)
+
 SC = service_pb2.ServiceConnection
 DNS = service_pb2.PrivateDnsVerification
 IPV4, IPV6 = common_pb2.IP_ADDRESS_TYPE_IPV4, common_pb2.IP_ADDRESS_TYPE_IPV6

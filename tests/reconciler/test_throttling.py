@@ -32,6 +32,8 @@ from tests.reconciler.conftest import (
     publish,
 )
 
+pytestmark = pytest.mark.heavy(seconds=30)
+
 CONNECTIONS = 40
 PER_VPC = 20  # two VPCs, under the 50-endpoints-per-VPC quota
 THROTTLE_BOUND = 3  # "near zero": a stray throttle from clock jitter, never a storm

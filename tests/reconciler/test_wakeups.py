@@ -35,6 +35,8 @@ from tests.reconciler.conftest import (
     worker_settings,
 )
 
+pytestmark = pytest.mark.heavy(seconds=45)
+
 CONNECTIONS = 40  # enough to make the race certain (see the faults below)
 PER_VPC = 20  # under the 50-endpoint quota of each VPC
 RESYNC_SECONDS = 3600.0

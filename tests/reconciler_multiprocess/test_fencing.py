@@ -39,6 +39,8 @@ from tests.support.api import eventually
 from tests.support.simulator import CONSUMER, PROVIDER, REGION
 from tests.support.specs import connection_spec, managed_service
 
+pytestmark = pytest.mark.heavy(seconds=35)
+
 FAMILY = throttlers.EC2_ENDPOINT_MUTATION
 DEFICIT_SECONDS = 20.0
 """How long A's reservation waits: far longer than it takes the test to see the reservation

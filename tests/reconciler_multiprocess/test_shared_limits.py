@@ -41,6 +41,8 @@ from tests.support.api import eventually, wait_done
 from tests.support.simulator import CONSUMER, PROVIDER, REGION
 from tests.support.specs import connection_spec, managed_service
 
+pytestmark = pytest.mark.heavy(seconds=70)
+
 SCALE = 5.0
 CONNECTIONS = int(os.environ.get("LINKPLANE_TEST_FLEET_CONNECTIONS", "30"))
 PER_VPC = 20  # VPCs of 20 endpoints, under the 50-endpoints-per-VPC quota

@@ -15,6 +15,7 @@ import random
 from collections import defaultdict
 from typing import Any
 
+import pytest
 from google.protobuf import field_mask_pb2
 
 from linkplane.v1 import (
@@ -26,6 +27,8 @@ from linkplane.v1 import (
 from tests.support.api import eventually, wait_done
 from tests.support.simulator import CONSUMER, PROVIDER
 from tests.support.specs import connection_spec, managed_service
+
+pytestmark = pytest.mark.heavy(seconds=70)
 
 Conn = connection_pb2.Connection
 GONE = {"deleting", "deleted"}

@@ -9,6 +9,7 @@ guard that fails a test during which a reconciler logged `reconciler.bug`.
 
 from __future__ import annotations
 
+import collections
 import gc
 import os
 import uuid
@@ -27,6 +28,11 @@ from tests.support import databases, runtimes
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "reconciler_bug_expected: the test provokes `reconciler.bug` on purpose"
+    )
+    config.addinivalue_line(
+        "markers",
+        "heavy(seconds): a module among the suite's longest, with its rough time in a parallel"
+        " run; the run starts the heavy modules first, longest first",
     )
     # Every test runs with linkplane's log configuration, so `no_reconciler_bugs` sees every
     # event. Info, not debug: a debug line per AWS call costs the event loop (and the simulator
@@ -53,6 +59,28 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     if config.args_source is pytest.Config.ArgsSource.ARGS:
         return 0
     return min(6, 3 * (os.cpu_count() or 1))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Heavy modules first, longest first, then the others by their number of tests.
+
+    The parallel run hands out whole files (`--dist loadfile`) in collection order
+    (`--no-loadscope-reorder`, addopts). xdist's own order, by number of tests, put the
+    longest modules last, since each has one or two tests of a minute: the run ended with
+    one worker on a 70 s module and the other core idle. Every worker collects the same
+    items, so this order is the same on each, as xdist requires.
+    """
+    sizes = collections.Counter(_module(item) for item in items)
+
+    def rank(item: pytest.Item) -> tuple[float, int]:
+        heavy = item.get_closest_marker("heavy")
+        return -(heavy.kwargs["seconds"] if heavy else 0.0), -sizes[_module(item)]
+
+    items.sort(key=rank)
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
