@@ -46,8 +46,9 @@ async def plane(
     sim: sim_server.SimHandle, networks: dict[str, Any], own_database_url: str
 ) -> AsyncIterator[Runtime]:
     # A database of the module's own: this plane reconciles every row it finds, and on the
-    # package's database it met the services other modules published with their own
-    # simulators' subnets (100+ CreateLoadBalancer refused InvalidSubnetID in one test).
+    # shared database (every test of the worker: tests/support/plugin.py) it met the services
+    # other tests published with their own simulators' subnets (100+ CreateLoadBalancer refused
+    # InvalidSubnetID in one test).
     auth = authz_settings()
     settings = runtimes.worker_settings(
         sim, time_scale=TIME_SCALE, auth_tokens=auth.auth_tokens, admins=auth.admins

@@ -2,9 +2,11 @@
 
 The tracer provider exports synchronously to an in-memory exporter and is installed before the
 Runtime is built (the gRPC interceptor and the SQLAlchemy listeners are attached at build
-time), and removed afterwards, so other test packages run untraced. The database is this
-package's own (as every package's is), so no other package's resources are reconciled (and
-traced) here.
+time), and removed afterwards, so other test packages run untraced. The server works on a
+database of its own: the `database_url` every test gets is shared by all the tests of a pytest
+worker (tests/support/plugin.py), so on it this server reconciled other packages' Services
+against this package's simulator (whose subnets they do not name: CreateLoadBalancer refused
+InvalidSubnetID.NotFound, 6-72 times a run), and traced them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from opentelemetry.sdk.trace.export import in_memory_span_exporter
 from linkplane.server import telemetry
 from linkplane.server.runtime import Runtime
 from linkplane.sim import server as sim_server
-from tests.support import runtimes, simulator
+from tests.support import databases, runtimes, simulator
 from tests.support.api import Api
 from tests.support.simulator import CONSUMER, PROVIDER, TIME_SCALE
 
@@ -46,16 +48,22 @@ def spans() -> Iterator[in_memory_span_exporter.InMemorySpanExporter]:
 
 
 @pytest.fixture(scope="package")
+def traced_database_url(database_server: databases.DatabaseServer) -> Iterator[str]:
+    with database_server.fresh("linkplane_traced") as url:
+        yield url
+
+
+@pytest.fixture(scope="package")
 async def traced_plane(
     spans: in_memory_span_exporter.InMemorySpanExporter,
     sim: sim_server.SimHandle,
     networks: dict[str, Any],
-    database_url: str,
+    traced_database_url: str,
 ) -> AsyncIterator[Runtime]:
     # Not `runtimes.running` before `spans`: the tracer provider must be installed before the
     # Runtime is built. The fixture order above (spans first) ensures it.
     async with runtimes.running(
-        runtimes.worker_settings(sim, time_scale=TIME_SCALE), database_url
+        runtimes.worker_settings(sim, time_scale=TIME_SCALE), traced_database_url
     ) as runtime:
         yield runtime
 

@@ -1,10 +1,17 @@
 """The fixtures every test gets, registered by the root conftest (`pytest_plugins`).
 
-A fresh database for each test package on the test Postgres (`databases`: a package's tests
-never meet the rows, workers or timing of another package's), an API-only server on it on a
-real port with a channel to it, a `project` of each test's own (tests isolate by project, not
-by truncating tables, so they can share one server), linkplane's log configuration, and the
-guard that fails a test during which a reconciler logged `reconciler.bug`.
+A fresh database on the test Postgres (`databases`) and an API-only server on it on a real
+port with a channel to it, a `project` of each test's own (tests isolate by project, not by
+truncating tables, so they can share one server), linkplane's log configuration, and the guard
+that fails a test during which a reconciler logged `reconciler.bug`.
+
+The database and the server are shared by every test a pytest worker runs, whatever its
+package: pytest ends a package-scoped fixture with the package that defines it, and this
+plugin's is the root. So nothing that reconciles may work on `database_url`: it would claim
+the Services and Connections every other test published, against a simulator of its own
+that has never heard of their subnets. A module or package that runs workers takes a
+database of its own (`own_database_url`, or a fixture of its conftest, like
+tests/reconciler's `plane_database_url`).
 """
 
 from __future__ import annotations
@@ -103,22 +110,27 @@ def database_server() -> Iterator[databases.DatabaseServer]:
 
 @pytest.fixture(scope="package")
 def database_url(database_server: databases.DatabaseServer) -> Iterator[str]:
-    """A fresh, migrated database for this test package; dropped afterwards."""
+    """A fresh, migrated database for API-only servers, shared by all of a worker's tests (the
+    module docstring says why); dropped afterwards."""
     with database_server.fresh("linkplane_test") as url:
-        yield url
+        runtimes.SHARED_DATABASE_URLS.add(url)
+        try:
+            yield url
+        finally:
+            runtimes.SHARED_DATABASE_URLS.discard(url)
 
 
 @pytest.fixture(scope="module")
 def own_database_url(database_server: databases.DatabaseServer) -> Iterator[str]:
-    """A fresh database for one module that runs its own workers: no other worker (its
-    package's control plane) may claim its rows or change its timing."""
+    """A fresh database for one module that runs its own workers: no other worker may claim
+    its rows or change its timing, and its workers reconcile none of the shared database's."""
     with database_server.fresh("linkplane_own") as url:
         yield url
 
 
 @pytest.fixture(scope="package")
 async def server(database_url: str) -> AsyncIterator[Runtime]:
-    """An API-only server (it reconciles nothing) on the package's database."""
+    """An API-only server (it reconciles nothing) on the shared database."""
     settings = Settings(listen="127.0.0.1:0", shutdown_grace_seconds=1.0, role=Role.API)
     async with runtimes.running(settings, database_url, wait_for_feed=True) as runtime:
         yield runtime

@@ -36,12 +36,24 @@ def worker_settings(sim: sim_server.SimHandle, *, time_scale: float, **overrides
     return Settings(**values)
 
 
+SHARED_DATABASE_URLS: set[str] = set()
+"""The databases every test of this worker shares (the `database_url` fixture's): API-only."""
+
+
 @contextlib.asynccontextmanager
 async def running(
     settings: Settings, database_url: str, *, wait_for_feed: bool = False
 ) -> AsyncIterator[Runtime]:
     """A started `Runtime`, stopped afterwards; `wait_for_feed` also waits (10 s at most) until
-    its change feed listens, for tests that watch from their first call."""
+    its change feed listens, for tests that watch from their first call.
+
+    Refuses workers on a shared database: they would reconcile every other test's resources
+    against this test's simulator (tests/support/plugin.py)."""
+    if settings.role != Role.API and database_url in SHARED_DATABASE_URLS:
+        raise AssertionError(
+            "workers on the shared database_url reconcile every test's resources: "
+            "use own_database_url or a database fixture of the package's own"
+        )
     runtime = Runtime(settings, database_url)
     await runtime.start()
     try:
