@@ -81,7 +81,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     def rank(item: pytest.Item) -> tuple[float, int]:
         heavy = item.get_closest_marker("heavy")
-        return -(heavy.kwargs["seconds"] if heavy else 0.0), -sizes[_module(item)]
+        if heavy is None:
+            return 0.0, -sizes[_module(item)]
+        if not isinstance(heavy.kwargs.get("seconds"), int | float):
+            raise pytest.UsageError(f"{_module(item)}: write pytest.mark.heavy(seconds=...)")
+        return -float(heavy.kwargs["seconds"]), -sizes[_module(item)]
 
     items.sort(key=rank)
 
