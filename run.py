@@ -39,6 +39,28 @@ def uv() -> str:
     return str(candidate)
 
 
+WARM_IMPORTS = (
+    "import linkplane.server.cli, linkplane.server.runtime, opentelemetry.sdk.trace",
+    "import linkplane.sim.server, hypothesis, linkplane.client.cli, _pytest.assertion.rewrite",
+)
+
+
+def warm_bytecode(tool: str, env: dict[str, str]) -> None:
+    """On a fresh checkout, compile what the suite imports once, in two processes at once,
+    before the six workers start: otherwise each of them (and the servers they start early)
+    compiles the same modules from source at the same time (13.0 s of CPU for a fresh
+    worker's collection against 5.3 s once compiled). Nothing to do once the cache exists."""
+    marker = ROOT / "server/src/linkplane/server/__pycache__"
+    if marker.exists():
+        return
+    warmers = [
+        subprocess.Popen([tool, "run", "--frozen", "python", "-c", code], cwd=ROOT, env=env)
+        for code in WARM_IMPORTS
+    ]
+    for warmer in warmers:
+        warmer.wait()
+
+
 def main() -> int:
     if sys.version_info < (3, 11):
         print("linkplane needs Python 3.11 or newer", file=sys.stderr)
@@ -56,6 +78,7 @@ def main() -> int:
         # set on some machines, this project's CI among them), each compiles every module it
         # imports from source: a fifth of the suite's CPU. The first import writes the cache.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
+        warm_bytecode(tool, env)
         argv = [tool, "run", "--frozen", "pytest", *extra]
     elif command == "lpctl":
         argv = [tool, "run", "--frozen", "lpctl", *extra]
