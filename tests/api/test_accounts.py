@@ -77,7 +77,11 @@ async def test_register_get_list_update_delete(accounts, project):
 async def test_register_replays_and_refuses_duplicates(accounts, project):
     request = register(project)
     first = await accounts.RegisterAccount(request)
+    # The replay answers the first response, times included: the registration's, as stored.
     assert await accounts.RegisterAccount(request) == first
+    got = await accounts.GetAccount(account_service_pb2.GetAccountRequest(name=first.name))
+    assert (got.create_time, got.update_time) == (first.create_time, first.create_time)
+    assert first.create_time.seconds > 0
     request.request_id = str(uuid.uuid4())
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await accounts.RegisterAccount(request)

@@ -1,6 +1,7 @@
-"""Registering an AWS account id (storage/accounts.py): serialized per AWS account id, so a
-registration that waited for another's lock reads what that one committed; the tenancy rule
-and the writes in one statement, which writes nothing when the rule refuses."""
+"""Registering an AWS account id (storage/accounts.py, migration 0006): serialized per AWS
+account id, so a registration that waited for another's lock reads what that one committed;
+the request id's claim, the tenancy rule and the writes in one call, which writes nothing (and
+releases its claim) when the rule refuses."""
 
 from __future__ import annotations
 
@@ -8,12 +9,11 @@ import asyncio
 import secrets
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
-from linkplane.server.storage import accounts, audit, driver, models, mutations
+from linkplane.server.storage import accounts, audit, driver, models
 from linkplane.server.storage.database import Database
 
 
@@ -28,102 +28,110 @@ def new_aws_account_id() -> str:
     return "".join(secrets.choice("0123456789") for _ in range(12))
 
 
-def new_account(
-    project: str, aws_account_id: str, time: datetime, shared: list[str] | None = None
-) -> models.Account:
-    return models.Account(
+def registration(
+    project: str,
+    aws_account_id: str,
+    *,
+    shared: list[str] | None = None,
+    anywhere: bool = False,
+    claim: accounts.Claim | None = None,
+) -> accounts.Registration:
+    account = models.Account(
         uid=uuid.uuid4(),
         name=f"projects/{project}/accounts/{aws_account_id}",
         project=project,
         aws_account_id=aws_account_id,
         spec={},
-        create_time=time,
-        update_time=time,
         shared_with_projects=shared or [],
     )
-
-
-def entry_for(account: models.Account) -> models.AuditEntry:
-    return audit.entry(
-        actor="user:a", action="RegisterAccount", resource=account.name, resource_uid=account.uid
+    return accounts.Registration(
+        account=account, actor="user:a", anywhere=anywhere, audit_details={"n": 1}, claim=claim
     )
 
 
 async def register(
-    db: Database, project: str, aws_account_id: str, *, anywhere: bool = False, **kwargs: object
+    db: Database, project: str, aws_account_id: str, **kwargs: object
 ) -> accounts.Verdict:
-    async with driver.transaction(db) as connection:
-        time = await accounts.lock_registration(connection, aws_account_id)
-        account = new_account(project, aws_account_id, time, **kwargs)  # type: ignore[arg-type]
-        return await accounts.register(
-            connection, account, entry=entry_for(account), outcome=None, anywhere=anywhere
+    async with driver.autocommit(db) as connection:
+        registered = await accounts.register(
+            connection,
+            registration(project, aws_account_id, **kwargs),  # type: ignore[arg-type]
         )
+    assert registered.earlier is None
+    return registered.verdict
+
+
+def claim(request_id: str, digest: str = "d") -> accounts.Claim:
+    return accounts.Claim("RegisterAccount", "user:a", request_id, digest, response=b"answer")
 
 
 async def test_a_waiting_registration_sees_the_one_it_waited_for(db: Database) -> None:
     aws_account_id = new_aws_account_id()
     async with driver.transaction(db) as first:
-        time = await accounts.lock_registration(first, aws_account_id)
-
-        async def second_registration() -> accounts.Verdict:
-            async with driver.transaction(db) as second:
-                await accounts.lock_registration(second, aws_account_id)
-                return await accounts.check_registration(
-                    second,
-                    name=f"projects/second/accounts/{aws_account_id}",
-                    project="second",
-                    aws_account_id=aws_account_id,
-                    anywhere=False,
-                )
-
-        waiting = asyncio.create_task(second_registration())
+        # Inside a transaction, the call's lock and writes last until it commits.
+        registered = await accounts.register(first, registration("first", aws_account_id))
+        assert registered.verdict == accounts.Verdict(taken=False, allowed=True)
+        waiting = asyncio.create_task(register(db, "second", aws_account_id))
         await asyncio.sleep(0.3)
         assert not waiting.done(), "the second registration did not wait for the first's lock"
-        account = new_account("first", aws_account_id, time)
-        verdict = await accounts.register(
-            first, account, entry=entry_for(account), outcome=None, anywhere=False
-        )
-        assert verdict == accounts.Verdict(taken=False, allowed=True)
+    # Its verdict was read after the lock, so it saw the first registration commit.
     assert await asyncio.wait_for(waiting, 10) == accounts.Verdict(taken=False, allowed=False)
 
 
 async def test_the_account_entry_and_outcome_are_written_together(db: Database) -> None:
     aws_account_id = new_aws_account_id()
     request_id = str(uuid.uuid4())
-    async with driver.transaction(db) as connection:
-        record = {"method": "RegisterAccount", "principal": "user:a", "request_id": request_id}
-        await driver.row(
-            connection,
-            insert(models.RequestRecord).values(**record, request_digest="d"),
-            {},
-        )
-        time = await accounts.lock_registration(connection, aws_account_id)
-        account = new_account("p", aws_account_id, time)
-        outcome = mutations.Outcome("RegisterAccount", "user:a", request_id, response=b"answer")
-        verdict = await accounts.register(
-            connection, account, entry=entry_for(account), outcome=outcome, anywhere=False
-        )
-    assert verdict == accounts.Verdict(taken=False, allowed=True)
+    wanted = registration("p", aws_account_id, claim=claim(request_id))
+    async with driver.autocommit(db) as connection:
+        registered = await accounts.register(connection, wanted)
+    assert registered.verdict == accounts.Verdict(taken=False, allowed=True)
+    account = wanted.account
     async with db.transaction() as session:
         stored = await session.get(models.Account, account.uid)
         assert stored is not None
-        assert stored.create_time == time
+        assert (stored.create_time, stored.update_time) == (registered.time, registered.time)
+        assert (stored.revision, stored.display_name, stored.labels) == (1, "", {})
         entries = await audit.for_resource(session, account.name)
-        assert [(e.action, e.project, e.resource_uid) for e in entries] == [
-            ("RegisterAccount", "p", account.uid)
-        ]
-        stored_record = await session.get(
-            models.RequestRecord, ("RegisterAccount", "user:a", request_id)
-        )
-        assert stored_record is not None
-        assert stored_record.response == b"answer"
+        assert [
+            (e.action, e.project, e.resource_uid, e.request_id, e.details) for e in entries
+        ] == [("RegisterAccount", "p", account.uid, request_id, {"n": 1})]
+        record = await session.get(models.RequestRecord, ("RegisterAccount", "user:a", request_id))
+        assert record is not None
+        assert (record.response, record.create_time) == (b"answer", registered.time)
 
 
-async def test_a_refused_registration_writes_nothing(db: Database) -> None:
+async def test_a_used_request_id_answers_the_earlier_record_and_does_nothing(
+    db: Database,
+) -> None:
     aws_account_id = new_aws_account_id()
+    request_id = str(uuid.uuid4())
+    async with driver.autocommit(db) as connection:
+        first = await accounts.register(
+            connection, registration("p", aws_account_id, claim=claim(request_id))
+        )
+        # Another Account under the same id: the earlier record answers, nothing is written.
+        again = await accounts.register(
+            connection,
+            registration("p", new_aws_account_id(), claim=claim(request_id, digest="other")),
+        )
+    assert again.earlier is not None
+    assert (again.earlier.digest, again.earlier.response) == ("d", b"answer")
+    assert again.earlier.time == first.time
+    async with db.transaction() as session:
+        count = await session.scalar(
+            select(func.count()).where(models.AuditEntry.request_id == request_id)
+        )
+    assert count == 1
+
+
+async def test_a_refused_registration_writes_nothing_and_releases_its_request_id(
+    db: Database,
+) -> None:
+    aws_account_id = new_aws_account_id()
+    request_id = str(uuid.uuid4())
     assert await register(db, "owner", aws_account_id) == accounts.Verdict(False, True)
     assert await register(db, "owner", aws_account_id) == accounts.Verdict(True, True)
-    assert await register(db, "other", aws_account_id) == accounts.Verdict(False, False)
+    assert await register(db, "other", aws_account_id, claim=claim(request_id)) == (False, False)
     async with db.transaction() as session:
         count = await session.scalar(
             select(func.count()).where(models.Account.aws_account_id == aws_account_id)
@@ -131,7 +139,8 @@ async def test_a_refused_registration_writes_nothing(db: Database) -> None:
         entries = await session.scalar(
             select(func.count()).where(models.AuditEntry.resource.contains(aws_account_id))
         )
-    assert (count, entries) == (1, 1)
+        record = await session.get(models.RequestRecord, ("RegisterAccount", "user:a", request_id))
+    assert (count, entries, record) == (1, 1, None)
 
 
 async def test_only_the_first_projects_sharing_admits_another_project(db: Database) -> None:
@@ -142,3 +151,25 @@ async def test_only_the_first_projects_sharing_admits_another_project(db: Databa
     # The friend's own sharing passes nothing on; a bootstrap administrator may still.
     assert await register(db, "third", aws_account_id) == (False, False)
     assert await register(db, "third", aws_account_id, anywhere=True) == (False, True)
+
+
+async def test_checking_a_registration_writes_nothing(db: Database) -> None:
+    aws_account_id = new_aws_account_id()
+    assert await register(db, "owner", aws_account_id) == (False, True)
+    async with driver.autocommit(db) as connection:
+        for project, verdict in (("owner", (True, True)), ("other", (False, False))):
+            assert (
+                await accounts.check_registration(
+                    connection,
+                    name=f"projects/{project}/accounts/{aws_account_id}",
+                    project=project,
+                    aws_account_id=aws_account_id,
+                    anywhere=False,
+                )
+                == verdict
+            )
+    async with db.transaction() as session:
+        count = await session.scalar(
+            select(func.count()).where(models.Account.aws_account_id == aws_account_id)
+        )
+    assert count == 1

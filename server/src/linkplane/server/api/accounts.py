@@ -14,6 +14,7 @@ role and asks AWS, action by action, whether the role may do what linkplane will
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -23,7 +24,7 @@ from linkplane.server.api import authz, fields, resources, rpc
 from linkplane.server.aws import permissions, sessions
 from linkplane.server.domain import errors, filters, names, pagination, specs, validation
 from linkplane.server.protocol import converters
-from linkplane.server.storage import accounts, audit, driver, filtering, models, records
+from linkplane.server.storage import accounts, driver, filtering, models, records, requests
 from linkplane.v1 import account_pb2, account_service_pb2, account_service_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -80,6 +81,13 @@ def present(row: models.Account, *, show_role_arn: bool) -> account_pb2.Account:
         message.ClearField("role_arn")
     message.shared_with_projects.extend(row.shared_with_projects or [])
     return message
+
+
+def _registered_at(account: account_pb2.Account, time: datetime) -> account_pb2.Account:
+    """The registered Account with its create and update time: those of its registration."""
+    account.create_time.FromDatetime(time)
+    account.update_time.CopyFrom(account.create_time)
+    return account
 
 
 def audited_spec(spec: specs.AccountSpec) -> dict[str, Any]:
@@ -149,52 +157,63 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
             raise errors.InvalidArgument(violations)
         name = f"projects/{project}/accounts/{request.account_id}"
         anywhere = self.deps.authorizer.is_admin_everywhere(actor)
-        async with driver.transaction(self.deps.db) as session:
-            if request.validate_only:
-                await accounts.lock_registration(session, request.account_id)
+        if request.validate_only:
+            async with driver.autocommit(self.deps.db) as connection:
                 verdict = await accounts.check_registration(
-                    session,
+                    connection,
                     name=name,
                     project=project,
                     aws_account_id=request.account_id,
                     anywhere=anywhere,
                 )
-                self._refuse(verdict, name, project, request.account_id)
-                return account_pb2.Account(name=name, aws_account_id=request.account_id)
-            earlier = await rpc.replay(session, "RegisterAccount", request)
-            if earlier is not None and earlier.response is not None:
-                return account_pb2.Account.FromString(earlier.response)
-            time = await accounts.lock_registration(session, request.account_id)
-            row = models.Account(
-                uid=uuid.uuid4(),
-                name=name,
-                project=project,
-                aws_account_id=request.account_id,
-                display_name=spec.display_name,
-                labels=spec.labels,
-                spec=specs.to_json(spec),
-                revision=1,
-                create_time=time,
-                update_time=time,
-                shared_with_projects=shared,
-            )
-            # Registering takes admin rights, which include seeing the role ARN.
-            result = present(row, show_role_arn=True)
-            entry = audit.entry(
-                actor=actor,
-                action="RegisterAccount",
-                resource=name,
-                resource_uid=row.uid,
-                request_id=request.request_id,
-                details={"spec": audited_spec(spec), "shared_with_projects": shared},
-            )
-            outcome = rpc.outcome("RegisterAccount", request, response=result.SerializeToString())
-            verdict = await accounts.register(
-                session, row, entry=entry, outcome=outcome, anywhere=anywhere
-            )
-            # Refused: nothing was written, and the claimed request id is rolled back.
             self._refuse(verdict, name, project, request.account_id)
-            return result
+            return account_pb2.Account(name=name, aws_account_id=request.account_id)
+        row = models.Account(
+            uid=uuid.uuid4(),
+            name=name,
+            project=project,
+            aws_account_id=request.account_id,
+            display_name=spec.display_name,
+            labels=spec.labels,
+            spec=specs.to_json(spec),
+            revision=1,
+            shared_with_projects=shared,
+        )
+        # Registering takes admin rights, which include seeing the role ARN. Its times are the
+        # registration's, set below: a replay takes them from the request's record.
+        result = present(row, show_role_arn=True)
+        claim = None
+        if request.request_id:
+            claim = accounts.Claim(
+                method="RegisterAccount",
+                principal=rpc.CALLER.get(),
+                request_id=request.request_id,
+                digest=rpc.request_digest(request),
+                response=result.SerializeToString(),
+            )
+        registration = accounts.Registration(
+            account=row,
+            actor=actor,
+            anywhere=anywhere,
+            audit_details={"spec": audited_spec(spec), "shared_with_projects": shared},
+            claim=claim,
+        )
+        async with driver.autocommit(self.deps.db) as connection:
+            registered = await accounts.register(connection, registration)
+        if registered.earlier is not None:
+            return self._replayed(registered.earlier, rpc.request_digest(request))
+        # Refused: nothing was written, and the claimed request id was released.
+        self._refuse(registered.verdict, name, project, request.account_id)
+        return _registered_at(result, registered.time)
+
+    @staticmethod
+    def _replayed(earlier: requests.Replay, digest: str) -> account_pb2.Account:
+        rpc.check_replay(earlier, digest)
+        if earlier.response is None:  # every registration stores its response with its claim
+            raise errors.FailedPrecondition(
+                "the first request with this request_id registered nothing"
+            )
+        return _registered_at(account_pb2.Account.FromString(earlier.response), earlier.time)
 
     @rpc.unary
     async def GetAccount(

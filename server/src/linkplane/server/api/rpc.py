@@ -199,16 +199,27 @@ async def replay(session: Any, method: str, request: Message) -> requests.Replay
     request_id: str = getattr(request, "request_id", "")
     if not request_id:
         return None
-    digest = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+    digest = request_digest(request)
     earlier = await requests.claim(
         session, method=method, request_id=request_id, digest=digest, principal=CALLER.get()
     )
-    if earlier is not None and earlier.digest != digest:
+    if earlier is not None:
+        check_replay(earlier, digest)
+    return earlier
+
+
+def request_digest(request: Message) -> str:
+    """What tells a retry of a request from another request reusing its id."""
+    return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+
+
+def check_replay(earlier: requests.Replay, digest: str) -> None:
+    """Refuse a request id used before for a different request (`digest`)."""
+    if earlier.digest != digest:
         raise errors.InvalidArgument(
             [errors.FieldViolation("request_id", "was already used for a different request")],
             reason="REQUEST_ID_REUSED",
         )
-    return earlier
 
 
 def outcome(

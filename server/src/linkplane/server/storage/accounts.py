@@ -1,17 +1,32 @@
 """Queries of AWS account registration: whether a project may register an AWS account id
-(the tenancy rule, checked and applied in the statement that registers it), and who still
-uses an Account (its Services and Connections)."""
+(the tenancy rule, checked and applied in the call that registers it), and who still uses an
+Account (its Services and Connections).
+
+A registration is one call of `linkplane_register_account` (migration 0006), in one round
+trip. In its one transaction it
+1. takes the AWS account id's lock (transaction-scoped), so two registrations of one AWS
+   account id, from two projects say, run one after the other;
+2. claims the request id, if there is one; when it was used before, it answers the earlier
+   record and does nothing else (the caller replays it, or refuses a reused id);
+3. reads the verdict: whether the name is taken, and whether the tenancy rule allows it. The
+   function is VOLATILE, so under READ COMMITTED this statement reads a snapshot taken after
+   the lock: it sees a registration committed while this one waited;
+4. when the verdict allows it, inserts the Account, its audit entry and the response the
+   request id replays; when it refuses, writes nothing and releases its claim.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import Boolean, String, and_, bindparam, exists, func, literal, not_, or_, select
+from sqlalchemy import Boolean, LargeBinary, String, bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from linkplane.server.domain import names
-from linkplane.server.storage import driver, models, mutations, records
+from linkplane.server.storage import driver, models, records, requests
 
 
 class Verdict(NamedTuple):
@@ -24,99 +39,146 @@ class Verdict(NamedTuple):
     allowed: bool
 
 
-def _registrable() -> mutations.Guard:
-    account = models.table_of(models.Account)
-    # The created row's own values (mutations.Guard), and two more.
-    name = bindparam("created_name", type_=account.c.name.type)
-    project = bindparam("created_project", type_=account.c.project.type)
-    aws_account_id = bindparam("created_aws_account_id", type_=account.c.aws_account_id.type)
-    project_name = bindparam("project_name", type_=String())  # projects/{project}
-    anywhere = bindparam("anywhere", type_=Boolean())
-    # The owner is the project that registered it first; only its shared_with_projects
-    # counts (a project it was shared with cannot pass it on).
-    first = (
-        select(account.c.project, account.c.shared_with_projects)
-        .where(account.c.aws_account_id == aws_account_id)
-        .order_by(account.c.create_time, account.c.name)
-        .limit(1)
-        .subquery("owner")
-    )
-    owned_elsewhere = exists(
-        select(first.c.project).where(
-            first.c.project != project,
-            not_(first.c.shared_with_projects.has_key(project_name)),
+@dataclass(frozen=True)
+class Claim:
+    """The request id a registration claims, and the response a retry with it replays: the
+    Account as answered, without its create and update time, which are the registration's
+    and so the request record's own (`Registered.earlier.time`)."""
+
+    method: str
+    principal: str
+    request_id: str
+    digest: str
+    response: bytes
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A new Account (its times are left to the registration), who registers it, what its
+    audit entry says, and whether the caller may register the AWS account id anywhere (a
+    bootstrap administrator)."""
+
+    account: models.Account
+    actor: str
+    anywhere: bool
+    audit_details: dict[str, Any] = field(default_factory=dict)
+    claim: Claim | None = None
+
+
+@dataclass(frozen=True)
+class Registered:
+    """What a registration did: its verdict and time, or, when its request id was used
+    before, that earlier request's record (and nothing else was done)."""
+
+    verdict: Verdict
+    time: datetime
+    earlier: requests.Replay | None = None
+
+
+_REGISTER = text(
+    "SELECT taken, allowed, registered_at, earlier_digest, earlier_operation_id,"
+    " earlier_response, earlier_time FROM linkplane_register_account("
+    ":uid, :name, :project, :aws_account_id, :display_name, :labels, :spec,"
+    " :shared_with_projects, :anywhere, :write, :actor, :audit_details, :method, :principal,"
+    " :request_id, :request_digest, :response)"
+).bindparams(
+    bindparam("uid", type_=UUID(as_uuid=True)),
+    bindparam("labels", type_=JSONB()),
+    bindparam("spec", type_=JSONB()),
+    bindparam("shared_with_projects", type_=JSONB()),
+    bindparam("anywhere", type_=Boolean()),
+    bindparam("write", type_=Boolean()),
+    bindparam("audit_details", type_=JSONB()),
+    bindparam("response", type_=LargeBinary()),
+    *(
+        bindparam(name, type_=String())
+        for name in (
+            "name",
+            "project",
+            "aws_account_id",
+            "display_name",
+            "actor",
+            "method",
+            "principal",
+            "request_id",
+            "request_digest",
         )
-    )
-    taken = exists(select(account.c.uid).where(account.c.name == name))
-    allowed = or_(anywhere, not_(owned_elsewhere))
-    return mutations.Guard(
-        and_(not_(taken), allowed), (taken.label("taken"), allowed.label("allowed"))
-    )
-
-
-_REGISTRABLE = _registrable()
-# Built once: SQLAlchemy reuses their compiled SQL, asyncpg its prepared statements.
-_VERDICT = select(*_REGISTRABLE.report)
-_LOCK = select(
-    func.pg_advisory_xact_lock(
-        func.hashtext(literal("linkplane-account:") + bindparam("aws_account_id", type_=String()))
     ),
-    func.now().label("now"),
 )
 
 
-async def lock_registration(executor: driver.AnyConnection, aws_account_id: str) -> datetime:
-    """Serialize registrations of one AWS account id until the transaction ends (a
-    transaction-scoped advisory lock), so two projects cannot both register it at once; the
-    transaction's time (Postgres's now(): a new Account's create and update time).
+# What a call that writes nothing passes for what only writing reads.
+_NOTHING_TO_WRITE: dict[str, Any] = {
+    "uid": None,
+    "display_name": "",
+    "labels": None,
+    "spec": None,
+    "shared_with_projects": None,
+    "write": False,
+    "actor": "",
+    "audit_details": None,
+    "method": "",
+    "principal": "",
+    "request_id": "",
+    "request_digest": "",
+    "response": None,
+}
 
-    The verdict must come from a later statement: under READ COMMITTED each statement reads
-    its own snapshot, and only one taken after the lock sees a registration committed while
-    this one waited for it."""
-    locked = await driver.row(executor, _LOCK, {"aws_account_id": aws_account_id})
-    assert locked is not None  # a SELECT without FROM answers one row
-    time: datetime = locked["now"]
-    return time
+
+async def register(executor: driver.AnyConnection, registration: Registration) -> Registered:
+    """Register the Account if its request id is new and the verdict allows it (see the
+    module's docstring). Called outside a transaction, it is one; inside one, the lock and
+    the writes last until that one ends."""
+    account, claim = registration.account, registration.claim
+    values: dict[str, Any] = {
+        "uid": account.uid,
+        "name": account.name,
+        "project": account.project,
+        "aws_account_id": account.aws_account_id,
+        "display_name": account.display_name or "",
+        "labels": account.labels or {},
+        "spec": account.spec,
+        "shared_with_projects": account.shared_with_projects or [],
+        "anywhere": registration.anywhere,
+        "write": True,
+        "actor": registration.actor,
+        "audit_details": registration.audit_details,
+    }
+    if claim is not None:
+        values.update(
+            method=claim.method,
+            principal=claim.principal,
+            request_id=claim.request_id,
+            request_digest=claim.digest,
+            response=claim.response,
+        )
+    return _registered(await driver.row(executor, _REGISTER, {**_NOTHING_TO_WRITE, **values}))
 
 
 async def check_registration(
     executor: driver.AnyConnection, *, name: str, project: str, aws_account_id: str, anywhere: bool
 ) -> Verdict:
-    """The verdict on registering `name` (after `lock_registration`), without registering."""
-    values = {
-        "created_name": name,
-        "created_project": project,
-        "created_aws_account_id": aws_account_id,
-        **_guard_values(project, anywhere),
-    }
-    answer = await driver.row(executor, _VERDICT, values)
-    assert answer is not None  # a SELECT without FROM answers one row
-    return Verdict(answer["taken"], answer["allowed"])
-
-
-async def register(
-    executor: driver.AnyConnection,
-    account: models.Account,
-    *,
-    entry: models.AuditEntry,
-    outcome: mutations.Outcome | None,
-    anywhere: bool,
-) -> Verdict:
-    """Insert the Account, its audit entry and the request's outcome, in one statement (after
-    `lock_registration`), if the verdict allows it; the verdict."""
-    answer = await mutations.write(
-        executor,
-        entry=entry,
-        outcome=outcome,
-        created=account,
-        guard=_REGISTRABLE,
-        guard_values=_guard_values(account.project, anywhere),
+    """The verdict on registering `name`, read under the same lock, without registering."""
+    values = {"name": name, "project": project, "aws_account_id": aws_account_id}
+    answer = await driver.row(
+        executor, _REGISTER, {**_NOTHING_TO_WRITE, **values, "anywhere": anywhere}
     )
-    return Verdict(answer["taken"], answer["allowed"])
+    return _registered(answer).verdict
 
 
-def _guard_values(project: str, anywhere: bool) -> dict[str, object]:
-    return {"project_name": names.project_name(project), "anywhere": anywhere}
+def _registered(answer: Mapping[str, Any] | None) -> Registered:
+    assert answer is not None  # a function with OUT parameters answers one row
+    time: datetime = answer["registered_at"]
+    if answer["earlier_digest"] is not None:
+        earlier = requests.Replay(
+            answer["earlier_digest"],
+            answer["earlier_operation_id"],
+            answer["earlier_response"],
+            answer["earlier_time"],
+        )
+        # No verdict was read: the earlier request answers for this one.
+        return Registered(Verdict(taken=False, allowed=False), time, earlier)
+    return Registered(Verdict(bool(answer["taken"]), bool(answer["allowed"])), time)
 
 
 async def users(session: AsyncSession, name: str) -> int:

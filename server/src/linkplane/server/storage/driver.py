@@ -1,18 +1,18 @@
-"""The hottest statements, run on asyncpg directly: RegisterAccount's and the rate-limit
+"""The hottest statements, run on asyncpg directly: RegisterAccount's call and the rate-limit
 buckets' over the SQLAlchemy pool's connections, the coalesced Gets' on a connection of their
 own.
 
 Per statement, SQLAlchemy's execution layer (execution context, result proxy, the greenlet hop
 of its asyncpg adapter, the pool's reset) costs more CPU than asyncpg's own work: a cached
 one-row SELECT took 0.27 ms through an AsyncConnection and 0.11 ms through asyncpg on this
-machine, and RegisterAccount's five statements 2.0 ms against 1.0 ms. The API's Get and
-RegisterAccount, which run on every call, are built as Core statements like every other query
-(so the SQL is SQLAlchemy's, with its casts and type processing), compiled once, and sent
-through asyncpg (which prepares each once per connection).
+machine, and RegisterAccount's five statements (before it was one call) 2.0 ms against 1.0 ms.
+The API's Get and RegisterAccount, which run on every call, are built as Core statements like
+every other query (so the SQL is SQLAlchemy's, with its casts and type processing), compiled
+once, and sent through asyncpg (which prepares each once per connection).
 
 Everything else the storage layer does stays on SQLAlchemy: these are a handful of fixed
-statements, not a second data layer. RegisterAccount's transaction takes its connection from,
-and returns it to, the one pool (its size and timeouts hold), and one that turns out broken is
+statements, not a second data layer. RegisterAccount's call takes its connection from, and
+returns it to, the one pool (its size and timeouts hold), and one that turns out broken is
 invalidated there. The Gets, sent one statement at a time per kind (storage/coalescing.py),
 skip the pool's checkout and checkin, which cost more than the statement (`Dedicated`); a
 read that meets its connection dropped runs once more on a new one.
@@ -139,8 +139,8 @@ async def transaction(db: database.Database) -> AsyncIterator[Connection]:
 @contextlib.asynccontextmanager
 async def autocommit(db: database.Database) -> AsyncIterator[Connection]:
     """A pooled connection outside any transaction: each statement commits by itself (the
-    rate-limit buckets' one-statement reservations). Not retried: a statement on a connection
-    that broke may have committed."""
+    rate-limit buckets' one-statement reservations, RegisterAccount's call). Not retried: a
+    statement on a connection that broke may have committed."""
     with database.translate_errors():
         try:
             async with _connection(db) as connection:

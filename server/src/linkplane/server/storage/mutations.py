@@ -11,18 +11,14 @@ so SQLAlchemy reuses its compiled SQL and asyncpg its prepared statement.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
     ColumnDefault,
-    ColumnElement,
-    Label,
     Select,
     Table,
     bindparam,
-    exists,
     insert,
     inspect,
     literal,
@@ -66,19 +62,6 @@ def values_of(row: models.Base) -> dict[str, Any]:
     return values
 
 
-@dataclass(frozen=True, eq=False)  # compared by identity: SQL expressions overload ==
-class Guard:
-    """A condition the created row is inserted under, checked in the same statement (so it
-    reads the table as the insert does, after every lock the transaction took before).
-
-    Its expressions use bound parameters: `created_<column>` for the created row's values,
-    others given with the write. Nothing is written when it is false, and the statement
-    answers with `report`, the columns that tell the caller why."""
-
-    condition: ColumnElement[bool]
-    report: tuple[Label[Any], ...]
-
-
 def _binds(table: Table, columns: tuple[str, ...], prefix: str) -> list[Any]:
     return [bindparam(prefix + name, type_=table.c[name].type) for name in columns]
 
@@ -88,31 +71,21 @@ def _statement(
     created: tuple[Table, tuple[str, ...]] | None,
     entry_columns: tuple[str, ...],
     completes: bool,
-    guard: Guard | None,
 ) -> Select[Any]:
     writes = []
-    # With a guard, the audit entry and the outcome are written only with the created row.
-    written: list[Any] = []
     if created is not None:
         table, columns = created
-        source = select(*_binds(table, columns, "created_"))
-        if guard is not None:
-            source = source.where(guard.condition)
-        inserted = (
+        writes.append(
             insert(table)
-            .from_select(list(columns), source)
-            .returning(*table.primary_key.columns)
+            .from_select(list(columns), select(*_binds(table, columns, "created_")))
             .cte("created")
         )
-        writes.append(inserted)
-        if guard is not None:
-            written.append(exists(inserted.select()))
     audit = models.table_of(models.AuditEntry)
     writes.append(
         insert(audit)
         .from_select(
             list(entry_columns),
-            select(*_binds(audit, entry_columns, "entry_")).where(*written),
+            select(*_binds(audit, entry_columns, "entry_")),
         )
         .cte("audited")
     )
@@ -124,7 +97,6 @@ def _statement(
                 record.c.method == bindparam("outcome_method"),
                 record.c.principal == bindparam("outcome_principal"),
                 record.c.request_id == bindparam("outcome_request_id"),
-                *written,
             )
             .values(
                 operation_id=bindparam("outcome_operation_id", type_=record.c.operation_id.type),
@@ -133,8 +105,7 @@ def _statement(
             .cte("completed")
         )
     # Postgres runs every data-modifying CTE to completion, read or not.
-    answer = guard.report if guard is not None else (literal(1).label("written"),)
-    return select(*answer).add_cte(*writes)
+    return select(literal(1).label("written")).add_cte(*writes)
 
 
 async def write(
@@ -143,13 +114,10 @@ async def write(
     entry: models.AuditEntry,
     outcome: Outcome | None,
     created: models.Base | None = None,
-    guard: Guard | None = None,
-    guard_values: Mapping[str, Any] | None = None,
-) -> Mapping[str, Any]:
+) -> None:
     """Insert `created` (when given) and the audit `entry`, and store the request's `outcome`
-    on its request-id record (claimed earlier in the transaction), in one statement. With a
-    `guard` (and `created`), only when the guard holds; the answer is its report."""
-    parameters: dict[str, Any] = dict(guard_values or {})
+    on its request-id record (claimed earlier in the transaction), in one statement."""
+    parameters: dict[str, Any] = {}
     shape = None
     if created is not None:
         values = values_of(created)
@@ -165,7 +133,5 @@ async def write(
             outcome_operation_id=outcome.operation_id,
             outcome_response=outcome.response,
         )
-    statement = _statement(shape, tuple(entry_values), outcome is not None, guard)
-    answer = await driver.row(executor, statement, parameters)
-    assert answer is not None  # a SELECT without FROM answers one row
-    return answer
+    statement = _statement(shape, tuple(entry_values), outcome is not None)
+    await driver.row(executor, statement, parameters)

@@ -8,7 +8,7 @@ scoped per principal: a caller can only ever replay its own requests.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -24,6 +24,8 @@ class Replay:
     digest: str
     operation_id: str | None
     response: bytes | None
+    # When the request was first made (its record's create time, that of its transaction).
+    time: datetime
 
 
 _RECORDS = models.table_of(models.RequestRecord)
@@ -44,9 +46,9 @@ _CLAIM = (
     .on_conflict_do_nothing()
     .returning(_RECORDS.c.request_id)
 )
-_EARLIER = select(_RECORDS.c.request_digest, _RECORDS.c.operation_id, _RECORDS.c.response).where(
-    *_THIS_RECORD
-)
+_EARLIER = select(
+    _RECORDS.c.request_digest, _RECORDS.c.operation_id, _RECORDS.c.response, _RECORDS.c.create_time
+).where(*_THIS_RECORD)
 
 
 async def claim(
@@ -63,7 +65,12 @@ async def claim(
         return None
     earlier = await driver.row(executor, _EARLIER, key)
     assert earlier is not None  # the conflicting record: claims are never deleted in-flight
-    return Replay(earlier["request_digest"], earlier["operation_id"], earlier["response"])
+    return Replay(
+        earlier["request_digest"],
+        earlier["operation_id"],
+        earlier["response"],
+        earlier["create_time"],
+    )
 
 
 async def expire(session: AsyncSession, *, older_than: timedelta) -> int:
