@@ -21,15 +21,21 @@ import gc
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
 import pytest
 
 from linkplane.server import logs
-from linkplane.server.config import Role, Settings
-from linkplane.server.runtime import Runtime
-from tests.support import databases, runtimes
+
+if TYPE_CHECKING:
+    import grpc
+
+    from linkplane.server.runtime import Runtime
+    from tests.support import databases
+
+# The fixtures below import the server, the simulator (moto) and the database kit when first
+# used, not here: under xdist the controller process loads this plugin too but runs no test,
+# and those imports cost it ~4 s of one core before it starts any worker.
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -108,6 +114,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 @pytest.fixture(scope="session")
 def database_server() -> Iterator[databases.DatabaseServer]:
     """The test Postgres with a migrated template, for as many fresh databases as tests need."""
+    from tests.support import databases
+
     with databases.server_with_template() as server:
         yield server
 
@@ -116,6 +124,8 @@ def database_server() -> Iterator[databases.DatabaseServer]:
 def database_url(database_server: databases.DatabaseServer) -> Iterator[str]:
     """A fresh, migrated database for API-only servers, shared by all of a worker's tests (the
     module docstring says why); dropped afterwards."""
+    from tests.support import runtimes
+
     with database_server.fresh("linkplane_test") as url:
         runtimes.SHARED_DATABASE_URLS.add(url)
         try:
@@ -135,6 +145,9 @@ def own_database_url(database_server: databases.DatabaseServer) -> Iterator[str]
 @pytest.fixture(scope="package")
 async def server(database_url: str) -> AsyncIterator[Runtime]:
     """An API-only server (it reconciles nothing) on the shared database."""
+    from linkplane.server.config import Role, Settings
+    from tests.support import runtimes
+
     settings = Settings(listen="127.0.0.1:0", shutdown_grace_seconds=1.0, role=Role.API)
     async with runtimes.running(settings, database_url, wait_for_feed=True) as runtime:
         yield runtime
@@ -142,6 +155,8 @@ async def server(database_url: str) -> AsyncIterator[Runtime]:
 
 @pytest.fixture(scope="package")
 async def channel(server: Runtime) -> AsyncIterator[grpc.aio.Channel]:
+    from tests.support import runtimes
+
     async with runtimes.channel_to(server) as chan:
         yield chan
 
