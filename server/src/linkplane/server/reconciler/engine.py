@@ -181,10 +181,30 @@ class Engine:
         self._wake.set()
 
     async def _heartbeat(self, reconciler: Reconciler, lease: leases.Lease) -> None:
+        """Renew the pass's lease every third of its length, until the pass ends (it cancels
+        this) or another worker claims the resource (the pass learns it at its next fence).
+
+        A beat that meets a database outage is not the end of the lease: the lease may still
+        hold, and the next beat may get through, so it is logged and the beats go on."""
+        heartbeats = leases.heartbeats(self.db)
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
-            async with self.db.transaction() as session:
-                await leases.heartbeat(session, reconciler.model, lease, self.lease_seconds)
+            try:
+                await heartbeats.renew(reconciler.model, lease, self.lease_seconds)
+            except leases.LeaseLost:
+                return
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    log.exception(
+                        "reconciler.bug", kind=reconciler.kind, uid=str(lease.uid), error=str(exc)
+                    )
+                    return
+                log.warning(
+                    "reconciler.heartbeat_failed",
+                    kind=reconciler.kind,
+                    uid=str(lease.uid),
+                    error=str(exc.__cause__ or exc),
+                )
 
     async def _clear_bug(
         self, session: database.Session, reconciler: Reconciler, lease: leases.Lease

@@ -111,7 +111,6 @@ class Workspace:
         """
 
         async def check() -> None:
-            async with self.db.transaction() as session:
-                await leases.heartbeat(session, model, lease, self.lease_seconds)
+            await leases.heartbeats(self.db).renew(model, lease, self.lease_seconds)
 
         return check

@@ -72,8 +72,8 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(
             self.url,
             # Connections the pool may hold at once: pool_size, and pool_overflow more (as many
-            # again by default) in a burst (and, outside it, one per kind for the Gets:
-            # storage/driver.py's `Dedicated`).
+            # again by default) in a burst (and, outside it, one per kind for the Gets and one
+            # for the lease heartbeats: storage/driver.py's `Dedicated`).
             pool_size=pool_size,
             max_overflow=pool_size if pool_overflow is None else pool_overflow,
             pool_pre_ping=False,

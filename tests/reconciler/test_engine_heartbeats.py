@@ -1,0 +1,96 @@
+"""A pass keeps its lease while the passes around it hold every pooled connection: heartbeats
+and fences renew it on a connection of their own (`leases.Heartbeats`).
+
+Through the pool, a worker's heartbeats queued behind the passes they keep alive; on a busy
+machine one waited past the lease, another worker claimed the resource mid-pass, and
+tests/reconciler_multiprocess/test_workers.py saw two owners overlap."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+
+from linkplane.server.reconciler import engine
+from linkplane.server.storage import changes, database, leases
+from tests.reconciler.conftest import eventually
+from tests.reconciler.test_engine_bugs import ConnectionStub, insert_connection, row_of
+
+LEASE_SECONDS = 1.0
+
+
+class PoolHog(ConnectionStub):
+    """A Connection reconciler whose one pass holds the pool's only connection for twice the
+    lease, then asks Postgres, on a connection outside the pool, whether its lease still
+    runs and is still its own."""
+
+    def __init__(self, db: database.Database, url: str) -> None:
+        self.db = db
+        self.url = url
+        self.passes = 0
+        self.lease_held: bool | None = None
+        self.fenced = False
+
+    async def reconcile(self, lease: leases.Lease) -> engine.Pass:
+        self.passes += 1
+        async with self.db.transaction() as session:
+            await session.execute(text("SELECT 1"))
+            await asyncio.sleep(2 * LEASE_SECONDS)
+            outside = await asyncpg.connect(changes.asyncpg_dsn(database.async_url(self.url)))
+            try:
+                self.lease_held = await outside.fetchval(
+                    "SELECT lease_expires_at > now() AND fencing_token = $2"
+                    " FROM connections WHERE uid = $1",
+                    lease.uid,
+                    lease.token,
+                )
+            finally:
+                await outside.close()
+            # A fence too, as before an AWS mutation: it must not wait for the pooled
+            # connection this very pass holds.
+            await asyncio.wait_for(
+                leases.heartbeats(self.db).renew(ConnectionStub.model, lease, LEASE_SECONDS),
+                timeout=1.0,
+            )
+            self.fenced = True
+        return engine.Pass(3600.0)
+
+
+@pytest.fixture
+async def one_connection_db(own_database_url: str) -> AsyncIterator[database.Database]:
+    handle = database.Database(own_database_url, pool_size=1, pool_overflow=0, timeout=5.0)
+    try:
+        yield handle
+    finally:
+        await handle.close()
+
+
+async def test_a_pass_keeps_its_lease_while_the_pool_is_taken(
+    one_connection_db: database.Database, own_database_url: str
+) -> None:
+    db = one_connection_db
+    uid: uuid.UUID = await insert_connection(db)
+    reconciler = PoolHog(db, own_database_url)
+    feed = changes.ChangeFeed(own_database_url)
+    worker = engine.Engine(
+        db=db, feed=feed, reconcilers=[reconciler], concurrency=1, lease_seconds=LEASE_SECONDS
+    )
+    await feed.start()
+    await worker.start()
+    try:
+        row = await eventually(
+            lambda: row_of(db, uid),
+            lambda r: r.fencing_token >= 1 and r.lease_expires_at is None,
+            timeout=20.0,
+        )
+        assert reconciler.passes == 1
+        assert reconciler.fenced
+        assert reconciler.lease_held is True, "the lease ran out while the pool was taken"
+        assert row.fencing_token == 1, "claimed once: the pass ended with its own lease"
+    finally:
+        await worker.stop(1.0)
+        await feed.stop()
