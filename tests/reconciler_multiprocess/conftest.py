@@ -73,7 +73,15 @@ def api(api_channel: grpc.aio.Channel) -> Api:
 class Worker:
     """One `linkplane-server serve --role worker` process; restartable, killable."""
 
-    def __init__(self, name: str, database_url: str, sim: sim_server.SimHandle, logdir: Path):
+    def __init__(
+        self,
+        name: str,
+        database_url: str,
+        sim: sim_server.SimHandle,
+        logdir: Path,
+        *,
+        lease_seconds: float = LEASE_SECONDS,
+    ):
         self.name = name
         self.log_path = logdir / f"{name}.jsonl"
         self.env = {
@@ -87,7 +95,7 @@ class Worker:
             "LINKPLANE_AWS_TIME_SCALE": str(TIME_SCALE),
             "LINKPLANE_TRANSITIONAL_RESYNC_SECONDS": "0.2",
             "LINKPLANE_RESYNC_INTERVAL_SECONDS": "2",
-            "LINKPLANE_LEASE_SECONDS": str(LEASE_SECONDS),
+            "LINKPLANE_LEASE_SECONDS": str(lease_seconds),
             "LINKPLANE_WORKERS": "8",
             "LINKPLANE_LOG_FORMAT": "json",
             "LINKPLANE_LOG_LEVEL": "debug",
@@ -144,12 +152,13 @@ class Worker:
 
 @pytest.fixture
 def spawn(own_database_url: str, sim: sim_server.SimHandle) -> Iterator[Any]:
-    """`spawn(name)` starts a worker process; all are stopped after the test."""
+    """`spawn(name)` starts a worker process (`spawn(name, lease_seconds=...)` with a lease
+    of its own); all are stopped after the test."""
     logdir = Path(tempfile.mkdtemp(prefix="linkplane-workers-"))
     workers: list[Worker] = []
 
-    def make(name: str) -> Worker:
-        worker = Worker(name, own_database_url, sim, logdir)
+    def make(name: str, *, lease_seconds: float = LEASE_SECONDS) -> Worker:
+        worker = Worker(name, own_database_url, sim, logdir, lease_seconds=lease_seconds)
         worker.start()
         workers.append(worker)
         return worker
