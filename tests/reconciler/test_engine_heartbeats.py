@@ -9,7 +9,6 @@ tests/reconciler_multiprocess/test_workers.py saw two owners overlap."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
@@ -19,9 +18,14 @@ from sqlalchemy import text
 
 from linkplane.server import logs
 from linkplane.server.reconciler import engine
-from linkplane.server.storage import changes, database, leases
+from linkplane.server.storage import changes, database, leases, models
 from tests.reconciler.conftest import eventually
-from tests.reconciler.test_engine_bugs import ConnectionStub, insert_connection, row_of
+from tests.reconciler.test_engine_bugs import (  # noqa: F401 - `db` is a fixture
+    ConnectionStub,
+    db,
+    insert_connection,
+    row_of,
+)
 from tests.reconciler.test_engine_database import postgres_starting_up
 
 LEASE_SECONDS = 1.0
@@ -32,8 +36,8 @@ class PoolHog(ConnectionStub):
     lease, then asks Postgres, on a connection outside the pool, whether its lease still
     runs and is still its own."""
 
-    def __init__(self, db: database.Database, url: str) -> None:
-        self.db = db
+    def __init__(self, handle: database.Database, url: str) -> None:
+        self.db = handle
         self.url = url
         self.passes = 0
         self.lease_held: bool | None = None
@@ -88,15 +92,6 @@ class LongPass(ConnectionStub):
 
 
 @pytest.fixture
-async def pooled_db(own_database_url: str) -> AsyncIterator[database.Database]:
-    handle = database.Database(own_database_url)
-    try:
-        yield handle
-    finally:
-        await handle.close()
-
-
-@pytest.fixture
 async def one_connection_db(own_database_url: str) -> AsyncIterator[database.Database]:
     handle = database.Database(own_database_url, pool_size=1, pool_overflow=0, timeout=5.0)
     try:
@@ -105,40 +100,47 @@ async def one_connection_db(own_database_url: str) -> AsyncIterator[database.Dat
         await handle.close()
 
 
-async def test_a_pass_keeps_its_lease_while_the_pool_is_taken(
-    one_connection_db: database.Database, own_database_url: str
-) -> None:
-    db = one_connection_db
-    uid: uuid.UUID = await insert_connection(db)
-    reconciler = PoolHog(db, own_database_url)
-    feed = changes.ChangeFeed(own_database_url)
+async def first_pass(
+    handle: database.Database, url: str, reconciler: engine.Reconciler
+) -> models.Connection:
+    """Run an engine with `reconciler` on a new Connection until its first pass has ended and
+    given the lease back; the row then."""
+    uid = await insert_connection(handle)
+    feed = changes.ChangeFeed(url)
     worker = engine.Engine(
-        db=db, feed=feed, reconcilers=[reconciler], concurrency=1, lease_seconds=LEASE_SECONDS
+        db=handle, feed=feed, reconcilers=[reconciler], concurrency=1, lease_seconds=LEASE_SECONDS
     )
     await feed.start()
     await worker.start()
     try:
-        row = await eventually(
-            lambda: row_of(db, uid),
+        return await eventually(
+            lambda: row_of(handle, uid),
             lambda r: r.fencing_token >= 1 and r.lease_expires_at is None,
             timeout=20.0,
         )
-        assert reconciler.passes == 1
-        assert reconciler.fenced
-        assert reconciler.lease_held is True, "the lease ran out while the pool was taken"
-        assert row.fencing_token == 1, "claimed once: the pass ended with its own lease"
     finally:
         await worker.stop(1.0)
         await feed.stop()
 
 
+async def test_a_pass_keeps_its_lease_while_the_pool_is_taken(
+    one_connection_db: database.Database, own_database_url: str
+) -> None:
+    reconciler = PoolHog(one_connection_db, own_database_url)
+    row = await first_pass(one_connection_db, own_database_url, reconciler)
+    assert reconciler.passes == 1
+    assert reconciler.fenced
+    assert reconciler.lease_held is True, "the lease ran out while the pool was taken"
+    assert row.fencing_token == 1, "claimed once: the pass ended with its own lease"
+
+
 async def test_a_beat_that_meets_an_outage_does_not_end_the_beats(
-    pooled_db: database.Database, own_database_url: str, monkeypatch: pytest.MonkeyPatch
+    db: database.Database,  # noqa: F811 - the fixture
+    own_database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The first beat meets Postgres unreachable (as `Dedicated` reports a connection dropped
     twice); the later ones get through, so the pass ends with its lease."""
-    db = pooled_db
-    uid: uuid.UUID = await insert_connection(db)
     reconciler = LongPass(own_database_url)
     renew = leases.Heartbeats.renew
     beats = 0
@@ -159,24 +161,12 @@ async def test_a_beat_that_meets_an_outage_does_not_end_the_beats(
         if event.get("event") == "reconciler.heartbeat_failed":
             failed.append(str(event.get("uid")))
 
-    feed = changes.ChangeFeed(own_database_url)
-    worker = engine.Engine(
-        db=db, feed=feed, reconcilers=[reconciler], concurrency=1, lease_seconds=LEASE_SECONDS
-    )
     logs.listeners.append(listen)
-    await feed.start()
-    await worker.start()
     try:
-        row = await eventually(
-            lambda: row_of(db, uid),
-            lambda r: r.fencing_token >= 1 and r.lease_expires_at is None,
-            timeout=20.0,
-        )
-        assert reconciler.lease_held is True, "the lease ran out after one failed beat"
-        assert beats >= 3, "the beats went on after the failed one"
-        assert failed == [str(uid)]
-        assert reconciler.passes == 1 and row.fencing_token == 1
+        row = await first_pass(db, own_database_url, reconciler)
     finally:
         logs.listeners.remove(listen)
-        await worker.stop(1.0)
-        await feed.stop()
+    assert reconciler.lease_held is True, "the lease ran out after one failed beat"
+    assert beats >= 3, "the beats went on after the failed one"
+    assert failed == [str(row.uid)]
+    assert reconciler.passes == 1 and row.fencing_token == 1
