@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import func, select
 
-from linkplane.server.storage import accounts, audit, driver, models
+from linkplane.server.storage import accounts, audit, driver, models, mutations
 from linkplane.server.storage.database import Database
 
 
@@ -34,8 +34,10 @@ def registration(
     *,
     shared: list[str] | None = None,
     anywhere: bool = False,
-    claim: accounts.Claim | None = None,
+    request_id: str = "",
+    digest: str = "d",
 ) -> accounts.Registration:
+    """A registration, with a request id claimed (and "answer" stored to replay) if given."""
     account = models.Account(
         uid=uuid.uuid4(),
         name=f"projects/{project}/accounts/{aws_account_id}",
@@ -44,8 +46,16 @@ def registration(
         spec={},
         shared_with_projects=shared or [],
     )
+    outcome = None
+    if request_id:
+        outcome = mutations.Outcome("RegisterAccount", "user:a", request_id, response=b"answer")
     return accounts.Registration(
-        account=account, actor="user:a", anywhere=anywhere, audit_details={"n": 1}, claim=claim
+        account=account,
+        actor="user:a",
+        anywhere=anywhere,
+        audit_details={"n": 1},
+        outcome=outcome,
+        request_digest=digest if request_id else "",
     )
 
 
@@ -59,10 +69,6 @@ async def register(
         )
     assert registered.earlier is None
     return registered.verdict
-
-
-def claim(request_id: str, digest: str = "d") -> accounts.Claim:
-    return accounts.Claim("RegisterAccount", "user:a", request_id, digest, response=b"answer")
 
 
 async def test_a_waiting_registration_sees_the_one_it_waited_for(db: Database) -> None:
@@ -81,7 +87,7 @@ async def test_a_waiting_registration_sees_the_one_it_waited_for(db: Database) -
 async def test_the_account_entry_and_outcome_are_written_together(db: Database) -> None:
     aws_account_id = new_aws_account_id()
     request_id = str(uuid.uuid4())
-    wanted = registration("p", aws_account_id, claim=claim(request_id))
+    wanted = registration("p", aws_account_id, request_id=request_id)
     async with driver.autocommit(db) as connection:
         registered = await accounts.register(connection, wanted)
     assert registered.verdict == accounts.Verdict(taken=False, allowed=True)
@@ -107,12 +113,12 @@ async def test_a_used_request_id_answers_the_earlier_record_and_does_nothing(
     request_id = str(uuid.uuid4())
     async with driver.autocommit(db) as connection:
         first = await accounts.register(
-            connection, registration("p", aws_account_id, claim=claim(request_id))
+            connection, registration("p", aws_account_id, request_id=request_id)
         )
         # Another Account under the same id: the earlier record answers, nothing is written.
         again = await accounts.register(
             connection,
-            registration("p", new_aws_account_id(), claim=claim(request_id, digest="other")),
+            registration("p", new_aws_account_id(), request_id=request_id, digest="other"),
         )
     assert again.earlier is not None
     assert (again.earlier.digest, again.earlier.response) == ("d", b"answer")
@@ -131,7 +137,7 @@ async def test_a_refused_registration_writes_nothing_and_releases_its_request_id
     request_id = str(uuid.uuid4())
     assert await register(db, "owner", aws_account_id) == accounts.Verdict(False, True)
     assert await register(db, "owner", aws_account_id) == accounts.Verdict(True, True)
-    assert await register(db, "other", aws_account_id, claim=claim(request_id)) == (False, False)
+    assert await register(db, "other", aws_account_id, request_id=request_id) == (False, False)
     async with db.transaction() as session:
         count = await session.scalar(
             select(func.count()).where(models.Account.aws_account_id == aws_account_id)

@@ -182,26 +182,19 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
         # Registering takes admin rights, which include seeing the role ARN. Its times are the
         # registration's, set below: a replay takes them from the request's record.
         result = present(row, show_role_arn=True)
-        claim = None
-        if request.request_id:
-            claim = accounts.Claim(
-                method="RegisterAccount",
-                principal=rpc.CALLER.get(),
-                request_id=request.request_id,
-                digest=rpc.request_digest(request),
-                response=result.SerializeToString(),
-            )
+        digest = rpc.request_digest(request) if request.request_id else ""
         registration = accounts.Registration(
             account=row,
             actor=actor,
             anywhere=anywhere,
             audit_details={"spec": audited_spec(spec), "shared_with_projects": shared},
-            claim=claim,
+            outcome=rpc.outcome("RegisterAccount", request, response=result.SerializeToString()),
+            request_digest=digest,
         )
         async with driver.autocommit(self.deps.db) as connection:
             registered = await accounts.register(connection, registration)
         if registered.earlier is not None:
-            return self._replayed(registered.earlier, rpc.request_digest(request))
+            return self._replayed(registered.earlier, digest)
         # Refused: nothing was written, and the claimed request id was released.
         self._refuse(registered.verdict, name, project, request.account_id)
         return _registered_at(result, registered.time)

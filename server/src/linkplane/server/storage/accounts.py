@@ -26,7 +26,7 @@ from sqlalchemy import Boolean, LargeBinary, String, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from linkplane.server.storage import driver, models, records, requests
+from linkplane.server.storage import driver, models, mutations, records, requests
 
 
 class Verdict(NamedTuple):
@@ -40,19 +40,6 @@ class Verdict(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Claim:
-    """The request id a registration claims, and the response a retry with it replays: the
-    Account as answered, without its create and update time, which are the registration's
-    and so the request record's own (`Registered.earlier.time`)."""
-
-    method: str
-    principal: str
-    request_id: str
-    digest: str
-    response: bytes
-
-
-@dataclass(frozen=True)
 class Registration:
     """A new Account (its times are left to the registration), who registers it, what its
     audit entry says, and whether the caller may register the AWS account id anywhere (a
@@ -62,7 +49,11 @@ class Registration:
     actor: str
     anywhere: bool
     audit_details: dict[str, Any] = field(default_factory=dict)
-    claim: Claim | None = None
+    # The request id it claims and the response a retry with it replays: the Account as
+    # answered, without its create and update time, which are the registration's and so the
+    # request record's own (`Registered.earlier.time`). With the request's digest.
+    outcome: mutations.Outcome | None = None
+    request_digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -129,7 +120,7 @@ async def register(executor: driver.AnyConnection, registration: Registration) -
     """Register the Account if its request id is new and the verdict allows it (see the
     module's docstring). Called outside a transaction, it is one; inside one, the lock and
     the writes last until that one ends."""
-    account, claim = registration.account, registration.claim
+    account, outcome = registration.account, registration.outcome
     values: dict[str, Any] = {
         "uid": account.uid,
         "name": account.name,
@@ -144,14 +135,8 @@ async def register(executor: driver.AnyConnection, registration: Registration) -
         "actor": registration.actor,
         "audit_details": registration.audit_details,
     }
-    if claim is not None:
-        values.update(
-            method=claim.method,
-            principal=claim.principal,
-            request_id=claim.request_id,
-            request_digest=claim.digest,
-            response=claim.response,
-        )
+    if outcome is not None:
+        values.update(mutations.replay_values(outcome), request_digest=registration.request_digest)
     return _registered(await driver.row(executor, _REGISTER, {**_NOTHING_TO_WRITE, **values}))
 
 

@@ -40,6 +40,18 @@ class Outcome:
     response: bytes | None = None
 
 
+def replay_values(outcome: Outcome) -> dict[str, Any]:
+    """The request record's columns an outcome sets, keyed by column name (statements bind
+    them under a prefix of their own, or none)."""
+    return {
+        "method": outcome.method,
+        "principal": outcome.principal,
+        "request_id": outcome.request_id,
+        "operation_id": outcome.operation_id,
+        "response": outcome.response,
+    }
+
+
 def values_of(row: models.Base) -> dict[str, Any]:
     """The column values of a new (never added) object: those set on it, and the column
     defaults of the others, which an INSERT inside a CTE does not apply by itself (server
@@ -126,12 +138,6 @@ async def write(
     entry_values = values_of(entry)
     parameters.update({"entry_" + name: value for name, value in entry_values.items()})
     if outcome is not None:
-        parameters.update(
-            outcome_method=outcome.method,
-            outcome_principal=outcome.principal,
-            outcome_request_id=outcome.request_id,
-            outcome_operation_id=outcome.operation_id,
-            outcome_response=outcome.response,
-        )
+        parameters.update({"outcome_" + k: v for k, v in replay_values(outcome).items()})
     statement = _statement(shape, tuple(entry_values), outcome is not None)
     await driver.row(executor, statement, parameters)
