@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import func, select
 
+from linkplane.server.domain import specs
 from linkplane.server.storage import accounts, audit, driver, models, mutations
 from linkplane.server.storage.database import Database
 
@@ -38,12 +39,12 @@ def registration(
     digest: str = "d",
 ) -> accounts.Registration:
     """A registration, with a request id claimed (and "answer" stored to replay) if given."""
-    account = models.Account(
+    account = accounts.NewAccount(
         uid=uuid.uuid4(),
         name=f"projects/{project}/accounts/{aws_account_id}",
         project=project,
         aws_account_id=aws_account_id,
-        spec={},
+        spec=specs.AccountSpec(),
         shared_with_projects=shared or [],
     )
     outcome = None

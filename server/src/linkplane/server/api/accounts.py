@@ -73,13 +73,21 @@ def check_region(requested: str, allowed: list[str]) -> str:
 
 
 def present(row: models.Account, *, show_role_arn: bool) -> account_pb2.Account:
-    """The Account as a caller may see it: never the external id; the role ARN to admins."""
-    message = converters.account(row)
+    """The stored Account as a caller may see it (`shown`)."""
+    return shown(
+        converters.account(row), row.shared_with_projects or [], show_role_arn=show_role_arn
+    )
+
+
+def shown(
+    message: account_pb2.Account, shared_with_projects: list[str], *, show_role_arn: bool
+) -> account_pb2.Account:
+    """An Account as a caller may see it: never the external id; the role ARN to admins."""
     message.external_id_set = bool(message.external_id)
     message.ClearField("external_id")
     if not show_role_arn:
         message.ClearField("role_arn")
-    message.shared_with_projects.extend(row.shared_with_projects or [])
+    message.shared_with_projects.extend(shared_with_projects)
     return message
 
 
@@ -168,23 +176,20 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
                 )
             self._refuse(verdict, name, project, request.account_id)
             return account_pb2.Account(name=name, aws_account_id=request.account_id)
-        row = models.Account(
+        account = accounts.NewAccount(
             uid=uuid.uuid4(),
             name=name,
             project=project,
             aws_account_id=request.account_id,
-            display_name=spec.display_name,
-            labels=spec.labels,
-            spec=specs.to_json(spec),
-            revision=1,
+            spec=spec,
             shared_with_projects=shared,
         )
         # Registering takes admin rights, which include seeing the role ARN. Its times are the
         # registration's, set below: a replay takes them from the request's record.
-        result = present(row, show_role_arn=True)
+        result = shown(converters.account_of(account, spec), shared, show_role_arn=True)
         digest = rpc.request_digest(request) if request.request_id else ""
         registration = accounts.Registration(
-            account=row,
+            account=account,
             actor=actor,
             anywhere=anywhere,
             audit_details={"spec": audited_spec(spec), "shared_with_projects": shared},

@@ -16,7 +16,7 @@ import hashlib
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2, timestamp_pb2
@@ -117,20 +117,48 @@ def account_spec(message: account_pb2.Account) -> specs.AccountSpec:
     )
 
 
+class AccountIdentity(Protocol):
+    """What names an Account and versions it: a stored row, or one being registered."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def uid(self) -> uuid.UUID: ...
+    @property
+    def aws_account_id(self) -> str: ...
+    @property
+    def revision(self) -> int: ...
+
+
 def account(row: models.Account) -> account_pb2.Account:
-    spec = specs.account_from_json(row.spec)
+    return account_of(
+        row,
+        specs.account_from_json(row.spec),
+        create_time=row.create_time,
+        update_time=row.update_time,
+    )
+
+
+def account_of(
+    identity: AccountIdentity,
+    spec: specs.AccountSpec,
+    *,
+    create_time: datetime | None = None,
+    update_time: datetime | None = None,
+) -> account_pb2.Account:
+    """The Account message of an identity and its spec (a registration has no times yet)."""
     return account_pb2.Account(
-        name=row.name,
-        uid=str(row.uid),
-        aws_account_id=row.aws_account_id,
+        name=identity.name,
+        uid=str(identity.uid),
+        aws_account_id=identity.aws_account_id,
         display_name=spec.display_name,
         role_arn=spec.role_arn,
         external_id=spec.external_id,
         allowed_regions=spec.allowed_regions,
         labels=spec.labels,
-        create_time=timestamp(row.create_time),
-        update_time=timestamp(row.update_time),
-        etag=etag(row.uid, row.revision),
+        create_time=timestamp(create_time),
+        update_time=timestamp(update_time),
+        etag=etag(identity.uid, identity.revision),
     )
 
 
