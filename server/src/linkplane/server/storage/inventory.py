@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import case, func, or_, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import bindparam, case, func, or_, select, text
+from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from linkplane.server.domain import filters, specs, states
@@ -163,6 +163,30 @@ class _Ours:
     request_message: str
 
 
+# Every endpoint connection AWS reported, in one statement built once: a row each from one JSON
+# array, not an INSERT (and a round trip) per connection, which a Service's pass over 1,000
+# connections was a thousand times, repeated on every pass while they arrived.
+_UPSERT_OBSERVED = text(
+    "INSERT INTO service_connections (service_uid, endpoint_id, owner_account_id, region,"
+    " state, connection_name, vpc_id, request_message, dns_entries, create_time, decision,"
+    " observe_time)"
+    " SELECT :service_uid, r.endpoint_id, r.owner_account_id, r.region, r.state,"
+    " r.connection_name, r.vpc_id, r.request_message, r.dns_entries, r.create_time,"
+    " '{}'::jsonb, now()"
+    " FROM jsonb_to_recordset(:observed) AS r(endpoint_id text, owner_account_id text,"
+    " region text, state text, connection_name text, vpc_id text, request_message text,"
+    " dns_entries jsonb, create_time timestamptz)"
+    " ON CONFLICT (service_uid, endpoint_id) DO UPDATE SET"
+    " owner_account_id = excluded.owner_account_id, region = excluded.region,"
+    " state = excluded.state, connection_name = excluded.connection_name,"
+    " vpc_id = excluded.vpc_id, request_message = excluded.request_message,"
+    " dns_entries = excluded.dns_entries, create_time = excluded.create_time,"
+    " observe_time = excluded.observe_time"
+).bindparams(
+    bindparam("service_uid", type_=UUID(as_uuid=True)), bindparam("observed", type_=JSONB())
+)
+
+
 async def store_observed(
     session: AsyncSession, service: models.Service, connections: Sequence[Observed]
 ) -> None:
@@ -186,9 +210,12 @@ async def store_observed(
         # A consumer in another project shows the provider only what AWS would: not its VPC.
         vpc_id = connection_spec.vpc_id if project == service.project else ""
         ours[endpoint_id] = _Ours(name, vpc_id, connection_spec.request_message)
+    observed: dict[str, dict[str, Any]] = {}
     for connection in connections:
         mine = ours.get(connection.endpoint_id, _Ours("", "", ""))
-        values = {
+        created = connection.create_time
+        observed[connection.endpoint_id] = {
+            "endpoint_id": connection.endpoint_id,
             "owner_account_id": connection.owner,
             "region": connection.region,
             "state": connection.state,
@@ -201,18 +228,11 @@ async def store_observed(
                     for name, zone in connection.dns_entries
                 ]
             },
-            "create_time": connection.create_time,
-            "observe_time": func.now(),
+            "create_time": created.isoformat() if created is not None else None,
         }
+    if observed:
         await session.execute(
-            insert(Row)
-            .values(
-                service_uid=service.uid,
-                endpoint_id=connection.endpoint_id,
-                decision={},
-                **values,
-            )
-            .on_conflict_do_update(index_elements=["service_uid", "endpoint_id"], set_=values)
+            _UPSERT_OBSERVED, {"service_uid": service.uid, "observed": list(observed.values())}
         )
     # Endpoints AWS no longer reports are gone (deleted by their owners).
     stale = select(Row).where(
