@@ -31,6 +31,7 @@ from typing import Any
 
 import asyncpg
 import grpc
+import prometheus_client
 import rig
 from google.longrunning import operations_pb2, operations_pb2_grpc
 
@@ -319,6 +320,15 @@ async def _drive(
             entry["time"] = float(entry["time"]) - started_wall
         await asyncio.to_thread(pathlib.Path(args.requests_out).write_text, json.dumps(log))
     describes = await asyncio.to_thread(sim.count, "DescribeVpcEndpoints")
+    # The engine's passes in this process (its Prometheus counter), per kind: what the
+    # fleet's convergence asked of the reconcile slots.
+    passes: dict[str, float] = {}
+    for metric in prometheus_client.REGISTRY.collect():
+        if metric.name == "linkplane_reconciles":
+            for sample in metric.samples:
+                if sample.name == "linkplane_reconciles_total":
+                    kind = sample.labels["kind"]
+                    passes[kind] = passes.get(kind, 0.0) + sample.value
     return {
         "first_create_at": round(creates[0], 2) if creates else None,
         "last_create_at": round(creates[-1], 2) if creates else None,
@@ -341,6 +351,10 @@ async def _drive(
         "failed_operations": failed,
         # All of the run (publishing included): snapshots, direct reads and filtered searches.
         "describe_vpc_endpoints_per_connection": round(describes / args.connections, 2),
+        "connection_passes_per_connection": round(
+            passes.get("connection", 0.0) / args.connections, 2
+        ),
+        "service_passes": int(passes.get("service", 0.0)),
     }
 
 

@@ -270,3 +270,31 @@ async def test_an_endpoint_created_while_the_snapshot_was_asked_counts_once():
 
     ctx = Racing([_endpoint("vpce-1", "vpc-a", "available")])
     assert await snapshots.counted_in_vpc(ctx, "vpc-a") == 2  # type: ignore[arg-type]
+
+
+async def test_a_refresh_names_the_connections_whose_endpoint_changed_state_or_went():
+    told: list[list[str]] = []
+
+    async def on_changed(uids: list[str]) -> None:
+        told.append(uids)
+
+    ctx = _SnapshotContext(
+        [
+            _endpoint("vpce-1", "vpc-a", "pending", uid="turns-available"),
+            _endpoint("vpce-2", "vpc-a", "pending", uid="stays-pending"),
+            _endpoint("vpce-3", "vpc-a", "available", uid="is-deleted"),
+        ]
+    )
+    snapshots = endpoint_snapshots.EndpointSnapshots(ttl=0.0, on_changed=on_changed)
+    await snapshots.find(ctx, "stays-pending")  # type: ignore[arg-type]
+    assert told == []  # a first snapshot has nothing to compare with
+    ctx.endpoints = [
+        _endpoint("vpce-1", "vpc-a", "available", uid="turns-available"),
+        _endpoint("vpce-2", "vpc-a", "pending", uid="stays-pending"),
+        _endpoint("vpce-3", "vpc-a", "deleted", uid="is-deleted"),
+        _endpoint("vpce-4", "vpc-a", "pending", uid="new"),  # its creating pass is looking
+    ]
+    await snapshots.find(ctx, "stays-pending")  # type: ignore[arg-type]
+    assert told == [["turns-available", "is-deleted"]]
+    await snapshots.find(ctx, "stays-pending")  # type: ignore[arg-type]
+    assert told == [["turns-available", "is-deleted"]]  # nothing changed since

@@ -261,3 +261,51 @@ async def test_a_provider_can_accept_what_its_consumer_already_sees_pending(
         e for e in sim.objects(account=CONSUMER)["endpoints"] if e["id"] == accepted.endpoint_id
     ]
     assert endpoint["state"] == "available"
+
+
+async def test_a_snapshot_that_sees_an_endpoint_change_wakes_its_settled_connection(
+    slow_resync_api, networks, project, sim
+):
+    """An account's snapshot, refreshed for another Connection's pass, shows a settled
+    Connection's endpoint in a new state: that Connection looks now, not at its resync (an
+    hour here)."""
+    api = slow_resync_api
+    await api.register(project, PROVIDER, CONSUMER)
+    service = await publish(
+        api,
+        project,
+        "watched",
+        managed_service(project, networks, mode=service_pb2.AcceptancePolicy.MODE_AUTOMATIC),
+    )
+
+    async def create(connection_id: str) -> connection_pb2.Connection:
+        created = await api.consumer.CreateConnection(
+            consumer_service_pb2.CreateConnectionRequest(
+                parent=f"projects/{project}",
+                connection_id=connection_id,
+                connection=connection_spec(project, networks[CONSUMER], service.name),
+                request_id=str(uuid.uuid4()),
+            )
+        )
+        await wait_done(api, created.name, timeout=60.0)
+        return await api.consumer.GetConnection(
+            consumer_service_pb2.GetConnectionRequest(
+                name=f"projects/{project}/connections/{connection_id}"
+            )
+        )
+
+    watched = await create("watched")
+    assert watched.state == connection_pb2.Connection.STATE_AVAILABLE
+    sim.set_endpoint_state(
+        watched.endpoint_id, "failed", code="InternalFailure", message="injected by the test"
+    )
+    # Nothing looks at `watched` for an hour; the neighbour's passes refresh the snapshot.
+    await create("neighbour")
+    failed = await eventually(
+        lambda: api.consumer.GetConnection(
+            consumer_service_pb2.GetConnectionRequest(name=watched.name)
+        ),
+        lambda c: c.state == connection_pb2.Connection.STATE_FAILED,
+        timeout=60.0,
+    )
+    assert failed.endpoint_id == watched.endpoint_id

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from typing import Any
 
 import structlog
@@ -52,11 +53,26 @@ class ConnectionReconciler:
 
     def __init__(self, workspace: Workspace) -> None:
         self.ws = workspace
-        self.snapshots = EndpointSnapshots(ttl=workspace.timing.transitional_seconds)
+        self.snapshots = EndpointSnapshots(
+            ttl=workspace.timing.transitional_seconds, on_changed=self._endpoints_changed
+        )
         self.preflight = Preflight(self.snapshots, workspace.timing)
 
     def urgent(self) -> Any:
         return None
+
+    async def _endpoints_changed(self, uids: list[str]) -> None:
+        """A snapshot saw these Connections' endpoints change state (failed, rejected, deleted
+        by hand): they look now, not at their next resync (minutes, for a settled one)."""
+        ours = []
+        for uid in uids:
+            try:
+                ours.append(uuid.UUID(uid))
+            except ValueError:  # a `linkplane:uid` tag someone else wrote
+                continue
+        if ours:
+            async with self.ws.db.transaction() as session:
+                await leases.poke_connections(session, ours)
 
     async def record_failure(
         self, lease: leases.Lease, error: failures.Failure, attempts: int

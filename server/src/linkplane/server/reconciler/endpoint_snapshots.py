@@ -4,6 +4,9 @@ of every Connection there.
 A pass asks the snapshot which endpoint carries its `linkplane:uid` tag (`EndpointSnapshots.find`)
 and pre-flight asks it how many endpoints count against a VPC's quota (`counted_in_vpc`); the
 Connection reconciler decides when a snapshot's answer needs confirming by a direct read.
+
+A refresh also tells whose endpoint changed state since the previous snapshot (`on_changed`):
+their Connections look at once, instead of at their next resync.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from linkplane.server.aws import calls, tags
@@ -18,6 +22,9 @@ from linkplane.server.domain import states
 
 # Endpoint types the per-VPC quota (L-29B6F2EB) counts.
 QUOTA_COUNTED_TYPES = ["Interface", "GatewayLoadBalancer"]
+
+Changed = Callable[[list[str]], Awaitable[None]]
+"""Told the `linkplane:uid` tags whose endpoint changed state (or went) between snapshots."""
 
 
 class EndpointSnapshots:
@@ -36,8 +43,9 @@ class EndpointSnapshots:
     until a snapshot shows them (`created`), so back-to-back creates see each other.
     """
 
-    def __init__(self, ttl: float) -> None:
+    def __init__(self, ttl: float, on_changed: Changed | None = None) -> None:
         self.ttl = ttl
+        self._on_changed = on_changed
         self._taken: dict[tuple[str, str | None, str], Snapshot] = {}
         self._locks: dict[tuple[str, str | None, str], asyncio.Lock] = {}
         # Endpoints created here, per account: (monotonic time, VPC id, endpoint id).
@@ -71,9 +79,9 @@ class EndpointSnapshots:
         key = self._key(ctx)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # concurrent passes wait for one refresh instead of each calling AWS
-            snapshot = self._taken.get(key)
-            if snapshot is not None and time.monotonic() - snapshot.asked <= self.ttl:
-                return snapshot
+            earlier = self._taken.get(key)
+            if earlier is not None and time.monotonic() - earlier.asked <= self.ttl:
+                return earlier
             # The snapshot is as old as its request, not its answer: under load a Describe
             # of hundreds of endpoints takes seconds, and an accept during it is not in it.
             asked = time.monotonic()
@@ -84,7 +92,11 @@ class EndpointSnapshots:
             created = self._created.get(key)
             if created:
                 self._created[key] = [entry for entry in created if entry[0] >= asked]
-            return snapshot
+        if earlier is not None and self._on_changed is not None:
+            changed = snapshot.changed_since(earlier)
+            if changed:
+                await self._on_changed(changed)
+        return snapshot
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +110,16 @@ class Snapshot:
     counted_by_vpc: dict[str, int]
     """Live endpoints of the types the per-VPC quota counts, per VPC."""
     ids: frozenset[str]
+
+    def changed_since(self, earlier: Snapshot) -> list[str]:
+        """The uids whose endpoint is in another state here than in `earlier`, or gone. An
+        endpoint new since then is not among them: the pass that created it is looking."""
+        changed = []
+        for uid, before in earlier.by_uid.items():
+            now = self.by_uid.get(uid)
+            if now is None or now.get("State") != before.get("State"):
+                changed.append(uid)
+        return changed
 
     @classmethod
     def of(cls, asked: float, found: list[dict[str, Any]]) -> Snapshot:

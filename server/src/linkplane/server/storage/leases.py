@@ -14,6 +14,7 @@ import asyncio
 import functools
 import uuid
 import weakref
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -137,6 +138,17 @@ async def poke_decided_connections(
         )
     await session.execute(
         update(models.Connection).where(condition).values(next_reconcile_at=poke_time())
+    )
+
+
+async def poke_connections(session: AsyncSession, uids: Collection[uuid.UUID]) -> None:
+    """These Connections look now (an endpoint snapshot saw their endpoint change state);
+    one already due keeps its earlier time."""
+    now = poke_time()
+    await session.execute(
+        update(models.Connection)
+        .where(models.Connection.uid.in_(uids), models.Connection.next_reconcile_at > now)
+        .values(next_reconcile_at=now)
     )
 
 
