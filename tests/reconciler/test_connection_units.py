@@ -293,8 +293,9 @@ async def test_a_refresh_names_the_connections_whose_endpoint_changed_state_or_w
         _endpoint("vpce-2", "vpc-a", "pending", uid="stays-pending"),
         _endpoint("vpce-3", "vpc-a", "deleted", uid="is-deleted"),
         _endpoint("vpce-4", "vpc-a", "pending", uid="new"),  # its creating pass is looking
+        _endpoint("vpce-5", "vpc-a", "failed", uid="first-seen-failed"),
     ]
     await snapshots.find(ctx, "stays-pending")  # type: ignore[arg-type]
-    assert told == [["turns-available", "is-deleted"]]
+    assert told == [["turns-available", "is-deleted", "first-seen-failed"]]
     await snapshots.find(ctx, "stays-pending")  # type: ignore[arg-type]
-    assert told == [["turns-available", "is-deleted"]]  # nothing changed since
+    assert len(told) == 1  # nothing changed since

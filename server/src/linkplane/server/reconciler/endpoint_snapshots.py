@@ -23,6 +23,9 @@ from linkplane.server.domain import states
 # Endpoint types the per-VPC quota (L-29B6F2EB) counts.
 QUOTA_COUNTED_TYPES = ["Interface", "GatewayLoadBalancer"]
 
+# The states a new endpoint starts in (with acceptance required, or accepted at once).
+_CREATED_STATES = frozenset({"PENDING_ACCEPTANCE", "PENDING"})
+
 Changed = Callable[[list[str]], Awaitable[None]]
 """Told the `linkplane:uid` tags whose endpoint changed state (or went) between snapshots."""
 
@@ -113,12 +116,19 @@ class Snapshot:
 
     def changed_since(self, earlier: Snapshot) -> list[str]:
         """The uids whose endpoint is in another state here than in `earlier`, or gone. An
-        endpoint new since then is not among them: the pass that created it is looking."""
+        endpoint `earlier` did not show counts when it is past the states a create starts in
+        (a Connection whose create predates `earlier`'s request can be first seen failed);
+        a new endpoint still in them is not told: the pass that created it is looking."""
         changed = []
         for uid, before in earlier.by_uid.items():
             now = self.by_uid.get(uid)
             if now is None or now.get("State") != before.get("State"):
                 changed.append(uid)
+        for uid, now in self.by_uid.items():
+            if uid not in earlier.by_uid:
+                state = states.normalise_endpoint_state(now.get("State"))
+                if state not in _CREATED_STATES:
+                    changed.append(uid)
         return changed
 
     @classmethod
