@@ -60,6 +60,19 @@ async def slow_resync_api(
         await runtime.stop()
 
 
+async def auto_accepting_service(
+    api: Api, project: str, networks: Any, service_id: str
+) -> service_pb2.Service:
+    """Register the provider and consumer accounts and publish a Service that accepts at once."""
+    await api.register(project, PROVIDER, CONSUMER)
+    return await publish(
+        api,
+        project,
+        service_id,
+        managed_service(project, networks, mode=service_pb2.AcceptancePolicy.MODE_AUTOMATIC),
+    )
+
+
 async def connect_and_wait_pending(
     api: Api, project: str, networks: Any, service: str, connection_id: str
 ) -> connection_pb2.Connection:
@@ -87,13 +100,7 @@ async def test_auto_accepted_connections_never_wait_for_a_resync(
     slow_resync_api, networks, project, sim
 ):
     api = slow_resync_api
-    await api.register(project, PROVIDER, CONSUMER)
-    service = await publish(
-        api,
-        project,
-        "fast",
-        managed_service(project, networks, mode=service_pb2.AcceptancePolicy.MODE_AUTOMATIC),
-    )
+    service = await auto_accepting_service(api, project, networks, "fast")
     vpcs = [
         sim_server.seed_network(
             sim, account_id=CONSUMER, region=REGION, cidr=f"10.{100 + i}.0.0/16"
@@ -270,13 +277,7 @@ async def test_a_snapshot_that_sees_an_endpoint_change_wakes_its_settled_connect
     Connection's endpoint in a new state: that Connection looks now, not at its resync (an
     hour here)."""
     api = slow_resync_api
-    await api.register(project, PROVIDER, CONSUMER)
-    service = await publish(
-        api,
-        project,
-        "watched",
-        managed_service(project, networks, mode=service_pb2.AcceptancePolicy.MODE_AUTOMATIC),
-    )
+    service = await auto_accepting_service(api, project, networks, "watched")
 
     async def create(connection_id: str) -> connection_pb2.Connection:
         created = await api.consumer.CreateConnection(
